@@ -1,0 +1,1 @@
+"""Metric providers: prometheus, web and job, behind the protocol in base.py."""

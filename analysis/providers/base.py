@@ -1,0 +1,76 @@
+"""The small protocol every metric provider implements, and what it returns.
+
+Called by the AnalysisRun controller (analysis/controller.py) once a measurement
+is due. A provider never raises into the reconcile: any failure comes back as an
+Observation with phase Error and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from analysis.phases import AnalysisPhase
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one provider call saw.
+
+    Either ``value`` is set and ``phase`` is None (the run state machine then
+    judges the value with the metric's success/failure conditions), or the
+    provider decided the phase itself (job provider, or Error on any failure).
+    ``resume_at`` set means the measurement is still in flight (a Job running):
+    the controller calls ``resume`` at that time.
+    """
+
+    value: Any = None
+    phase: AnalysisPhase | None = None
+    message: str = ""
+    display_value: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    resume_at: datetime | None = None
+
+    @classmethod
+    def error(cls, message: str, **metadata: str) -> Observation:
+        return cls(phase=AnalysisPhase.ERROR, message=message, metadata=dict(metadata))
+
+
+@dataclass(frozen=True)
+class MeasurementContext:
+    """Where a measurement happens: the run it belongs to and the clock.
+
+    ``metric`` is the metric as a plain dict (camelCase keys, as in the CRD) with
+    every ``{{args.x}}`` already substituted; secrets are real values here and must
+    never be copied into messages or metadata (use ``redact``).
+    """
+
+    namespace: str
+    run_name: str
+    run_uid: str
+    metric: Mapping[str, Any]
+    now: datetime
+    secrets: tuple[str, ...] = ()
+
+    def redact(self, text: str) -> str:
+        """Replace every secret value in ``text`` with ``*****``."""
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "*****")
+        return text
+
+
+class MetricProvider(Protocol):
+    """Argo's provider interface, in Python: run, resume, terminate, garbage_collect."""
+
+    kind: str
+
+    def run(self, ctx: MeasurementContext) -> Observation: ...
+
+    def resume(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation: ...
+
+    def terminate(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation: ...
+
+    def garbage_collect(self, ctx: MeasurementContext, limit: int) -> None: ...
