@@ -1,0 +1,105 @@
+"""The TrafficRouter protocol: Argo's TrafficRoutingReconciler, in Python.
+
+The rollout reconcile (rollouts/kube/ and rollouts/handlers.py, written by the
+lead) builds one router per reconcile for a rollout that has
+``spec.strategy.canary.trafficRouting`` and calls it in Argo's order:
+``set_header_route`` for the current step, ``update_hash``, ``set_weight``,
+then ``verify``; ``remove_managed_routes`` when the rollout is fully promoted,
+aborted, or its new ReplicaSet is unavailable (semantics reference §2).
+
+Inputs are plain arguments on purpose: the engine's ``TrafficIntent``
+(canary_weight, stable_weight, canary_hash, stable_hash) maps onto them
+without this package importing the engine. Canary and stable Service names
+are fixed for one reconcile (ping-pong already resolved by the caller), so a
+router receives them when it is built.
+
+A router raises ``TrafficRoutingError`` when it cannot do what was asked; the
+caller turns it into a ``TrafficRoutingError`` event and a reconcile error, as
+Argo does. It never raises for "nothing to change".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, NewType, Protocol
+
+# Argo's maxTrafficWeight for Istio is fixed at 100.
+MAX_TRAFFIC_WEIGHT = 100
+
+Weight = NewType("Weight", int)
+PodTemplateHash = NewType("PodTemplateHash", str)
+
+HeaderMatchKind = Literal["exact", "regex", "prefix"]
+
+
+class TrafficRoutingError(Exception):
+    """A router could not apply a change; the message names the object and what to do."""
+
+
+@dataclass(frozen=True)
+class HeaderMatch:
+    """One ``setHeaderRoute.match[]`` entry: ``headerName`` and ``headerValue.{exact|regex|prefix}``."""
+
+    header_name: str
+    value: str
+    kind: HeaderMatchKind = "exact"
+
+
+@dataclass(frozen=True)
+class HeaderRoute:
+    """A ``setHeaderRoute`` step. Empty ``match`` means "remove this managed route" (Argo)."""
+
+    name: str
+    match: Sequence[HeaderMatch] = ()
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    """What one reconcile wants from the mesh, in the plain terms a router needs.
+
+    ``canary_weight`` is 0..100; the stable share is whatever is left after
+    the canary and any additional destinations the user asked to keep.
+    """
+
+    canary_weight: int
+    canary_hash: str
+    stable_hash: str
+    canary_service: str
+    stable_service: str
+
+
+class TrafficRouter(Protocol):
+    """Argo's router interface: small, synchronous (callers run it in a thread)."""
+
+    kind: str
+
+    def update_hash(self, canary_hash: str, stable_hash: str) -> None:
+        """Point the canary/stable selectors (Istio: DestinationRule subsets) at these hashes."""
+        ...
+
+    def set_weight(self, desired_weight: int) -> None:
+        """Send ``desired_weight`` percent to the canary and the rest to stable."""
+        ...
+
+    def set_header_route(self, header_route: HeaderRoute) -> None:
+        """Create, update or (with no match) delete one managed header route."""
+        ...
+
+    def verify(self, desired_weight: int) -> bool | None:
+        """True/False when the router can check the data plane; None when it cannot (Istio)."""
+        ...
+
+    def remove_managed_routes(self) -> None:
+        """Delete every route listed in ``trafficRouting.managedRoutes``."""
+        ...
+
+
+def apply_target(router: TrafficRouter, target: TrafficTarget) -> None:
+    """Argo's order for a plain weight change: hashes first, then weights.
+
+    Hashes first so the canary subset already selects the new pods when weight
+    moves to it; the reverse order briefly sends traffic to the old canary pods.
+    """
+    router.update_hash(canary_hash=target.canary_hash, stable_hash=target.stable_hash)
+    router.set_weight(desired_weight=target.canary_weight)
