@@ -1,0 +1,47 @@
+"""Rollout API: pydantic models of argoproj.io/v1alpha1 Rollout and Argo's names.
+
+Imported by the engine, the I/O layer (rollouts/kube), handlers, CLI and dashboard.
+"""
+
+from __future__ import annotations
+
+from rollouts.api.constants import (
+    ANNOTATION_ABORT,
+    ANNOTATION_DESIRED_REPLICAS,
+    ANNOTATION_MANAGED_BY,
+    ANNOTATION_REVISION,
+    ANNOTATION_SCALE_DOWN_DEADLINE,
+    LABEL_INSTANCE_ID,
+    LABEL_POD_TEMPLATE_HASH,
+    ConditionReason,
+    ConditionType,
+    EventReason,
+    EventType,
+    PauseReason,
+    PodTemplateHash,
+    RolloutPhase,
+    Weight,
+)
+from rollouts.api.errors import SpecError
+from rollouts.api.models import Rollout, parse_rollout
+
+__all__ = [
+    "ANNOTATION_ABORT",
+    "ANNOTATION_DESIRED_REPLICAS",
+    "ANNOTATION_MANAGED_BY",
+    "ANNOTATION_REVISION",
+    "ANNOTATION_SCALE_DOWN_DEADLINE",
+    "LABEL_INSTANCE_ID",
+    "LABEL_POD_TEMPLATE_HASH",
+    "ConditionReason",
+    "ConditionType",
+    "EventReason",
+    "EventType",
+    "PauseReason",
+    "PodTemplateHash",
+    "Rollout",
+    "RolloutPhase",
+    "SpecError",
+    "Weight",
+    "parse_rollout",
+]
