@@ -366,3 +366,18 @@ def parse(kind_model: type[M], doc: Mapping[str, Any]) -> M:
         label = object_label(str(doc.get("kind") or default_kind), doc)
         details = "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in err.errors())
         raise SpecError(f"{label}: {details}") from err
+
+
+def rule_matches(metric_name_rule: str, metric_name: str) -> bool:
+    """Does a dryRun / measurementRetention ``metricName`` rule select this metric?
+
+    Argo treats the rule as a regular expression searched anywhere in the name; ``*``
+    (not a valid expression) is accepted as "every metric". An invalid expression
+    matches nothing (templates.py rejects it with a message first).
+    """
+    if metric_name_rule == "*":
+        return True
+    try:
+        return re.search(metric_name_rule, metric_name) is not None
+    except re.error:
+        return False
