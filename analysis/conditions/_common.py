@@ -1,0 +1,69 @@
+"""The one error type and the hard limits of the condition-expression language.
+
+Shared by the parser (analysis/conditions/_syntax.py), the evaluator
+(analysis/conditions/_runtime.py) and the regex engine (_regex.py). The limits
+exist because condition text comes from users' AnalysisTemplates: every cost an
+expression can cause (time, memory, recursion) is bounded by one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Source text longer than this is rejected before tokenizing.
+MAX_SOURCE_LENGTH = 2_000
+# Nesting of the parse tree; evaluation recursion depth is bounded by it.
+MAX_DEPTH = 64
+# Number of nodes in one parse tree.
+MAX_NODES = 1_000
+# Units of work (list elements visited, regex steps) one evaluation may spend.
+MAX_STEPS = 1_000_000
+# Length of a string or list produced by an operator or builtin.
+MAX_PRODUCED_LENGTH = 1_000_000
+# Integers are Go int64 in expr; we raise instead of wrapping around.
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+# Regular expressions for `matches`.
+MAX_PATTERN_LENGTH = 512
+MAX_MATCH_INPUT_LENGTH = 10_000
+# Numeric strings given to asInt/asFloat/int/float.
+MAX_NUMERIC_STRING_LENGTH = 100
+
+
+class ExpressionError(Exception):
+    """Every failure to compile or evaluate a condition, and nothing else.
+
+    ``position`` is the 0-based column in the source for syntax errors and for
+    runtime errors raised by a known node; None when no column applies.
+    """
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.position = position
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"ExpressionError({self.message!r}, position={self.position!r})"
+
+
+def type_name(value: Any) -> str:
+    """A short, language-level name for a value's type, for error messages."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, dict):
+        return "map"
+    # Never the Python class name: it says nothing useful to a template author.
+    return "unsupported value"
