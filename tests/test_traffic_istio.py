@@ -722,6 +722,12 @@ TCP = "Istio VirtualService has invalid TCP routes. Error: "
             None,
             [(VS_NAME, istio.MSG_NO_ROUTES)],
         ),
+        (
+            host_canary(virtualService={"name": "db-vsvc"}),
+            {"shop/db-vsvc": load("vs-tls-tcp.yaml")},
+            None,
+            [(VS_NAME, istio.MSG_NOTHING_SELECTED)],
+        ),
     ],
     ids=[
         "valid-host-level",
@@ -749,6 +755,7 @@ TCP = "Istio VirtualService has invalid TCP routes. Error: "
         "tcp-port-not-found",
         "tcp-route-without-our-destinations",
         "no-http-tls-or-tcp-routes",
+        "tls-only-vs-without-tlsRoutes",
     ],
 )
 def test_validate_references(
@@ -931,6 +938,29 @@ def test_router_subset_level_writes_only_on_change() -> None:
         ("experiment", 10),
     ]
     assert router.verify(desired_weight=30) is None
+
+
+def test_router_writes_every_virtual_service_in_order() -> None:
+    store = FakeStore(load("vs-host-split.yaml"), load("vs-tls-tcp.yaml"))
+    router = IstioTrafficRouter(
+        store=store,
+        rollout_name="shop",
+        rollout_namespace=NS,
+        canary_spec=host_canary(
+            virtualServices=[
+                {"name": "shop-vsvc", "routes": ["primary"]},
+                {"name": "db-vsvc.shop", "tcpRoutes": [{"port": 3306}]},
+            ]
+        ),
+        canary_service="canary-svc",
+        stable_service="stable-svc",
+    )
+
+    router.set_weight(desired_weight=60)
+
+    assert store.writes == [("VirtualService", "shop-vsvc"), ("VirtualService", "db-vsvc")]
+    db = store.objects[("VirtualService", NS, "db-vsvc")]
+    assert weights(db["spec"]["tcp"][0]["route"]) == [("stable-svc", 40), ("canary-svc", 60)]
 
 
 def test_router_host_level_skips_dr_and_reports_missing_vs() -> None:

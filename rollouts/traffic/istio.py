@@ -51,6 +51,10 @@ MSG_INVALID_HTTP = "Istio VirtualService has invalid HTTP routes. Error: {error}
 MSG_INVALID_TLS = "Istio VirtualService has invalid TLS routes. Error: {error}"
 MSG_INVALID_TCP = "Istio VirtualService has invalid TCP routes. Error: {error}"
 MSG_NO_ROUTES = "Unable to get any of the HTTP, TCP or TLS routes for the Istio VirtualService"
+MSG_NOTHING_SELECTED = (
+    "the VirtualService has no HTTP routes and the rollout names no tlsRoutes or "
+    "tcpRoutes; list the TLS/TCP routes to shift"
+)
 MSG_HTTP_ROUTE_NOT_FOUND = "HTTP Route '{name}' is not found in the defined Virtual Service."
 MSG_HTTP_SINGLE_ROUTE = (
     "spec.http[] must have exactly one route that is not a managed route when "
@@ -489,6 +493,9 @@ def _virtual_service_problems(
     if not (spec.get("http") or spec.get("tls") or spec.get("tcp")):
         return [MSG_NO_ROUTES]
     selection = _select(vs=typed, vs_config=ref.config, managed=managed)
+    if not (selection.errors or selection.http or selection.tls or selection.tcp):
+        # e.g. a TLS-only VirtualService and no tlsRoutes in the rollout.
+        return [MSG_NOTHING_SELECTED]
     return selection.errors + _destination_errors(vs=typed, selection=selection, matcher=matcher)
 
 
@@ -571,7 +578,7 @@ def desired_virtual_service(
     if problems:
         raise RouteSelectionError("; ".join(problems))
     if not (selection.http or selection.tls or selection.tcp):
-        raise RouteSelectionError(MSG_NO_ROUTES)
+        raise RouteSelectionError(MSG_NOTHING_SELECTED)
     for _kind, route in _selected_routes(vs=new, selection=selection):
         route["route"] = _reweight(
             route=route.get("route") or [],
