@@ -22,13 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NewType, Protocol
+from typing import Literal, Protocol
 
 # Argo's maxTrafficWeight for Istio is fixed at 100.
 MAX_TRAFFIC_WEIGHT = 100
-
-Weight = NewType("Weight", int)
-PodTemplateHash = NewType("PodTemplateHash", str)
 
 HeaderMatchKind = Literal["exact", "regex", "prefix"]
 
