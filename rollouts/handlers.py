@@ -1,0 +1,246 @@
+"""kopf wiring for the rollout controller: indices, event handlers, the work queue.
+
+The only module in ``rollouts`` that imports kopf. It keeps kopf thin:
+
+* ``@kopf.index`` handlers keep in-memory views of Rollouts and everything a
+  Rollout observes (owned ReplicaSets and AnalysisRuns; referenced Services,
+  VirtualServices, DestinationRules, AnalysisTemplates), so a reconcile needs no
+  LIST call;
+* ``@kopf.on.event`` handlers only put the affected Rollout keys on the work queue,
+  so a change anywhere re-reconciles that Rollout at once;
+* a fixed pool of workers (analysis.runtime.workqueue) runs observe -> engine.plan
+  -> apply for one key at a time and requeues it when the plan says something is
+  due (a pause ending, a scale-down deadline).
+
+Why a queue and not one kopf daemon per Rollout: see analysis/runtime/workqueue.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from analysis.runtime.kubeclient import new_api_client
+from analysis.runtime.workqueue import WorkQueue, run_workers
+from rollouts import metrics
+from rollouts.config import CONFIG
+from rollouts.engine import plan as make_plan
+from rollouts.kube import apply, observe
+
+log = logging.getLogger("tidegate.rollouts")
+
+Key = tuple[str, str]  # (namespace, name) of a Rollout
+RefKey = tuple[str, str, str]  # (kind, namespace, name) of an object a Rollout references
+ROLLOUT_KIND = "Rollout"
+RETRY_AFTER_ERROR_SECONDS = 5.0
+INVALID_SPEC_REQUEUE_SECONDS = 20.0
+
+
+class _State:
+    """What the workers share: the queue, the API client, indices and reverse references."""
+
+    def __init__(self) -> None:
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.api: Any = None
+        self.indices: dict[str, Any] = {}
+        self.references: dict[RefKey, set[Key]] = defaultdict(set)
+        self.referenced_by: dict[Key, set[RefKey]] = {}
+        self.tracker = apply.VersionTracker()
+        self.workers: asyncio.Task[None] | None = None
+
+
+STATE = _State()
+
+
+def _in_shard(labels: Any, **_: Any) -> bool:
+    return CONFIG.in_shard(dict(labels or {}))
+
+
+def _owner_rollouts(meta: Any) -> list[str]:
+    return [
+        ref["name"] for ref in (meta.get("ownerReferences") or [])
+        if ref.get("kind") == ROLLOUT_KIND and ref.get("apiVersion", "").startswith("argoproj.io/")
+    ]
+
+
+# --- indices ----------------------------------------------------------------------------
+
+@kopf.index("argoproj.io", "v1alpha1", "rollouts", id="rollouts", when=_in_shard)
+def rollouts_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("apps", "v1", "replicasets", id="replicasets",
+            labels={"rollouts-pod-template-hash": kopf.PRESENT})
+def replicasets_index(namespace: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, owner): dict(body) for owner in _owner_rollouts(meta)}
+
+
+@kopf.index("argoproj.io", "v1alpha1", "analysisruns", id="analysisruns")
+def analysisruns_index(namespace: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, owner): dict(body) for owner in _owner_rollouts(meta)}
+
+
+@kopf.index("", "v1", "services", id="services")
+def services_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("networking.istio.io", "virtualservices", id="virtualservices")
+def virtualservices_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("networking.istio.io", "destinationrules", id="destinationrules")
+def destinationrules_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("argoproj.io", "v1alpha1", "analysistemplates", id="analysistemplates")
+def analysistemplates_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("argoproj.io", "v1alpha1", "clusteranalysistemplates", id="clusteranalysistemplates")
+def clusteranalysistemplates_index(name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {("", name): dict(body)}
+
+
+# --- events: only enqueue -------------------------------------------------------------------
+
+@kopf.on.event("argoproj.io", "v1alpha1", "rollouts", id="rollout-changed", when=_in_shard)
+def rollout_changed(namespace: str, name: str, **_: Any) -> None:
+    STATE.queue.add((namespace, name))
+
+
+@kopf.on.event("apps", "v1", "replicasets", id="replicaset-changed",
+               labels={"rollouts-pod-template-hash": kopf.PRESENT})
+def replicaset_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
+    for owner in _owner_rollouts(meta):
+        STATE.queue.add((namespace, owner))
+
+
+@kopf.on.event("argoproj.io", "v1alpha1", "analysisruns", id="analysisrun-changed")
+def analysisrun_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
+    for owner in _owner_rollouts(meta):
+        STATE.queue.add((namespace, owner))
+
+
+def _wake_referencing(kind: str, namespace: str, name: str) -> None:
+    for key in STATE.references.get((kind, namespace, name), ()):
+        STATE.queue.add(key)
+
+
+@kopf.on.event("", "v1", "services", id="service-changed")
+def service_changed(namespace: str, name: str, **_: Any) -> None:
+    _wake_referencing("Service", namespace, name)
+
+
+@kopf.on.event("networking.istio.io", "virtualservices", id="virtualservice-changed")
+def virtualservice_changed(namespace: str, name: str, **_: Any) -> None:
+    _wake_referencing("VirtualService", namespace, name)
+
+
+@kopf.on.event("networking.istio.io", "destinationrules", id="destinationrule-changed")
+def destinationrule_changed(namespace: str, name: str, **_: Any) -> None:
+    _wake_referencing("DestinationRule", namespace, name)
+
+
+@kopf.on.event("argoproj.io", "v1alpha1", "analysistemplates", id="analysistemplate-changed")
+def analysistemplate_changed(namespace: str, name: str, **_: Any) -> None:
+    _wake_referencing("AnalysisTemplate", namespace, name)
+
+
+@kopf.on.event("argoproj.io", "v1alpha1", "clusteranalysistemplates", id="clusteranalysistemplate-changed")
+def clusteranalysistemplate_changed(name: str, **_: Any) -> None:
+    _wake_referencing("ClusterAnalysisTemplate", "", name)
+
+
+# --- the reconcile loop ----------------------------------------------------------------------
+
+def _remember_references(key: Key, refs: Iterable[RefKey]) -> None:
+    """Keep the reverse map current so a referenced object's change wakes this Rollout."""
+    new = set(refs)
+    for old in STATE.referenced_by.get(key, set()) - new:
+        STATE.references[old].discard(key)
+    for ref in new:
+        STATE.references[ref].add(key)
+    STATE.referenced_by[key] = new
+
+
+def _forget(key: Key) -> None:
+    _remember_references(key, ())
+    STATE.referenced_by.pop(key, None)
+    STATE.tracker.forget(key)
+
+
+def _single(index_name: str, key: Key) -> dict[str, Any] | None:
+    store = STATE.indices[index_name].get(key)
+    if not store:
+        return None
+    return max(store, key=lambda body: int(body.get("metadata", {}).get("resourceVersion") or 0))  # type: ignore[no-any-return]
+
+
+async def reconcile(key: Key) -> float | None:
+    """observe -> plan -> apply for one Rollout; returns seconds until it is due again."""
+    body = _single("rollouts", key)
+    if body is None:
+        _forget(key)
+        return None
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return None
+    if STATE.tracker.is_stale(key, body):
+        return None  # our own newer write is on its way back through the watch
+    started = asyncio.get_running_loop().time()
+    snapshot = observe.snapshot(
+        namespace=key[0], body=body, lookup=_single, multi=STATE.indices,
+        now=datetime.now(UTC), instance_id=CONFIG.instance_id,
+    )
+    _remember_references(key, snapshot.references)
+    plan = make_plan(snapshot.context)
+    outcome = await asyncio.to_thread(apply.apply_plan, STATE.api, snapshot.context, plan, STATE.tracker)
+    metrics.observe_reconcile(key=key, seconds=asyncio.get_running_loop().time() - started,
+                              status=outcome.status, writes=outcome.writes)
+    return plan.requeue_after
+
+
+def _on_error(key: Key, exc: BaseException) -> float:
+    if apply.is_conflict(exc):
+        log.info("rollout %s/%s: conflict, retrying: %s", key[0], key[1], exc)
+        return 0.2
+    log.exception("rollout %s/%s: reconcile failed", key[0], key[1], exc_info=exc)
+    metrics.RECONCILE_ERRORS.labels(namespace=key[0], name=key[1]).inc()
+    return RETRY_AFTER_ERROR_SECONDS
+
+
+@kopf.on.startup(id="rollouts-startup")
+async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    # Tidegate posts its own Events with Argo's reasons; kopf's handler chatter would be noise.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.persistence.finalizer = "tidegate.dev/finalizer"
+    settings.networking.request_timeout = 30
+    settings.batching.worker_limit = 2000
+    STATE.indices = {name: kwargs[name] for name in (
+        "rollouts", "replicasets", "analysisruns", "services", "virtualservices",
+        "destinationrules", "analysistemplates", "clusteranalysistemplates",
+    )}
+    STATE.api = await asyncio.to_thread(new_api_client, pool_size=max(CONFIG.workers * 2, 8))
+    STATE.workers = asyncio.create_task(
+        run_workers(STATE.queue, reconcile, workers=CONFIG.workers, on_error=_on_error)
+    )
+    log.info("rollout controller started: %d workers, namespaces=%s, instance-id=%r",
+             CONFIG.workers, CONFIG.namespaces or "all", CONFIG.instance_id)
+
+
+@kopf.on.cleanup(id="rollouts-cleanup")
+async def cleanup(**_: Any) -> None:
+    if STATE.workers is not None:
+        STATE.workers.cancel()
