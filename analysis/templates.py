@@ -384,8 +384,8 @@ def _condition_problems(metric: Metric) -> Iterator[str]:
         try:
             compile_expression(source)
         except ExpressionError as err:
-            where = f" at position {err.position}" if err.position is not None else ""
-            yield f"{field} {source!r}: {err.message}{where}"
+            # The message already says where (column) when a position applies.
+            yield f"{field} {source!r}: {err.message}"
 
 
 def validate_metric(metric: Metric) -> None:
