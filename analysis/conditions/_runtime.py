@@ -290,7 +290,7 @@ def _index_number(key: Any, pos: int) -> int:
 
 def fetch(base: Any, key: Any, pos: int) -> Any:
     """`base[key]` / `base.key` on lists, strings and maps only: never Python attributes."""
-    if is_list(base) or isinstance(base, str):
+    if (is_list(base) or isinstance(base, str)) and not isinstance(key, str):
         index = _index_number(key, pos)
         length = len(base)
         if index < 0:
