@@ -8,6 +8,7 @@ expression can cause (time, memory, recursion) is bounded by one of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 # Source text longer than this is rejected before tokenizing.
@@ -63,7 +64,7 @@ def type_name(value: Any) -> str:
         return "string"
     if isinstance(value, list | tuple):
         return "list"
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "map"
     # Never the Python class name: it says nothing useful to a template author.
     return "unsupported value"
