@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +34,7 @@ S, F, INC, E, R = (
     AnalysisPhase.RUNNING,
 )
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
-PROVIDER = {"job": {"spec": {}}}
+PROVIDER: dict[str, Any] = {"job": {"spec": {}}}
 
 
 def at(seconds: float) -> datetime:
@@ -60,7 +61,7 @@ def run_of(
     status: AnalysisRunStatus | None = None,
     *,
     terminate: bool = False,
-    dry_run: list[str] = (),  # type: ignore[assignment]
+    dry_run: Sequence[str] = (),
     started: datetime | None = T0,
 ) -> AnalysisRun:
     status = status or AnalysisRunStatus()

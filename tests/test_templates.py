@@ -234,7 +234,7 @@ def test_resolve_args_errors(doc: dict[str, Any], message: str) -> None:
     ],
 )
 def test_substitute_whitespace_variants(placeholder: str) -> None:
-    doc = {
+    doc: dict[str, Any] = {
         "name": "m",
         "successCondition": f"result[0] >= {placeholder}",
         "provider": {"prometheus": {"query": f'rate(x{{service="{placeholder}"}}[5m])'}},
