@@ -102,14 +102,13 @@ class MetricLimits:
     def of(cls, metric: Metric) -> MetricLimits:
         """Read a substituted metric (templates.resolve_run); raises ValueError on a template."""
         interval = parse_duration(metric.interval) if metric.interval else None
-        count = int(metric.count) if metric.count is not None else 0
+        delay = parse_duration(metric.initial_delay) if metric.initial_delay else timedelta(0)
+        count = _int(metric.count, 0)
         return cls(
             # No count: one measurement without interval, endless with one (Argo EffectiveCount).
             count=count if count > 0 else (1 if interval is None else None),
             interval=interval,
-            initial_delay=parse_duration(metric.initial_delay)
-            if metric.initial_delay
-            else timedelta(0),
+            initial_delay=delay,
             failure_limit=_int(metric.failure_limit, 0),
             inconclusive_limit=_int(metric.inconclusive_limit, 0),
             consecutive_error_limit=_int(
