@@ -24,7 +24,8 @@ from analysis.api import (
 )
 from analysis.phases import AnalysisPhase
 
-SEED = Path("/work/shared/seed/rollout-and-analysis.yaml")
+FIXTURES = Path(__file__).parent / "fixtures"
+SEED = FIXTURES / "seed" / "rollout-and-analysis.yaml"
 
 SEED_TEMPLATE = """
 apiVersion: argoproj.io/v1alpha1
@@ -390,3 +391,14 @@ def test_format_time(value: datetime, expected: str) -> None:
 )
 def test_rule_matches(rule: str, name: str, expected: bool) -> None:
     assert rule_matches(rule, name) is expected
+
+
+def test_malformed_fixture_names_the_field() -> None:
+    doc = yaml.safe_load(
+        (FIXTURES / "malformed" / "analysistemplate-metric-without-name.yaml").read_text()
+    )
+    with pytest.raises(SpecError) as caught:
+        parse(AnalysisTemplate, doc)
+    assert caught.value.message == (
+        "AnalysisTemplate malformed-unnamed-metric: spec.metrics[0].name: Field required"
+    )
