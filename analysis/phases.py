@@ -45,6 +45,6 @@ _COMPLETED = frozenset(
 )
 
 
-def worst(phases: "list[AnalysisPhase] | tuple[AnalysisPhase, ...]") -> AnalysisPhase | None:
+def worst(phases: list[AnalysisPhase] | tuple[AnalysisPhase, ...]) -> AnalysisPhase | None:
     """The worst phase of several, or None when there are none."""
     return max(phases, key=lambda p: p.severity) if phases else None

@@ -1,0 +1,280 @@
+"""Apply a Plan from the pure engine to the API server, writing only what changes.
+
+Called by rollouts/handlers.py in a worker thread (the kubernetes client blocks).
+Order: Rollout spec defaults, ReplicaSets created, ReplicaSets scaled/annotated,
+Service selectors, traffic router, AnalysisRuns created/terminated, status
+(one merge patch, skipped when equal), Rollout annotations, then Events. Creating
+an object that already exists counts as success: a restart or a lagging index
+never duplicates a child.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from analysis.runtime.events import post_event
+from rollouts import metrics
+from rollouts.api.constants import ANNOTATION_ABORT, ANNOTATION_MANAGED_BY, LABEL_POD_TEMPLATE_HASH
+from rollouts.engine.context import Plan, RolloutContext
+from rollouts.traffic.base import TrafficRoutingError, TrafficTarget, apply_target
+from rollouts.traffic.istio_router import IstioTrafficRouter
+
+log = logging.getLogger("tidegate.rollouts.apply")
+GROUP, VERSION = "argoproj.io", "v1alpha1"
+ISTIO_GROUP = "networking.istio.io"
+REASON_TRAFFIC_ERROR = "TrafficRoutingError"
+
+
+@dataclass
+class Outcome:
+    writes: int
+    status: dict[str, Any] | None
+    traffic_router: str
+
+
+class VersionTracker:
+    """The newest Rollout resourceVersion this controller wrote, per key (Argo's version tracker)."""
+
+    def __init__(self) -> None:
+        self._written: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _version(body: Mapping[str, Any]) -> int:
+        try:
+            return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+        except ValueError:
+            return 0
+
+    def record(self, key: tuple[str, str], body: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._written[key] = max(self._written.get(key, 0), self._version(body))
+
+    def is_stale(self, key: tuple[str, str], body: Mapping[str, Any]) -> bool:
+        with self._lock:
+            return self._version(body) < self._written.get(key, 0)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._written.pop(key, None)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 409
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch turning ``old`` into ``new`` (empty when equal)."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value is None and key not in old:
+            continue
+        elif before != value or key not in old:
+            patch[key] = value
+    return patch
+
+
+class _Writer:
+    """One reconcile's writes, counted (the benchmark reports API writes per step)."""
+
+    def __init__(self, api: Any, ctx: RolloutContext) -> None:
+        self.api = api
+        self.ctx = ctx
+        self.custom = client.CustomObjectsApi(api)
+        self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
+        meta = ctx.rollout["metadata"]
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.writes = 0
+
+    def count(self, kind: str, verb: str, code: int = 200) -> None:
+        self.writes += 1
+        metrics.API_WRITES.labels(kind=kind, verb=verb, status_code=str(code)).inc()
+
+    def create(self, kind: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+            self.count(kind, "create", 201)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.count(kind, "create", 409)
+
+    # --- each part of the plan ------------------------------------------------------------
+
+    def rollout_spec(self, patch: Mapping[str, Any] | None) -> None:
+        if patch:
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "rollouts", self.name, dict(patch))
+            self.count("Rollout", "patch")
+
+    def replica_sets(self, plan: Plan) -> None:
+        for manifest in plan.replica_sets_to_create:
+            self.create("ReplicaSet", self.apps.create_namespaced_replica_set, self.namespace, manifest)
+        observed = {rs["metadata"]["name"]: rs for rs in self.ctx.replica_sets}
+        for name, update in plan.replica_set_updates.items():
+            current = observed.get(name, {})
+            body: dict[str, Any] = {}
+            if update.replicas is not None and (current.get("spec") or {}).get("replicas") != update.replicas:
+                body["spec"] = {"replicas": update.replicas}
+            annotations = (current.get("metadata") or {}).get("annotations") or {}
+            changed = {k: v for k, v in update.annotations.items() if annotations.get(k) != v}
+            if changed:
+                body["metadata"] = {"annotations": changed}
+            if body:
+                self.apps.patch_namespaced_replica_set(name, self.namespace, body)
+                self.count("ReplicaSet", "patch")
+
+    def services(self, plan: Plan) -> None:
+        for service_name, pod_hash in plan.service_selectors.items():
+            current = self.ctx.services.get(service_name)
+            if current is None:
+                continue  # the engine reports a missing Service as InvalidSpec
+            selector = (current.get("spec") or {}).get("selector") or {}
+            managed = ((current.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_MANAGED_BY)
+            if selector.get(LABEL_POD_TEMPLATE_HASH) == pod_hash and managed == self.name:
+                continue
+            body = {
+                "metadata": {"annotations": {ANNOTATION_MANAGED_BY: self.name}},
+                "spec": {"selector": {LABEL_POD_TEMPLATE_HASH: pod_hash}},
+            }
+            self.core.patch_namespaced_service(service_name, self.namespace, body)
+            self.count("Service", "patch")
+
+    def traffic(self, plan: Plan) -> None:
+        intent = plan.traffic
+        canary = ((self.ctx.rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}
+        if intent is None or "istio" not in (canary.get("trafficRouting") or {}):
+            return
+        router = IstioTrafficRouter(
+            store=_IndexedIstioStore(self),
+            rollout_name=self.name,
+            rollout_namespace=self.namespace,
+            canary_spec=canary,
+            canary_service=canary.get("canaryService") or "",
+            stable_service=canary.get("stableService") or "",
+        )
+        target = TrafficTarget(
+            canary_weight=int(intent.canary_weight),
+            canary_hash=str(intent.canary_hash),
+            stable_hash=str(intent.stable_hash),
+            canary_service=canary.get("canaryService") or "",
+            stable_service=canary.get("stableService") or "",
+        )
+        apply_target(router, target)
+
+    def analysis_runs(self, plan: Plan) -> None:
+        for manifest in plan.analysis_runs_to_create:
+            self.create("AnalysisRun", self.custom.create_namespaced_custom_object,
+                        GROUP, VERSION, self.namespace, "analysisruns", manifest)
+        observed = {run["metadata"]["name"]: run for run in self.ctx.analysis_runs}
+        for name in plan.analysis_runs_to_terminate:
+            run = observed.get(name)
+            if run is not None and (run.get("spec") or {}).get("terminate"):
+                continue
+            try:
+                self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, "analysisruns", name, {"spec": {"terminate": True}}
+                )
+                self.count("AnalysisRun", "patch")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+    def status(self, plan: Plan, tracker: VersionTracker) -> None:
+        patch = merge_patch(self.ctx.rollout.get("status") or {}, plan.status)
+        if not patch:
+            return
+        written = self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, self.namespace, "rollouts", self.name, {"status": patch}
+        )
+        self.count("Rollout", "patch-status")
+        tracker.record((self.namespace, self.name), written)
+
+    def annotations(self, plan: Plan, tracker: VersionTracker) -> None:
+        current = (self.ctx.rollout.get("metadata") or {}).get("annotations") or {}
+        wanted: dict[str, str | None] = {k: v for k, v in plan.rollout_annotations.items() if current.get(k) != v}
+        if plan.remove_abort_annotation and ANNOTATION_ABORT in current:
+            wanted[ANNOTATION_ABORT] = None
+        if not wanted:
+            return
+        written = self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "rollouts", self.name, {"metadata": {"annotations": wanted}}
+        )
+        self.count("Rollout", "patch")
+        tracker.record((self.namespace, self.name), written)
+
+    def events(self, plan: Plan) -> None:
+        for event in plan.events:
+            try:
+                post_event(self.api, involved=self.ctx.rollout, event_type=str(event.type),
+                           reason=str(event.reason), message=event.message)
+                metrics.ROLLOUT_EVENTS.labels(type=str(event.type), reason=str(event.reason)).inc()
+            except ApiException as exc:  # an Event is best effort; the status already says it
+                log.warning("rollout %s/%s: could not post event %s: %s",
+                            self.namespace, self.name, event.reason, exc.reason)
+
+
+class _IndexedIstioStore:
+    """IstioObjectStore over the reconcile's snapshot (reads) and the API (full replaces)."""
+
+    def __init__(self, writer: _Writer) -> None:
+        self._writer = writer
+
+    def get_virtual_service(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self._writer.ctx.virtual_services.get(f"{namespace}/{name}")
+
+    def get_destination_rule(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        dr = self._writer.ctx.destination_rule
+        if dr is None:
+            return None
+        meta = dr.get("metadata") or {}
+        return dr if (meta.get("namespace"), meta.get("name")) == (namespace, name) else None
+
+    def _replace(self, plural: str, kind: str, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        version = str(obj.get("apiVersion", f"{ISTIO_GROUP}/v1alpha3")).split("/", 1)[1]
+        self._writer.custom.replace_namespaced_custom_object(
+            ISTIO_GROUP, version, meta["namespace"], plural, meta["name"], dict(obj)
+        )
+        self._writer.count(kind, "update")
+
+    def replace_virtual_service(self, obj: Mapping[str, Any]) -> None:
+        self._replace("virtualservices", "VirtualService", obj)
+
+    def replace_destination_rule(self, obj: Mapping[str, Any]) -> None:
+        self._replace("destinationrules", "DestinationRule", obj)
+
+
+def apply_plan(api: Any, ctx: RolloutContext, plan: Plan, tracker: VersionTracker) -> Outcome:
+    """Perform ``plan``'s writes in order; returns how many writes it took."""
+    writer = _Writer(api, ctx)
+    writer.rollout_spec(plan.spec_patch)
+    writer.replica_sets(plan)
+    writer.services(plan)
+    try:
+        writer.traffic(plan)
+    except (TrafficRoutingError, ValueError) as exc:
+        post_event(api, involved=ctx.rollout, event_type="Warning", reason=REASON_TRAFFIC_ERROR, message=str(exc))
+        raise
+    writer.analysis_runs(plan)
+    writer.status(plan, tracker)
+    writer.annotations(plan, tracker)
+    writer.events(plan)
+    canary = ((ctx.rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}
+    router = "Istio" if "istio" in (canary.get("trafficRouting") or {}) else ""
+    return Outcome(writes=writer.writes, status=plan.status, traffic_router=router)
