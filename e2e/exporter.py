@@ -305,7 +305,10 @@ class ExporterServer(ThreadingHTTPServer):
 
     def start(self) -> ExporterServer:
         self._thread = threading.Thread(
-            target=self.serve_forever, name="test-exporter", daemon=True
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="test-exporter",
+            daemon=True,
         )
         self._thread.start()
         return self

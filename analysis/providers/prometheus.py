@@ -38,11 +38,12 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from tenacity import (
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
     wait_exponential,
 )
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from analysis.phases import AnalysisPhase
@@ -99,7 +100,10 @@ MSG_TYPE_UNSUPPORTED = "Prometheus metric type not supported"
 MSG_QUERY_FAILED = "Prometheus query failed (HTTP {status}{error_type}): {error}"
 MSG_HTTP_FAILED = "Prometheus answered HTTP {status}: {body}"
 MSG_UNREACHABLE = "could not reach Prometheus at {address}: {error}"
-MSG_TIMED_OUT = "Prometheus at {address} did not answer within {timeout:g}s: {error}"
+MSG_TIMED_OUT = (
+    "Prometheus at {address} did not answer within {timeout:g}s; make the query cheaper "
+    "or raise provider.prometheus.timeout"
+)
 MSG_BAD_RESPONSE = "Prometheus at {address} sent a response Tidegate cannot read: {error}"
 MSG_UNEXPECTED = "Prometheus measurement failed unexpectedly: {error}"
 MSG_NOT_RESUMABLE = "the Prometheus provider measures synchronously and has nothing to resume"
@@ -259,7 +263,7 @@ class PrometheusProvider:
         conn = self._connection(spec)
         deadline = time.monotonic() + spec.timeout
         retrying = Retrying(
-            retry=retry_if_exception_type(requests.exceptions.ConnectionError),
+            retry=retry_if_exception(_is_connection_failure),
             stop=stop_after_attempt(self._attempts) | stop_before_delay(spec.timeout),
             wait=wait_exponential(multiplier=self._backoff, max=2.0),
             reraise=True,
@@ -353,10 +357,10 @@ def _describe_failure(exc: Exception, spec: _Spec) -> str:
     address = _safe_url(spec.address)
     if isinstance(exc, PrometheusApiClientException):
         return _describe_http_error(str(exc))
-    if isinstance(exc, requests.exceptions.Timeout):
-        return MSG_TIMED_OUT.format(address=address, timeout=spec.timeout, error=exc)
+    if isinstance(exc, requests.exceptions.Timeout) or _is_read_timeout(exc):
+        return MSG_TIMED_OUT.format(address=address, timeout=spec.timeout)
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return MSG_UNREACHABLE.format(address=address, error=_root_cause(exc))
+        return MSG_UNREACHABLE.format(address=address, error=_root(exc))
     if isinstance(exc, (ValueError, KeyError, TypeError)):
         return MSG_BAD_RESPONSE.format(address=address, error=exc)
     return MSG_UNEXPECTED.format(error=exc)
@@ -388,9 +392,10 @@ def _describe_http_error(text: str) -> str:
     return MSG_HTTP_FAILED.format(status=status, body=text_body.strip()[:200] or "(empty body)")
 
 
-def _root_cause(exc: BaseException) -> str:
-    # requests wraps urllib3's MaxRetryError around the socket error; the
-    # innermost reason ("Connection refused") is what a person needs.
+def _root(exc: BaseException) -> BaseException:
+    """The innermost cause: requests wraps urllib3's MaxRetryError around the
+    socket error, and that ("Connection refused", "Read timed out") is what a
+    person needs and what decides whether to retry."""
     seen: set[int] = set()
     current: BaseException = exc
     while id(current) not in seen:
@@ -403,7 +408,22 @@ def _root_cause(exc: BaseException) -> str:
             current = current.args[0]
             continue
         break
-    return str(current)
+    return current
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    # With urllib3 retries off, requests reports a read timeout as a
+    # ConnectionError wrapping MaxRetryError(ReadTimeoutError).
+    return isinstance(_root(exc), ReadTimeoutError)
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """Worth another try: the request never got an answer, and not for lack of time.
+
+    HTTP errors and query errors are answers (retrying gives the same one); a
+    read timeout has already spent the budget.
+    """
+    return isinstance(exc, requests.exceptions.ConnectionError) and not _is_read_timeout(exc)
 
 
 def _redact(*, ctx: MeasurementContext, text: str, extra: tuple[str, ...]) -> str:
