@@ -446,6 +446,8 @@ def test_prometheus_reuses_one_connection_per_configuration(
     provider.run(ctx_for(prom_metric(server.url, "vector")))
     provider.run(ctx_for(prom_metric(server.url, "scalar", insecure=True)))
     assert len(provider._conns) == 2
+    # insecure: true turns TLS verification off for that connection only.
+    assert [conn._session.verify for conn in provider._conns.values()] == [True, False]
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -62,6 +63,11 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF_SECONDS = 0.2
 _CACHE_SIZE = 32
+_POOL_SIZE = 64
+# urllib3 must not retry on its own (its default in PrometheusConnect retries
+# 5xx three times with backoff, outside our timeout); tenacity retries
+# connection errors only, inside the timeout.
+_NO_RETRY = Retry(total=0, raise_on_status=False)
 
 MSG_NO_CONFIG = 'metric "{metric}": provider.prometheus is missing or not an object'
 MSG_NO_QUERY = 'metric "{metric}": provider.prometheus.query is empty; set a PromQL query'
@@ -244,15 +250,24 @@ class PrometheusProvider:
             if conn is not None:
                 self._conns.move_to_end(key)
                 return conn
+            # Our own session, so its connection pool can be sized for many
+            # measurements of one Prometheus running in parallel threads
+            # (requests' default keeps 10 connections and drops the rest).
+            session = requests.Session()
+            session.verify = not spec.insecure
             conn = PrometheusConnect(
                 url=spec.address,
                 headers=dict(spec.headers) or None,
                 disable_ssl=spec.insecure,
-                # urllib3 must not retry on its own (its default retries 5xx
-                # three times with backoff, outside our timeout); tenacity
-                # retries connection errors only, inside the timeout.
-                retry=Retry(total=0, raise_on_status=False),
+                retry=_NO_RETRY,
                 auth=spec.basic_auth,
+                session=session,
+            )
+            # Mounted after PrometheusConnect mounts its default adapter for the
+            # same prefix, so ours (no urllib3 retries, larger pool) wins.
+            session.mount(
+                spec.address,
+                HTTPAdapter(pool_connections=1, pool_maxsize=_POOL_SIZE, max_retries=_NO_RETRY),
             )
             self._conns[key] = conn
             if len(self._conns) > _CACHE_SIZE:
