@@ -64,11 +64,13 @@ def test_deployment_with_three_replicas_gets_three_ready_pods(
     assert status.ready_replicas == 3
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fixed_namespaces(core: client.CoreV1Api) -> Iterator[None]:
-    """The seed documents name their namespaces (ml-serving, argocd); make them, then remove them."""
+    """The seed documents name their namespaces (ml-serving, argocd); make them once, then remove them."""
     created = []
     for name in ("ml-serving", "argocd"):
+        # A namespace left terminating by an earlier run must finish before it can be re-made.
+        wait_until(lambda n=name: _not_terminating(core, n), timeout=60, message=f"namespace {name} to finish terminating")
         try:
             core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
             created.append(name)
@@ -78,6 +80,15 @@ def fixed_namespaces(core: client.CoreV1Api) -> Iterator[None]:
     yield
     for name in created:
         core.delete_namespace(name)
+
+
+def _not_terminating(core: client.CoreV1Api, name: str) -> bool:
+    try:
+        return bool(core.read_namespace(name).status.phase != "Terminating")
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,259 @@
+"""Building blocks for rollout e2e tests: manifests, a controller process, waiters.
+
+Used by e2e/test_rollouts_*.py. Everything here talks to the real local cluster
+(never a mock): manifests are created with the kubernetes client, the controller
+is the real ``tidegate controller`` process, watched through its log file.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from e2e.conftest import REPO, wait_until
+
+GROUP, VERSION = "argoproj.io", "v1alpha1"
+ISTIO = "networking.istio.io"
+HASH_LABEL = "rollouts-pod-template-hash"
+
+
+# --- manifests --------------------------------------------------------------------------------
+
+def rollout(
+    name: str,
+    *,
+    image: str = "registry.local/model:v1",
+    replicas: int = 4,
+    steps: list[dict[str, Any]] | None = None,
+    traffic: str | None = "host",
+    **canary_extra: Any,
+) -> dict[str, Any]:
+    """A canary Rollout; ``traffic`` is "host" (Services + VS), "subset" (VS + DR) or None."""
+    labels = {"app": name}
+    canary: dict[str, Any] = {"steps": steps if steps is not None else [{"setWeight": 10}, {"pause": {}}]}
+    if traffic == "host":
+        canary.update(
+            canaryService=f"{name}-canary", stableService=f"{name}-stable",
+            trafficRouting={"istio": {"virtualService": {"name": f"{name}-vsvc", "routes": ["primary"]}}},
+        )
+    elif traffic == "subset":
+        canary.update(trafficRouting={"istio": {
+            "virtualService": {"name": f"{name}-vsvc", "routes": ["primary"]},
+            "destinationRule": {"name": f"{name}-dr", "canarySubsetName": "canary", "stableSubsetName": "stable"},
+        }})
+    canary.update(canary_extra)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Rollout",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "model", "image": image}]},
+            },
+            "strategy": {"canary": canary},
+        },
+    }
+
+
+def service(name: str, app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080, "name": "http"}]},
+    }
+
+
+def virtual_service(name: str, *, canary_host: str, stable_host: str, subsets: bool = False) -> dict[str, Any]:
+    def destination(host: str, subset: str) -> dict[str, Any]:
+        dest: dict[str, Any] = {"host": host}
+        if subsets:
+            dest["subset"] = subset
+        return dest
+
+    return {
+        "apiVersion": f"{ISTIO}/v1beta1", "kind": "VirtualService", "metadata": {"name": name},
+        "spec": {
+            "hosts": ["model.example.com"],
+            "gateways": ["mesh"],
+            "http": [{
+                "name": "primary",
+                "retries": {"attempts": 3, "perTryTimeout": "2s"},
+                "route": [
+                    {"destination": destination(stable_host, "stable"), "weight": 100},
+                    {"destination": destination(canary_host, "canary"), "weight": 0},
+                ],
+            }],
+        },
+    }
+
+
+def destination_rule(name: str, host: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{ISTIO}/v1beta1", "kind": "DestinationRule", "metadata": {"name": name},
+        "spec": {
+            "host": host,
+            "subsets": [
+                {"name": "canary", "labels": {"app": host}},
+                {"name": "stable", "labels": {"app": host},
+                 "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"}}},
+            ],
+        },
+    }
+
+
+# --- the cluster ---------------------------------------------------------------------------------
+
+class Cluster:
+    """Thin helpers over the real API for one test namespace."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.ns = namespace
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+
+    def create(self, doc: dict[str, Any]) -> dict[str, Any]:
+        doc = copy.deepcopy(doc)
+        kind = doc["kind"]
+        if kind == "Service":
+            return self.core.create_namespaced_service(self.ns, doc).to_dict()  # type: ignore[no-any-return]
+        group, version = doc["apiVersion"].split("/")
+        plural = {"Rollout": "rollouts", "AnalysisTemplate": "analysistemplates",
+                  "VirtualService": "virtualservices", "DestinationRule": "destinationrules"}[kind]
+        return self.custom.create_namespaced_custom_object(group, version, self.ns, plural, doc)  # type: ignore[no-any-return]
+
+    def rollout(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "rollouts", name)  # type: ignore[no-any-return]
+
+    def patch_rollout(self, name: str, patch: dict[str, Any], *, status: bool = False) -> None:
+        fn = (self.custom.patch_namespaced_custom_object_status if status
+              else self.custom.patch_namespaced_custom_object)
+        fn(GROUP, VERSION, self.ns, "rollouts", name, patch)
+
+    def set_image(self, name: str, image: str) -> None:
+        body = self.rollout(name)
+        body["spec"]["template"]["spec"]["containers"][0]["image"] = image
+        self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.ns, "rollouts", name, body)
+
+    def vs_weights(self, name: str) -> tuple[int, int]:
+        """(stable, canary) weights of the VS's first route, as written in the cluster."""
+        vs = self.custom.get_namespaced_custom_object(ISTIO, "v1beta1", self.ns, "virtualservices", name)
+        route = vs["spec"]["http"][0]["route"]
+        return int(route[0].get("weight", 0)), int(route[1].get("weight", 0))
+
+    def virtual_service(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(ISTIO, "v1beta1", self.ns, "virtualservices", name)  # type: ignore[no-any-return]
+
+    def destination_rule(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(ISTIO, "v1beta1", self.ns, "destinationrules", name)  # type: ignore[no-any-return]
+
+    def selector_hash(self, service_name: str) -> str | None:
+        svc = self.core.read_namespaced_service(service_name, self.ns)
+        return (svc.spec.selector or {}).get(HASH_LABEL)
+
+    def replica_sets(self, rollout_name: str) -> dict[str, client.V1ReplicaSet]:
+        """ReplicaSets of a rollout keyed by pod-template hash."""
+        items = self.apps.list_namespaced_replica_set(self.ns, label_selector=f"app={rollout_name}").items
+        return {rs.metadata.labels[HASH_LABEL]: rs for rs in items if HASH_LABEL in (rs.metadata.labels or {})}
+
+    def events(self, name: str) -> list[client.CoreV1Event]:
+        items = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
+        return sorted(items, key=lambda e: (e.first_timestamp or e.event_time, e.metadata.name))
+
+    def wait_status(self, name: str, predicate: Callable[[dict[str, Any]], Any], *, timeout: float = 60,
+                    message: str = "rollout status") -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            status = self.rollout(name).get("status") or {}
+            return status if predicate(status) else None
+
+        return wait_until(check, timeout=timeout, message=f"{name}: {message}")  # type: ignore[no-any-return]
+
+    def wait_phase(self, name: str, phase: str, *, timeout: float = 60) -> dict[str, Any]:
+        return self.wait_status(name, lambda s: s.get("phase") == phase, timeout=timeout, message=f"phase {phase}")
+
+    def delete_rs_safe(self) -> None:
+        try:
+            self.apps.delete_collection_namespaced_replica_set(self.ns)
+        except ApiException:
+            pass
+
+
+def canary_weight(status: dict[str, Any]) -> int | None:
+    weights = ((status.get("canary") or {}).get("weights") or {})
+    value = (weights.get("canary") or {}).get("weight")
+    return int(value) if value is not None else None
+
+
+# --- the controller process ---------------------------------------------------------------------
+
+class Controller:
+    """A real ``tidegate controller`` process watching one namespace; log in a file."""
+
+    def __init__(self, env: dict[str, str], namespace: str, log_path: Path) -> None:
+        self.env = env
+        self.namespace = namespace
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rollouts.cli.main", "controller", "--namespace", self.namespace,
+             "--metrics-port", "0"],
+            env={**self.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: "rollout controller started" in self.log(), timeout=60,
+                   message="the controller to start")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@contextmanager
+def running_controller(env: dict[str, str], namespace: str, log_path: Path) -> Iterator[Controller]:
+    ctl = Controller(env, namespace, log_path)
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
+
+
+def sample(fn: Callable[[], Any], *, until: Callable[[Any], bool], timeout: float, interval: float = 0.1) -> list[Any]:
+    """Call ``fn`` repeatedly and collect distinct consecutive values until ``until(value)``."""
+    seen: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if not seen or seen[-1] != value:
+            seen.append(value)
+        if until(value):
+            return seen
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s; values seen: {seen}")
