@@ -1,0 +1,450 @@
+"""The reconcile of one AnalysisRun: the analysis controller's only I/O layer.
+
+Called by analysis/handlers.py (one work-queue worker per key at a time):
+
+    seconds = await controller.reconcile(key, body)
+
+where ``body`` is the run as the kopf index holds it. One reconcile:
+
+1. resolves the run's args (``templates.resolve_run``), reading secretKeyRef
+   Secrets on demand in a thread (cached for this reconcile only);
+2. asks the state machine (``analysis.run``) which provider calls are due and
+   makes them in a bounded thread pool; a provider that raises or hangs becomes
+   an Error measurement, never a failed reconcile;
+3. records the observations, assesses metric and run phases, redacts every
+   secret value to ``*****`` in messages, values and metadata;
+4. merge-patches ``status`` on the main object (AnalysisRun has no status
+   subresource) only when it changed, guarded by the resourceVersion it read;
+5. posts ``AnalysisRun<Phase>`` Events on phase changes, updates the Prometheus
+   metrics and returns the seconds until it is due again (None: nothing waits).
+
+Completed runs are only kept until their ``ttlStrategy`` expires, then deleted.
+All blocking calls (kubernetes client, providers) run in executors, never on the
+event loop. Decisions stay in ``analysis.run``; this module only wires them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+from analysis import metrics as prom
+from analysis import run as machine
+from analysis.api import (
+    GROUP,
+    VERSION,
+    AnalysisRun,
+    AnalysisRunStatus,
+    Metric,
+    SpecError,
+    format_time,
+    parse,
+)
+from analysis.phases import AnalysisPhase
+from analysis.providers.base import MeasurementContext, MetricProvider, Observation
+from analysis.providers.prometheus import RESOLVED_QUERY_KEY
+from analysis.runtime.events import post_event
+from analysis.runtime.kubeclient import is_status
+from analysis.templates import REDACTED, ResolvedRun, resolve_run, run_error_message
+
+log = logging.getLogger("tidegate.analysis")
+
+Key = tuple[str, str]  # (namespace, name) of an AnalysisRun
+PLURAL = "analysisruns"
+MERGE_PATCH = "application/merge-patch+json"
+
+# A provider has its own timeouts; this only frees the worker from one that hangs.
+MEASUREMENT_DEADLINE_SECONDS = 300.0
+EVENT_REASON = "AnalysisRun{phase}"
+EVENT_NORMAL, EVENT_WARNING = "Normal", "Warning"
+MSG_EVENT = "AnalysisRun {phase}"
+MSG_EVENT_WITH_DETAIL = "AnalysisRun {phase}: {message}"
+MSG_PROVIDER_RAISED = "{kind} provider failed: {error_type}: {error}"
+MSG_PROVIDER_HUNG = "{kind} provider did not answer within {seconds:g}s"
+MSG_MALFORMED = "AnalysisRun spec cannot be read: {error}"
+_WARNING_PHASES = frozenset({AnalysisPhase.FAILED, AnalysisPhase.ERROR, AnalysisPhase.INCONCLUSIVE})
+
+T = TypeVar("T")
+
+
+# --- the API surface a reconcile needs (a fake in tests) ------------------------------------
+
+class KubePort(Protocol):
+    """The blocking API calls of a reconcile; always called from a thread."""
+
+    def read_secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        """The Secret's decoded data, or None when it does not exist."""
+
+    def patch_run(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """JSON-merge-patch the AnalysisRun; return the written object."""
+
+    def delete_run(self, namespace: str, name: str) -> None:
+        """Delete the AnalysisRun (a missing one is fine)."""
+
+    def post_event(self, involved: Mapping[str, Any], *, event_type: str, reason: str,
+                   message: str) -> None:
+        """Create an Event about ``involved``."""
+
+
+class KubeClient:
+    """KubePort over the kubernetes client (one shared ApiClient)."""
+
+    def __init__(self, api: Any) -> None:
+        from kubernetes import client  # the controller's tests never need the real client
+
+        self._api = api
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+
+    def read_secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        try:
+            secret = self._core.read_namespaced_secret(name=name, namespace=namespace)
+        except Exception as exc:
+            if is_status(exc, 404):
+                return None
+            raise
+        return {key: base64.b64decode(value).decode("utf-8", errors="replace")
+                for key, value in (secret.data or {}).items()}
+
+    def patch_run(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
+        written: Mapping[str, Any] = self._custom.patch_namespaced_custom_object(
+            group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name,
+            body=dict(patch), _content_type=MERGE_PATCH,
+        )
+        return written
+
+    def delete_run(self, namespace: str, name: str) -> None:
+        try:
+            self._custom.delete_namespaced_custom_object(
+                group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name,
+            )
+        except Exception as exc:
+            if not is_status(exc, 404):
+                raise
+
+    def post_event(self, involved: Mapping[str, Any], *, event_type: str, reason: str,
+                   message: str) -> None:
+        post_event(self._api, involved=involved, event_type=event_type, reason=reason,
+                   message=message)
+
+
+# --- small pure helpers ----------------------------------------------------------------------
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_fields(doc: dict[str, Any], secrets: Sequence[str], names: Sequence[str]) -> None:
+    for name in names:
+        if isinstance(doc.get(name), str):
+            doc[name] = redact(doc[name], secrets)
+    metadata = doc.get("metadata")
+    if isinstance(metadata, dict):
+        doc["metadata"] = {k: redact(v, secrets) if isinstance(v, str) else v
+                           for k, v in metadata.items()}
+
+
+def redact_status(status: dict[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    """Replace secret values in every message, value and metadata value of a status document.
+
+    Only those fields: a short secret must not mangle names or timestamps.
+    """
+    if not any(secrets):
+        return status
+    _redact_fields(status, secrets, ("message",))
+    for result in status.get("metricResults") or []:
+        _redact_fields(result, secrets, ("message",))
+        for measurement in result.get("measurements") or []:
+            _redact_fields(measurement, secrets, ("message", "value"))
+    return status
+
+
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The top-level status fields that differ (merge-patch semantics: lists are replaced).
+
+    A None in ``new`` deletes the field; it is only sent when the field is there now.
+    """
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        if value is None and old.get(key) is None:
+            continue
+        if old.get(key) != value:
+            patch[key] = value
+    return patch
+
+
+def provider_type(metric: Metric) -> str:
+    """Argo's metric type label: ``Prometheus``, ``Job``, ``Web``, ... (first provider set)."""
+    kinds = metric.provider.kinds()
+    return kinds[0][:1].upper() + kinds[0][1:] if kinds else ""
+
+
+def ttl_remaining(run: AnalysisRun, now: datetime) -> float | None:
+    """Seconds until a completed run's ttlStrategy deletes it, or None when it has none."""
+    ttl, status = run.spec.ttl_strategy, run.status
+    if ttl is None or status.completed_at is None:
+        return None
+    seconds = ttl.seconds_after_completion
+    if status.phase == AnalysisPhase.SUCCESSFUL and ttl.seconds_after_success is not None:
+        seconds = ttl.seconds_after_success
+    if status.phase in (AnalysisPhase.FAILED, AnalysisPhase.ERROR) and (
+        ttl.seconds_after_failure is not None
+    ):
+        seconds = ttl.seconds_after_failure
+    if seconds is None:
+        return None
+    return (status.completed_at + timedelta(seconds=seconds) - now).total_seconds()
+
+
+def resource_version(body: Mapping[str, Any]) -> int | None:
+    """An object's resourceVersion as a number (the API server's are), or None."""
+    text = str((body.get("metadata") or {}).get("resourceVersion") or "")
+    return int(text) if text.isdigit() else None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Task:
+    """One due provider call with everything the thread needs."""
+
+    metric: Metric
+    kind: machine.MeasurementKind
+    provider: MetricProvider
+    ctx: MeasurementContext
+    metadata: Mapping[str, str]  # of the in-flight measurement (resume / terminate)
+    retention: int
+
+
+def _call_provider(task: _Task) -> Observation:
+    """Runs in a thread: the provider call, then its garbage collection. Never raises."""
+    try:
+        if task.kind == machine.MeasurementKind.START:
+            observation = task.provider.run(task.ctx)
+        elif task.kind == machine.MeasurementKind.RESUME:
+            observation = task.provider.resume(task.ctx, task.metadata)
+        else:
+            observation = task.provider.terminate(task.ctx, task.metadata)
+    except Exception as exc:  # a provider must not raise; if one does, it is an Error measurement
+        message = MSG_PROVIDER_RAISED.format(
+            kind=task.provider.kind, error_type=type(exc).__name__, error=exc)
+        return Observation.error(task.ctx.redact(message), **dict(task.metadata))
+    if observation.resume_at is None:
+        try:
+            task.provider.garbage_collect(task.ctx, task.retention)
+        except Exception:  # cleanup is best effort; the measurement stands
+            log.warning("%s/%s: garbage collection of metric %s failed", task.ctx.namespace,
+                        task.ctx.run_name, task.metric.name, exc_info=True)
+    return observation
+
+
+# --- the controller --------------------------------------------------------------------------
+
+@dataclass
+class Controller:
+    """Reconciles AnalysisRuns; one instance per process, shared by the workers."""
+
+    kube: KubePort
+    providers: Callable[[Mapping[str, Any]], MetricProvider]
+    measure_pool: Executor
+    api_pool: Executor
+    clock: Callable[[], datetime] = _utcnow
+    measurement_deadline: float = MEASUREMENT_DEADLINE_SECONDS
+    _written: dict[Key, int] = field(default_factory=dict)
+
+    async def _in(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    def forget(self, key: Key) -> None:
+        """The run is gone: drop what we remember about it and its metric series."""
+        self._written.pop(key, None)
+        prom.forget_run(namespace=key[0], name=key[1])
+
+    async def reconcile(self, key: Key, body: Mapping[str, Any] | None) -> float | None:
+        """Bring one AnalysisRun forward; return seconds until it is due again, or None."""
+        if body is None:
+            self.forget(key)
+            return None
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp") or self._is_stale(key, body):
+            return None  # being deleted, or our newer write is on its way back through the watch
+        try:
+            run = parse(AnalysisRun, body)
+        except SpecError as err:
+            await self._write(key, body, self._malformed_status(body, err), secrets=())
+            return None
+        if run.status.phase is not None and run.status.phase.completed:
+            self._publish(key, run, run.spec.metrics)
+            return await self._expire(key, run)
+        return await self._advance(key, body, run)
+
+    # -- one step of a running run ---------------------------------------------------------
+
+    async def _advance(self, key: Key, body: Mapping[str, Any], run: AnalysisRun) -> float | None:
+        started = self.clock()
+        resolved = await self._in(self.api_pool, self._resolve, run)
+        if isinstance(resolved, str):
+            status = machine.mark_error(run.status, resolved, started)
+            metrics: Sequence[Metric] = run.spec.metrics
+            secrets: tuple[str, ...] = ()
+        else:
+            metrics, secrets = resolved.metrics, resolved.secrets
+            status = await self._measure_and_assess(run, resolved, started)
+        new_run = run.model_copy(update={"status": status})
+        await self._write(key, body, status, secrets=secrets)
+        self._publish(key, new_run, metrics)
+        if status.phase is not None and status.phase.completed:
+            return await self._expire(key, new_run)
+        return self._wakeup(new_run, metrics)
+
+    def _resolve(self, run: AnalysisRun) -> ResolvedRun | str:
+        """Runs in a thread (Secret reads). The resolved run, or the run's error message."""
+        namespace = run.metadata.namespace or ""
+        cache: dict[str, Mapping[str, str] | None] = {}
+
+        def secret(name: str, key: str) -> str | None:
+            if name not in cache:
+                cache[name] = self.kube.read_secret(namespace, name)
+            data = cache[name]
+            return None if data is None else data.get(key)
+
+        try:
+            return resolve_run(run.spec, secret)
+        except SpecError as err:
+            return run_error_message(err)
+
+    async def _measure_and_assess(
+        self, run: AnalysisRun, resolved: ResolvedRun, started: datetime
+    ) -> AnalysisRunStatus:
+        due = machine.due_measurements(run, started, resolved.metrics)
+        tasks = [self._task(run, resolved, item, started) for item in due]
+        observations = await asyncio.gather(*(self._measure(task) for task in tasks))
+        finished = self.clock()
+        status = run.status
+        for task, observation in zip(tasks, observations, strict=True):
+            query = observation.metadata.get(RESOLVED_QUERY_KEY)
+            status = machine.record(
+                status, task.metric, observation, finished, started_at=started,
+                retention=task.retention, secrets=resolved.secrets,
+                metric_metadata={RESOLVED_QUERY_KEY: query} if query else None,
+            )
+        return machine.assess_run(
+            run.model_copy(update={"status": status}), finished, resolved.metrics)
+
+    def _task(self, run: AnalysisRun, resolved: ResolvedRun, due: machine.DueMeasurement,
+              now: datetime) -> _Task:
+        index = next(i for i, m in enumerate(resolved.metrics) if m.name == due.metric)
+        document = resolved.documents[index]
+        result = run.status.result(due.metric)
+        last = result.measurements[-1] if result is not None and result.measurements else None
+        ctx = MeasurementContext(
+            namespace=run.metadata.namespace or "", run_name=run.metadata.name or "",
+            run_uid=run.metadata.uid or "", metric=document, now=now, secrets=resolved.secrets,
+        )
+        return _Task(
+            metric=resolved.metrics[index], kind=due.kind, provider=self.providers(document),
+            ctx=ctx, metadata=dict((last.metadata or {}) if last is not None else {}),
+            retention=machine.retention_limit(run.spec, due.metric),
+        )
+
+    async def _measure(self, task: _Task) -> Observation:
+        try:
+            return await asyncio.wait_for(
+                self._in(self.measure_pool, _call_provider, task), self.measurement_deadline)
+        except TimeoutError:
+            message = MSG_PROVIDER_HUNG.format(kind=task.provider.kind,
+                                               seconds=self.measurement_deadline)
+            return Observation.error(message, **dict(task.metadata))
+
+    # -- writing, announcing, publishing ---------------------------------------------------
+
+    async def _write(self, key: Key, body: Mapping[str, Any], status: AnalysisRunStatus,
+                     *, secrets: Sequence[str]) -> None:
+        """Patch the changed status fields (if any) and announce a phase change."""
+        old = dict(body.get("status") or {})
+        new = redact_status(status.to_json(), secrets)
+        patch = status_patch(old, new)
+        if not patch:
+            return
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        # The resourceVersion makes the write conditional on the run we assessed.
+        document = {"metadata": {"resourceVersion": version}, "status": patch}
+        written = await self._in(self.api_pool, self.kube.patch_run, key[0], key[1], document)
+        written_version = resource_version(written)
+        if written_version is not None:
+            self._written[key] = written_version
+        if new.get("phase") != old.get("phase") and new.get("phase"):
+            await self._announce(body, str(new["phase"]), str(new.get("message") or ""))
+
+    async def _announce(self, body: Mapping[str, Any], phase: str, message: str) -> None:
+        """Post AnalysisRun<Phase>; a failed post is logged, never retried (the patch stands)."""
+        text = MSG_EVENT_WITH_DETAIL if message else MSG_EVENT
+        event_type = EVENT_WARNING if phase in _WARNING_PHASES else EVENT_NORMAL
+        try:
+            await self._in(self.api_pool, _post, self.kube, body, event_type,
+                           EVENT_REASON.format(phase=phase), text.format(phase=phase, message=message))
+        except Exception:
+            meta = body.get("metadata") or {}
+            log.warning("%s/%s: could not post the AnalysisRun%s event", meta.get("namespace"),
+                        meta.get("name"), phase, exc_info=True)
+
+    def _publish(self, key: Key, run: AnalysisRun, metrics: Sequence[Metric]) -> None:
+        dry = machine.dry_run_metrics(run.spec, [m.name for m in metrics])
+        infos = []
+        for metric in metrics:
+            result = run.status.result(metric.name)
+            phase = result.phase if result is not None else AnalysisPhase.PENDING
+            infos.append(prom.MetricInfo(metric=metric.name, type=provider_type(metric),
+                                         dry_run=metric.name in dry, phase=str(phase)))
+        phase = run.status.phase or AnalysisPhase.PENDING
+        prom.observe_run(namespace=key[0], name=key[1], phase=str(phase), metrics=infos)
+
+    # -- timing ----------------------------------------------------------------------------
+
+    def _wakeup(self, run: AnalysisRun, metrics: Sequence[Metric]) -> float | None:
+        now = self.clock()
+        at = machine.next_wakeup(run, now, metrics)
+        return None if at is None else max((at - now).total_seconds(), 0.0)
+
+    async def _expire(self, key: Key, run: AnalysisRun) -> float | None:
+        """Delete a completed run whose TTL has passed; else wait for it."""
+        remaining = ttl_remaining(run, self.clock())
+        if remaining is None or remaining > 0:
+            return remaining
+        await self._in(self.api_pool, self.kube.delete_run, key[0], key[1])
+        log.info("%s/%s: deleted: ttlStrategy expired", key[0], key[1])
+        return None
+
+    def _is_stale(self, key: Key, body: Mapping[str, Any]) -> bool:
+        written = self._written.get(key)
+        seen = resource_version(body)
+        return written is not None and seen is not None and seen < written
+
+    def _malformed_status(self, body: Mapping[str, Any], err: SpecError) -> AnalysisRunStatus:
+        """An Error status for a run whose spec does not even parse (only phase and message)."""
+        old = body.get("status") or {}
+        if old.get("phase") in {str(p) for p in AnalysisPhase if p.completed}:
+            return AnalysisRunStatus.model_validate({})  # already over: patch nothing
+        now = format_time(self.clock())
+        return AnalysisRunStatus.model_validate({
+            "phase": AnalysisPhase.ERROR, "message": MSG_MALFORMED.format(error=err.message),
+            "startedAt": old.get("startedAt") or now, "completedAt": now,
+        })
+
+
+def _post(kube: KubePort, body: Mapping[str, Any], event_type: str, reason: str,
+          message: str) -> None:
+    kube.post_event(body, event_type=event_type, reason=reason, message=message)
