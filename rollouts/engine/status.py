@@ -71,7 +71,7 @@ def set_condition(
     entry: dict[str, Any] = {
         "type": str(cond.type),
         "status": cond.status,
-        "reason": cond.reason,
+        "reason": str(cond.reason),
         "message": cond.message,
         "lastTransitionTime": now,
         "lastUpdateTime": now,
