@@ -58,7 +58,7 @@ class Draft:
         """Add a pause condition once; True when it was new."""
         if reason in self.pause_reasons():
             return False
-        self.pause_conditions.append({"reason": reason, "startTime": now})
+        self.pause_conditions.append({"reason": str(reason), "startTime": now})
         self.controller_pause = True
         return True
 

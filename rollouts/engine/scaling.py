@@ -80,7 +80,7 @@ def _applied_weight(view: View, side: str) -> int | None:
 def targets(view: View, draft: Draft) -> Targets:
     """Desired canary/stable counts for this reconcile (§1.9)."""
     replicas = view.spec_replicas
-    canary_rs, stable_rs = view.new_rs, view.stable_rs
+    canary_rs = view.new_rs
     if draft.abort:
         weight = 0
     elif draft.promote_full:
@@ -106,7 +106,6 @@ def targets(view: View, draft: Draft) -> Targets:
     if draft.abort and canary_rs is not None:
         # The canary keeps its pods until the stable can take all traffic (§1.5).
         canary = canary_rs.spec
-    del stable_rs
     return Targets(weight=weight, canary=canary, stable=stable, next_canary=canary, next_stable=stable)
 
 
