@@ -30,7 +30,7 @@ from analysis.runtime.kubeclient import new_api_client
 from analysis.runtime.workqueue import WorkQueue, run_workers
 from rollouts import metrics
 from rollouts.config import CONFIG
-from rollouts.engine import plan as make_plan
+from rollouts.engine.reconcile import plan as make_plan
 from rollouts.kube import apply, observe
 
 log = logging.getLogger("tidegate.rollouts")
@@ -206,8 +206,10 @@ async def reconcile(key: Key) -> float | None:
     plan = make_plan(snapshot.context)
     outcome = await asyncio.to_thread(apply.apply_plan, STATE.api, snapshot.context, plan, STATE.tracker)
     metrics.observe_reconcile(key=key, seconds=asyncio.get_running_loop().time() - started,
-                              status=outcome.status, writes=outcome.writes)
-    return plan.requeue_after
+                              phase=str((outcome.status or {}).get("phase", "")),
+                              traffic_router=outcome.traffic_router)
+    requeue: float | None = plan.requeue_after
+    return requeue
 
 
 def _on_error(key: Key, exc: BaseException) -> float:

@@ -30,14 +30,11 @@ API_WRITES = Counter(
 _last_phase: dict[tuple[str, str], tuple[str, str, str]] = {}
 
 
-def observe_reconcile(*, key: tuple[str, str], seconds: float, status: dict[str, object] | None,
-                      writes: int) -> None:
+def observe_reconcile(*, key: tuple[str, str], seconds: float, phase: str, traffic_router: str) -> None:
     """Record one reconcile's duration and the rollout's phase."""
     namespace, name = key
     ROLLOUT_RECONCILE.labels(namespace=namespace, name=name).observe(seconds)
-    if status is None:
-        return
-    labels = ("canary", str(status.get("trafficRouter", "")), str(status.get("phase", "")))
+    labels = ("canary", traffic_router, phase)
     previous = _last_phase.get(key)
     if previous != labels:
         if previous is not None:

@@ -9,51 +9,10 @@ patches (``promote [--full]``, ``abort``, ``retry``, ``pause``, ``resume``), plu
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from rollouts.cli import actions
-from rollouts.config import CONFIG
-
-COMPONENTS = ("rollouts", "analysis")
-
-
-def _controller(args: argparse.Namespace) -> int:
-    import logging
-
-    import kopf
-    import structlog
-    from prometheus_client import start_http_server
-
-    CONFIG.namespaces = list(args.namespace or [])
-    CONFIG.instance_id = args.instance_id or ""
-    CONFIG.metrics_port = args.metrics_port
-    CONFIG.workers = args.workers
-    components = {c.strip() for c in args.components.split(",") if c.strip()}
-    unknown = components - set(COMPONENTS)
-    if unknown:
-        print(f"tidegate controller: --components: unknown {sorted(unknown)}; choose from {COMPONENTS}",
-              file=sys.stderr)
-        return 2
-    renderer = (structlog.processors.JSONRenderer() if args.log_format == "json"
-                else structlog.dev.ConsoleRenderer(colors=False))
-    structlog.configure(processors=[structlog.processors.add_log_level,
-                                    structlog.processors.TimeStamper(fmt="iso"), renderer])
-    logging.basicConfig(level=logging.INFO if not args.verbose else logging.DEBUG,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr="127.0.0.1" if args.metrics_local else "0.0.0.0")  # noqa: S104
-    if "rollouts" in components:
-        import rollouts.handlers  # noqa: F401  (registers kopf handlers)
-    if "analysis" in components:
-        import analysis.handlers  # noqa: F401  (registers kopf handlers)
-    kopf.run(
-        standalone=True,
-        clusterwide=not CONFIG.namespaces,
-        namespaces=CONFIG.namespaces,
-        liveness_endpoint=None,
-    )
-    return 0
+from rollouts.cli.controller import COMPONENTS, run_controller
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--components", default=",".join(COMPONENTS),
                      help="comma-separated subset of: " + ", ".join(COMPONENTS))
     ctl.add_argument("--workers", type=int, default=16, help="concurrent rollout reconciles")
+    ctl.add_argument("--analysis-workers", type=int, default=30, help="concurrent AnalysisRun reconciles")
     ctl.add_argument("--verbose", "-v", action="store_true")
-    ctl.set_defaults(func=_controller)
+    ctl.set_defaults(func=run_controller)
 
     actions.add_subcommands(sub)
     return parser

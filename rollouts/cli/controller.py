@@ -1,0 +1,60 @@
+"""``tidegate controller``: the composition root that starts both controllers on kopf.
+
+The one place outside the handler modules allowed to import kopf and
+``analysis.handlers`` (see the import contracts in pyproject.toml): it chooses
+the components, configures logging and metrics, and hands control to kopf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rollouts.config import CONFIG
+
+COMPONENTS = ("rollouts", "analysis")
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    import logging
+
+    import kopf
+    import structlog
+    from prometheus_client import start_http_server
+
+    CONFIG.namespaces = list(args.namespace or [])
+    CONFIG.instance_id = args.instance_id or ""
+    CONFIG.metrics_port = args.metrics_port
+    CONFIG.workers = args.workers
+    from analysis.config import CONFIG as ANALYSIS_CONFIG
+
+    ANALYSIS_CONFIG.instance_id = CONFIG.instance_id
+    ANALYSIS_CONFIG.workers = args.analysis_workers
+    components = {c.strip() for c in args.components.split(",") if c.strip()}
+    unknown = components - set(COMPONENTS)
+    if unknown:
+        print(f"tidegate controller: --components: unknown {sorted(unknown)}; choose from {COMPONENTS}",
+              file=sys.stderr)
+        return 2
+    renderer = (structlog.processors.JSONRenderer() if args.log_format == "json"
+                else structlog.dev.ConsoleRenderer(colors=False))
+    structlog.configure(processors=[structlog.processors.add_log_level,
+                                    structlog.processors.TimeStamper(fmt="iso"), renderer])
+    logging.basicConfig(level=logging.INFO if not args.verbose else logging.DEBUG,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # kopf logs every handler success at INFO; our own loggers say what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="127.0.0.1" if args.metrics_local else "0.0.0.0")  # noqa: S104
+    if "rollouts" in components:
+        import rollouts.handlers  # noqa: F401  (registers kopf handlers)
+    if "analysis" in components:
+        import analysis.handlers  # noqa: F401  (registers kopf handlers)
+    kopf.run(
+        standalone=True,
+        clusterwide=not CONFIG.namespaces,
+        namespaces=CONFIG.namespaces,
+        liveness_endpoint=None,
+    )
+    return 0
