@@ -546,3 +546,47 @@ def test_metrics_follow_the_phase_and_vanish_with_the_run(pool: ThreadPoolExecut
     assert sample("analysis_run_info", **base, phase="Successful") is None
     assert sample("analysis_run_metric_type", **base, metric="success-rate",
                   type="Prometheus") is None
+
+
+# --- kopf wiring (analysis/handlers.py) ---------------------------------------------------------
+
+def test_handlers_pick_the_newest_indexed_body_and_retry_conflicts_fast() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from analysis import handlers
+
+    older = run_body("wired", [metric()])
+    newer = copy.deepcopy(older)
+    newer["metadata"]["resourceVersion"] = "12"
+    handlers.STATE.index = {(NS, "wired"): [newer, older]}
+    try:
+        assert handlers._current((NS, "wired")) is newer
+        assert handlers._current((NS, "gone")) is None
+    finally:
+        handlers.STATE.index = None
+
+    assert handlers._on_error((NS, "wired"), ApiException(status=409)) == 0.2
+    before = sample("analysis_run_reconcile_error_total", namespace=NS, name="wired") or 0.0
+    assert handlers._on_error((NS, "wired"), RuntimeError("boom")) == 5.0
+    assert sample("analysis_run_reconcile_error_total", namespace=NS, name="wired") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("instance_id", "labels", "expected"),
+    [
+        pytest.param("", {}, True, id="unsharded-takes-unlabelled"),
+        pytest.param("", {"argo-rollouts.argoproj.io/controller-instance-id": "a"}, False,
+                     id="unsharded-skips-labelled"),
+        pytest.param("a", {"argo-rollouts.argoproj.io/controller-instance-id": "a"}, True,
+                     id="shard-takes-its-own"),
+        pytest.param("a", {}, False, id="shard-skips-unlabelled"),
+    ],
+)
+def test_instance_id_sharding(monkeypatch: pytest.MonkeyPatch, instance_id: str,
+                              labels: dict[str, str], expected: bool) -> None:
+    from analysis import handlers
+    from analysis.config import CONFIG
+
+    monkeypatch.setattr(CONFIG, "instance_id", instance_id)
+
+    assert handlers._in_shard(labels) is expected
