@@ -149,6 +149,36 @@ def test_seed_rollout_walks_to_healthy_with_every_weight() -> None:
     assert len(completed) == 9
 
 
+def test_old_stable_waiting_for_its_scale_down_deadline_does_not_hold_back_the_next_update() -> None:
+    # Given v2 just promoted, with v1 still up until its scale-down-deadline (30 s)
+    world = seed_world()
+    v1 = status(world)["stableRS"]
+    update_image(world, "inference:v2")
+
+    def promoted(w: World) -> bool:
+        return bool(status(w).get("phase") == "Healthy" and status(w)["stableRS"] != v1)
+
+    for _ in range(60):  # like drive(), but never jump the clock once promoted
+        result = world.reconcile()
+        for name, run in world.analysis_runs.items():
+            if not run.get("status"):
+                world.set_run_phase(name, "Successful")
+        if promoted(world):
+            break
+        if result.requeue_after:
+            world.advance(result.requeue_after)
+    old = world.replica_sets[f"{RO}-{v1}"]
+    assert old["spec"]["replicas"] == 10
+    assert old["metadata"]["annotations"]["scale-down-deadline"] > world.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # When v3 arrives before the deadline, without the clock moving
+    update_image(world, "inference:v3")
+    for _ in range(4):
+        world.reconcile()
+    # Then setWeight 10 completes and the rollout pauses at step 1 at once
+    assert status(world)["currentStepIndex"] == 1
+    assert status(world)["phase"] == "Paused"
+
+
 def _at_step(world: World, index: int) -> None:
     drive(world, lambda w: status(w).get("currentStepIndex") == index)
 

@@ -129,13 +129,19 @@ def _basic_targets(view: View, weight: int) -> Targets:
 
 
 def at_desired_counts(view: View, target: Targets) -> bool:
-    """Argo's AtDesiredReplicaCountsForCanary: both sides there and available, others gone."""
+    """Argo's AtDesiredReplicaCountsForCanary: both sides there and available.
+
+    Older ReplicaSets must be gone only for a basic canary, where their pods take
+    a share of the traffic. With traffic routing they get no traffic, and a
+    previous stable waiting out its scale-down-deadline must not hold back the
+    next rollout's steps (Argo checks otherRSs only without trafficRouting).
+    """
     canary, stable = view.new_rs, view.stable_rs
     if canary is None or canary.spec != target.canary or canary.available < target.canary:
         return False
     if stable is not None and (stable.spec != target.stable or stable.available < target.stable):
         return False
-    return all(rs.available == 0 for rs in view.others)
+    return view.routed or all(rs.available == 0 for rs in view.others)
 
 
 def update_rs(

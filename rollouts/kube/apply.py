@@ -124,7 +124,11 @@ class _Writer:
 
     def replica_sets(self, plan: Plan) -> None:
         for manifest in plan.replica_sets_to_create:
-            self.create("ReplicaSet", self.apps.create_namespaced_replica_set, self.namespace, manifest)
+            # Through the generic endpoint, not AppsV1Api: the typed client re-validates the
+            # user's pod template with its own models and rejects valid JSON the API server
+            # accepts (e.g. an integer quantity such as `nvidia.com/gpu: 1`).
+            self.create("ReplicaSet", self.custom.create_namespaced_custom_object,
+                        "apps", "v1", self.namespace, "replicasets", manifest)
         observed = {rs["metadata"]["name"]: rs for rs in self.ctx.replica_sets}
         for name, update in plan.replica_set_updates.items():
             current = observed.get(name, {})
