@@ -21,7 +21,7 @@ prereqs:
 	@e2e/cluster/prereqs.sh
 
 lint: venv
-	$(BIN)/ruff check rollouts analysis tests e2e bench
+	$(BIN)/ruff check rollouts analysis tests e2e bench examples
 
 typecheck: venv
 	$(BIN)/mypy rollouts analysis
