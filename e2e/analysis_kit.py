@@ -195,4 +195,5 @@ def kubectl_yaml(kubectl: Any, *args: str) -> Any:
 def metric_result(status: dict[str, Any], metric: str) -> dict[str, Any]:
     found = [r for r in status.get("metricResults") or [] if r["name"] == metric]
     assert found, f"no metricResult {metric!r} in {status}"
-    return found[0]
+    result: dict[str, Any] = found[0]
+    return result
