@@ -218,7 +218,9 @@ def test_update_mid_rollout_restarts_and_rollback_to_stable_skips_steps(
     cluster: Cluster, controller: Controller
 ) -> None:
     steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
-    host_level(cluster, "model", steps=steps)
+    # The superseded canary is still referenced (canary Service, weights) when v3 starts,
+    # so like Argo it waits scaleDownDelaySeconds before going to 0: keep that short.
+    host_level(cluster, "model", steps=steps, scaleDownDelaySeconds=3)
     v1 = healthy_hash(cluster, "model")
     cluster.set_image("model", "registry.local/model:v2")
     v2 = paused_at(cluster, "model", 1)["currentPodHash"]

@@ -27,10 +27,11 @@ def post_event(
     reason: str,
     message: str,
     component: str = COMPONENT,
+    at: datetime | None = None,
 ) -> None:
-    """Create a core/v1 Event about ``involved`` (a full object body)."""
+    """Create a core/v1 Event about ``involved`` (a full object body), stamped ``at`` (default now)."""
     meta = involved.get("metadata", {})
-    now = datetime.now(UTC)
+    now = at or datetime.now(UTC)
     namespace = meta.get("namespace") or "default"
     event = client.CoreV1Event(
         metadata=client.V1ObjectMeta(

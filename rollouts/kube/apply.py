@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -37,6 +39,10 @@ class Outcome:
     writes: int
     status: dict[str, Any] | None
     traffic_router: str
+    written_rollout: dict[str, Any] | None = None
+    """The Rollout as our status patch returned it (None when status was unchanged)."""
+    only_status: bool = False
+    """The status patch was this reconcile's only write."""
 
 
 class VersionTracker:
@@ -101,6 +107,7 @@ class _Writer:
         self.namespace: str = meta["namespace"]
         self.name: str = meta["name"]
         self.writes = 0
+        self.written_rollout: dict[str, Any] | None = None
 
     def count(self, kind: str, verb: str, code: int = 200) -> None:
         self.writes += 1
@@ -208,6 +215,7 @@ class _Writer:
         )
         self.count("Rollout", "patch-status")
         tracker.record((self.namespace, self.name), written)
+        self.written_rollout = written if isinstance(written, dict) else None
 
     def annotations(self, plan: Plan, tracker: VersionTracker) -> None:
         current = (self.ctx.rollout.get("metadata") or {}).get("annotations") or {}
@@ -222,15 +230,23 @@ class _Writer:
         self.count("Rollout", "patch")
         tracker.record((self.namespace, self.name), written)
 
-    def events(self, plan: Plan) -> None:
+    def events(self, plan: Plan, pool: Executor | None) -> None:
+        """Post the plan's Events: best effort, off the reconcile's critical path when a pool is given."""
+        now = datetime.now(UTC)
         for event in plan.events:
-            try:
-                post_event(self.api, involved=self.ctx.rollout, event_type=str(event.type),
-                           reason=str(event.reason), message=event.message)
-                metrics.ROLLOUT_EVENTS.labels(type=str(event.type), reason=str(event.reason)).inc()
-            except ApiException as exc:  # an Event is best effort; the status already says it
-                log.warning("rollout %s/%s: could not post event %s: %s",
-                            self.namespace, self.name, event.reason, exc.reason)
+            metrics.ROLLOUT_EVENTS.labels(type=str(event.type), reason=str(event.reason)).inc()
+            if pool is None:
+                self._post(event, now)
+            else:
+                pool.submit(self._post, event, now)
+
+    def _post(self, event: Any, at: datetime) -> None:
+        try:
+            post_event(self.api, involved=self.ctx.rollout, event_type=str(event.type),
+                       reason=str(event.reason), message=event.message, at=at)
+        except ApiException as exc:  # an Event is best effort; the status already says it
+            log.warning("rollout %s/%s: could not post event %s: %s",
+                        self.namespace, self.name, event.reason, exc.reason)
 
 
 class _IndexedIstioStore:
@@ -264,8 +280,10 @@ class _IndexedIstioStore:
         self._replace("destinationrules", "DestinationRule", obj)
 
 
-def apply_plan(api: Any, ctx: RolloutContext, plan: Plan, tracker: VersionTracker) -> Outcome:
-    """Perform ``plan``'s writes in order; returns how many writes it took."""
+def apply_plan(
+    api: Any, ctx: RolloutContext, plan: Plan, tracker: VersionTracker, event_pool: Executor | None = None
+) -> Outcome:
+    """Perform ``plan``'s writes in order; Events go to ``event_pool`` when given."""
     writer = _Writer(api, ctx)
     writer.rollout_spec(plan.spec_patch)
     writer.replica_sets(plan)
@@ -278,7 +296,11 @@ def apply_plan(api: Any, ctx: RolloutContext, plan: Plan, tracker: VersionTracke
     writer.analysis_runs(plan)
     writer.status(plan, tracker)
     writer.annotations(plan, tracker)
-    writer.events(plan)
+    writer.events(plan, event_pool)
     canary = ((ctx.rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}
     router = "Istio" if "istio" in (canary.get("trafficRouting") or {}) else ""
-    return Outcome(writes=writer.writes, status=plan.status, traffic_router=router)
+    return Outcome(
+        writes=writer.writes, status=plan.status, traffic_router=router,
+        written_rollout=writer.written_rollout,
+        only_status=writer.written_rollout is not None and writer.writes == 1,
+    )
