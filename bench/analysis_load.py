@@ -68,6 +68,7 @@ TARGET_P99_SECONDS = 1.0
 RECONCILE_METRIC = "analysis_run_reconcile"
 ERROR_METRIC = "analysis_run_reconcile_error_total"
 CREATE_THREADS = 16
+INSTANCE_ID_LABEL = "argo-rollouts.argoproj.io/controller-instance-id"
 EVALUATIONS = 100_000
 OUT = common.REPO / "bench" / "out"
 
@@ -81,11 +82,13 @@ class BenchError(RuntimeError):
 class Controller:
     """``tidegate controller --components analysis`` for the bench namespace; log under bench/out/."""
 
-    def __init__(self, log_path: Path, workers: int | None, profile: Path | None) -> None:
+    def __init__(self, log_path: Path, workers: int | None, profile: Path | None,
+                 pythonpath: str | None = None) -> None:
         self.port = common.free_port()
         self.log_path = log_path
         command = [str(common.REPO / ".venv" / "bin" / "tidegate"), "controller", "--components", "analysis",
-                   "--namespace", NAMESPACE, "--metrics-port", str(self.port), "--metrics-local"]
+                   "--namespace", NAMESPACE, "--metrics-port", str(self.port), "--metrics-local",
+                   "--instance-id", NAMESPACE]
         if profile is not None:
             # cProfile of the whole process, written at exit (py-spy is not installed)
             command = [sys.executable, "-m", "cProfile", "-o", str(profile),
@@ -94,6 +97,8 @@ class Controller:
             command += ["--analysis-workers", str(workers)]
         self.log = log_path.open("wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if pythonpath:  # A/B runs of a proposed patch from a scratch copy of the tree
+            env["PYTHONPATH"] = pythonpath
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=common.REPO)
         self.url = f"http://127.0.0.1:{self.port}/metrics"
 
@@ -164,7 +169,10 @@ def ts(text: str) -> float:
 def run_manifest(index: int, *, address: str, interval: str, count: int) -> dict[str, Any]:
     metric = prometheus_metric("success-rate", address=address, query=success_rate_query("30s"),
                                interval=interval, count=count)
-    return analysis_run(f"load-{index:05d}", [metric], args=[{"name": "service-name", "value": SERVICE}])
+    run = analysis_run(f"load-{index:05d}", [metric], args=[{"name": "service-name", "value": SERVICE}])
+    # Sharded to our controller only: the shared cluster may run other, cluster-wide controllers.
+    run["metadata"]["labels"] = {INSTANCE_ID_LABEL: NAMESPACE}
+    return run
 
 
 def create_runs(custom: client.CustomObjectsApi, n: int, *, address: str, interval: str,
@@ -203,11 +211,14 @@ def lags(items: list[dict[str, Any]], created: Mapping[str, float], seen: Seen,
     for run in items:
         name = run["metadata"]["name"]
         for result in (run.get("status") or {}).get("metricResults") or []:
-            finished = [ts(m["finishedAt"]) for m in result.get("measurements") or [] if m.get("finishedAt")]
+            done = [m for m in result.get("measurements") or [] if m.get("finishedAt")]
+            finished = [ts(m["finishedAt"]) for m in done]
             for k, end in enumerate(finished):
                 due = created[name] if k == 0 else finished[k - 1] + interval
                 kind = "first" if k == 0 else "steady"
                 out[f"{kind}_recorded"].append(end - due)
+                # where the lag goes: waiting to be reconciled vs the measurement itself
+                out[f"{kind}_started"].append(ts(done[k]["startedAt"]) - due)
                 watched = seen.first_seen.get(name, {}).get(k + 1)
                 if watched is not None:
                     out[f"{kind}_watched"].append(watched - due)
@@ -233,7 +244,9 @@ def report(result: dict[str, Any]) -> None:
     print(f"{'measurement lag':44} {'n':>6} {'p50':>11} {'p99':>11} {'max':>11}  p99/target")
     for key, label in (("steady_recorded", "steady: due -> finishedAt"),
                        ("steady_watched", "steady: due -> status write seen by a watch"),
+                       ("steady_started", "steady: due -> measurement startedAt"),
                        ("first_recorded", "first: create answer -> finishedAt"),
+                       ("first_started", "first: create answer -> startedAt"),
                        ("first_watched", "first: create answer -> seen by a watch")):
         s = result["lag"].get(key) or {}
         p99 = s.get("p99")
@@ -263,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=6)
     parser.add_argument("--workers", type=int, default=None, help="--analysis-workers of the controller")
     parser.add_argument("--profile", action="store_true", help="run the controller under cProfile")
+    parser.add_argument("--controller-pythonpath", default=None,
+                        help="PYTHONPATH for the controller (A/B of a patched copy of analysis/)")
+    parser.add_argument("--tag", default="", help="suffix of the JSON output file")
     args = parser.parse_args(argv)
     n = 100 if args.quick else args.runs
     interval = parse_duration(args.interval).total_seconds()
@@ -282,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         with scraped_exporter(prometheus_url, targets, "bench-analysis") as exporter:
             exporter.exporter.configure(SERVICE, {"rate": 50, "error_rate": 0.0})
             wait_for_data(prometheus_url, success_rate_query("30s").replace("{{args.service-name}}", SERVICE))
-            controller = Controller(OUT / "analysis_load-controller.log", args.workers, profile)
+            controller = Controller(OUT / "analysis_load-controller.log", args.workers, profile,
+                                    args.controller_pythonpath)
             controller.wait_ready()
             sampler = common.ProcessSampler(controller.proc.pid)
             sampler.start()
@@ -306,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         lag_lists = lags(items, created, seen, interval)
         result = {
             "runs": n, "interval": args.interval, "count": args.count,
+            "workers": args.workers, "pythonpath": args.controller_pythonpath,
             "machine": f"{platform.node()} {psutil.cpu_count()} cores (shared), "
                        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",
             "phases": dict(phases),
@@ -319,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
         report(result)
-        (OUT / f"analysis_load-{n}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+        (OUT / f"analysis_load-{n}{'-' + args.tag if args.tag else ''}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     except (BenchError, ApiException) as exc:
         print(f"analysis_load: {exc}", file=sys.stderr)
         return 1
