@@ -73,7 +73,8 @@ OUT_DIR = common.REPO / "bench" / "out"
 JSON_PATH = OUT_DIR / "rollouts_scale.json"
 PLOT_PATH = common.REPO / "docs" / "img" / "rollouts_scale.png"
 STEP_PAUSED_FOREVER = 1  # index of `pause {}`
-STEP_AFTER_WEIGHT_60 = 3  # index of `pause {duration: 1}`: the setWeight 60 step is recorded
+STEP_AFTER_WEIGHT_60 = 3  # index of the second `pause {}`: the setWeight 60 step is recorded
+DEFAULT_STEADY_RATE = 50.0  # promotes per second in the steady phase
 MB = 1024 * 1024
 INSTANCE_ID_LABEL = "argo-rollouts.argoproj.io/controller-instance-id"
 
@@ -101,7 +102,8 @@ def rollout_manifest(name: str, instance_id: str) -> dict[str, Any]:
                 "stableService": f"{name}-stable",
                 "scaleDownDelaySeconds": 2,
                 "trafficRouting": {"istio": {"virtualService": {"name": f"{name}-vsvc", "routes": ["primary"]}}},
-                "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {"duration": 1}}],
+                "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}},
+                          {"setWeight": 80}, {"pause": {"duration": 1}}],
             }},
         },
     }
@@ -343,7 +345,7 @@ def ensure_capacity(core: client.CoreV1Api, pods_needed: int) -> list[str]:
 
 
 def run_size(api: Any, n: int, *, workers: int | None, pythonpath: str | None,
-             namespaces: list[str], tag: str) -> dict[str, Any]:
+             namespaces: list[str], tag: str, steady_rate: float = DEFAULT_STEADY_RATE) -> dict[str, Any]:
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     ns = f"bench-rollouts-{n}-{secrets.token_hex(3)}"
@@ -483,6 +485,50 @@ def run_size(api: Any, n: int, *, workers: int | None, pythonpath: str | None,
         print(f"  [{n}] promote -> weight 60: p50 {result['promote_to_weight60_seconds']['p50']:.3f} s "
               f"p99 {result['promote_to_weight60_seconds']['p99']:.3f} s", flush=True)
 
+        # 3b. steady: promote again, spread at `steady_rate` per second; (c) promote -> VS 80.
+        # Same definition as (b), but transitions arrive the way a fleet's do, not all in one instant.
+        def paused_at_60() -> tuple[bool, str]:
+            done = sum(1 for name in names
+                       if int(observed.status(name).get("currentStepIndex") or 0) == STEP_AFTER_WEIGHT_60
+                       and observed.status(name).get("pauseConditions"))
+            return done == n, f"{done}/{n} paused at step {STEP_AFTER_WEIGHT_60}"
+
+        wait_until(paused_at_60, timeout=timeout, what="pause at weight 60", alive=alive)
+        settle(controller)
+        meter.start()
+        steady_at: dict[str, float] = {}
+
+        def promote_again(name: str) -> None:
+            status_patch, _ = promote_patches(observed.body(name), full=False)
+            custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "rollouts", name,
+                                                         {"status": status_patch})
+            steady_at[name] = time.monotonic()
+
+        with concurrent.futures.ThreadPoolExecutor(PROMOTE_THREADS) as pool:
+            start = time.monotonic()
+            futures = []
+            for i, name in enumerate(names):
+                delay = start + i / steady_rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                futures.append(pool.submit(promote_again, name))
+            for future in futures:
+                future.result()
+
+        def all_at_80() -> tuple[bool, str]:
+            done = sum(1 for name in names if observed.first_weight_after(name, 80, steady_at[name]) is not None)
+            return done == n, f"{done}/{n} at weight 80"
+
+        wait_until(all_at_80, timeout=timeout, what="steady promote to weight 80", alive=alive)
+        result["steady"] = meter.stop(n)
+        result["steady_rate_per_second"] = steady_rate
+        latency_c = [observed.first_weight_after(name, 80, steady_at[name]) - steady_at[name]  # type: ignore[operator]
+                     for name in names]
+        result["steady_promote_to_weight80_seconds"] = common.summary(latency_c)
+        print(f"  [{n}] steady promote ({steady_rate:g}/s) -> weight 80: "
+              f"p50 {result['steady_promote_to_weight80_seconds']['p50']:.3f} s "
+              f"p99 {result['steady_promote_to_weight80_seconds']['p99']:.3f} s", flush=True)
+
         # 4. the rest of the update: pause 1 s, full promotion, scale-down of the old revision
         meter.start()
 
@@ -522,12 +568,19 @@ def print_report(result: Mapping[str, Any]) -> None:
     print(f"\n=== N = {n} Rollouts, one controller ({result['workers']} workers) ===")
     print(ratio_line("reaction p50 (promote -> VS 60)", b["p50"], TARGET_P99_SECONDS, "s"))
     print(ratio_line("reaction p99 (promote -> VS 60)", b["p99"], TARGET_P99_SECONDS, "s"))
+    c = result.get("steady_promote_to_weight80_seconds")
+    if c:
+        rate = result.get("steady_rate_per_second")
+        print(ratio_line(f"steady p50 ({rate:g}/s -> VS 80)", c["p50"], TARGET_P99_SECONDS, "s"))
+        print(ratio_line(f"steady p99 ({rate:g}/s -> VS 80)", c["p99"], TARGET_P99_SECONDS, "s"))
     print(ratio_line("peak RSS (whole run)", result["peak_rss_mb"], TARGET_RSS_MB, "MB"))
     print(ratio_line("API writes per rollout, promote", promote["writes_per_rollout"], TARGET_WRITES_PER_STEP, ""))
     print(f"  {'update -> VS 20 (incl. pod Ready)':<34} p50 {a['p50']:.3f} s  p99 {a['p99']:.3f} s")
     print(f"  {'phase':<10}{'wall s':>9}{'cpu s':>9}{'cpu ms/ro':>11}{'RSS MB':>9}{'writes/ro':>11}"
           f"{'events/ro':>11}{'reconc/ro':>11}")
-    for phase in ("deploy", "update", "promote", "complete"):
+    for phase in ("deploy", "update", "promote", "steady", "complete"):
+        if phase not in result:
+            continue
         p = result[phase]
         print(f"  {phase:<10}{p['wall_seconds']:>9.1f}{p['cpu_seconds']:>9.1f}{p['cpu_ms_per_rollout']:>11.1f}"
               f"{p['peak_rss_mb']:>9.1f}{p['writes_per_rollout']:>11.2f}{p['events_per_rollout']:>11.2f}"
@@ -613,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N=50 only (debugging)")
     parser.add_argument("--workers", type=int, default=None, help="pass --workers to the controller")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--steady-rate", type=float, default=DEFAULT_STEADY_RATE,
+                        help="promotes per second in the steady phase (c)")
     parser.add_argument("--controller-pythonpath", default=None,
                         help="PYTHONPATH for the controller (A/B a proposal from a scratch copy; "
                              "results then go to rollouts_scale-<tag>.json, not the main JSON)")
@@ -639,7 +694,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"N = {n}", flush=True)
             try:
                 result = run_size(api, n, workers=args.workers, pythonpath=args.controller_pythonpath,
-                                  namespaces=namespaces, tag=f"-{args.tag}" if args.tag else "")
+                                  namespaces=namespaces, tag=f"-{args.tag}" if args.tag else "",
+                                  steady_rate=args.steady_rate)
             finally:
                 cleanup(api, namespaces, wait=240)
                 namespaces.clear()

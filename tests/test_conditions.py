@@ -418,3 +418,11 @@ def test_fuzz_operators_on_any_values(op: str, left: Any, right: Any) -> None:
         compiled.evaluate({"a": left, "b": right})
     except ExpressionError as error:
         assert "internal error" not in error.message, error.message
+
+
+@pytest.mark.parametrize("source", ["0²", "result[1²]", "٣ + 1", "1.²"], ids=["superscript", "index", "arabic-indic", "fraction"])
+def test_unicode_digits_are_a_syntax_error_not_an_internal_error(source: str) -> None:
+    # str.isdigit() accepts these, int() does not: found by the fuzzer ("0²")
+    with pytest.raises(ExpressionError) as err:
+        compile_expression(source)
+    assert "unexpected character" in err.value.message

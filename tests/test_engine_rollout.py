@@ -83,13 +83,15 @@ def reasons(world: World, since: int = 0) -> list[str]:
 
 def drive(world: World, until: Any, runs: str = "Successful", limit: int = 60) -> None:
     """Reconcile (jumping the clock to each re-queue) until ``until(world)``."""
+    if until(world):
+        return
     for _ in range(limit):
-        if until(world):
-            return
         result = world.reconcile()
         for name, run in world.analysis_runs.items():
             if not run.get("status") and not run["spec"].get("terminate"):
                 world.set_run_phase(name, runs)
+        if until(world):
+            return  # before jumping the clock: the caller sees the state as it was reached
         if result.requeue_after:
             world.advance(result.requeue_after)
     raise AssertionError(f"not reached; status={status(world)}")
@@ -139,7 +141,9 @@ def test_seed_rollout_walks_to_healthy_with_every_weight() -> None:
     # The old stable waits scaleDownDelaySeconds (30 s) before going to 0.
     old = world.replica_sets[f"{RO}-{v1}"]
     assert old["spec"]["replicas"] == 10
-    assert old["metadata"]["annotations"]["scale-down-deadline"] == "2024-01-01T01:45:30Z"
+    # pauses now begin in the same plan as the step that reaches them, so the sim clock
+    # no longer jumps a progress-deadline requeue (10 min) before each pause
+    assert old["metadata"]["annotations"]["scale-down-deadline"] == "2024-01-01T01:15:30Z"
     drive(world, lambda w: w.replica_sets[f"{RO}-{v1}"]["spec"]["replicas"] == 0)
     assert "scale-down-deadline" not in world.replica_sets[f"{RO}-{v1}"]["metadata"]["annotations"]
     assert status(world)["phase"] == "Healthy"
@@ -201,7 +205,9 @@ def test_pause_is_timed_and_requeues() -> None:
     world = seed_world()
     update_image(world, "inference:v2")
     _at_step(world, 1)
+    # the plan that completed setWeight also began the pause
     started = world.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert world.plans[-1].requeue_after == 300
     result = world.reconcile()
     assert status(world)["phase"] == "Paused" and status(world)["message"] == "CanaryPauseStep"
     assert status(world)["pauseConditions"] == [{"reason": "CanaryPauseStep", "startTime": started}]

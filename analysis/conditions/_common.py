@@ -68,3 +68,8 @@ def type_name(value: Any) -> str:
         return "map"
     # Never the Python class name: it says nothing useful to a template author.
     return "unsupported value"
+
+
+def is_ascii_digits(text: str) -> bool:
+    """str.isdigit() also accepts e.g. '²', which int() then rejects: only 0-9 count."""
+    return bool(text) and all("0" <= ch <= "9" for ch in text)

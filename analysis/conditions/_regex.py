@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from analysis.conditions._common import MAX_PATTERN_LENGTH, ExpressionError
+from analysis.conditions._common import MAX_PATTERN_LENGTH, ExpressionError, is_ascii_digits
 
 MSG_PATTERN_TOO_LONG = "regular expression is {length} characters long; the limit is {limit}"
 MSG_BAD_PATTERN = "invalid regular expression {pattern!r}: {reason} at offset {offset}"
@@ -45,6 +45,7 @@ _CHAR_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "a": "\a
 
 # Instructions: (opcode, argument).
 _PRED, _SPLIT, _JMP, _BOL, _EOL, _MATCH = range(6)
+
 
 
 @dataclass
@@ -127,7 +128,7 @@ class _PatternParser:
             return None
         body = self.pattern[self.i + 1 : end]
         low_text, comma, high_text = body.partition(",")
-        if not low_text.isdigit() or (high_text and not high_text.isdigit()):
+        if not is_ascii_digits(low_text) or (high_text and not is_ascii_digits(high_text)):
             return None  # RE2 treats a malformed {..} as literal text
         if len(low_text) > 4 or len(high_text) > 4:
             self.fail("invalid repeat count")

@@ -26,6 +26,7 @@ from analysis.conditions._common import (
     MAX_PRODUCED_LENGTH,
     MAX_STEPS,
     ExpressionError,
+    is_ascii_digits,
     type_name,
 )
 from analysis.conditions._regex import Regex
@@ -51,6 +52,7 @@ MSG_MATCH_INPUT = "matches: input is {length} characters long; the limit is {lim
 MSG_HASHABLE = "cannot use {type} as a map key"
 
 Fn = Callable[["Ctx"], Any]
+
 
 
 class Ctx:
@@ -499,7 +501,7 @@ def _parse_int(name: str, text: str, pos: int) -> int:
         not body
         or len(text) > MAX_NUMERIC_STRING_LENGTH
         or not body.isascii()
-        or not body.isdigit()
+        or not is_ascii_digits(body)
     ):
         raise ExpressionError(MSG_PARSE.format(name=name, text=text[:50], what="an integer"), pos)
     return _int(int(text), name, pos)

@@ -18,6 +18,7 @@ from analysis.conditions._common import (
     MAX_NODES,
     MAX_SOURCE_LENGTH,
     ExpressionError,
+    is_ascii_digits,
 )
 
 MSG_TOO_LONG = "expression is {length} characters long; the limit is {limit}"
@@ -56,6 +57,7 @@ _SIMPLE_ESCAPES = {
     "\\": "\\", "'": "'", '"': '"', "0": "\0",
 }  # fmt: skip
 _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,22 +120,22 @@ def _number(source: str, start: int, tokens: list[Token]) -> int:
         except ValueError:
             raise ExpressionError(MSG_BAD_NUMBER.format(text=text, pos=start), start) from None
     else:
-        while i < n and (source[i].isdigit() or source[i] == "_"):
+        while i < n and (is_ascii_digits(source[i]) or source[i] == "_"):
             i += 1
         # "1..3" is a range, not a float followed by ".3".
-        if i + 1 < n and source[i] == "." and source[i + 1].isdigit():
+        if i + 1 < n and source[i] == "." and is_ascii_digits(source[i + 1]):
             is_float = True
             i += 1
-            while i < n and (source[i].isdigit() or source[i] == "_"):
+            while i < n and (is_ascii_digits(source[i]) or source[i] == "_"):
                 i += 1
         if i < n and source[i] in "eE":
             j = i + 1
             if j < n and source[j] in "+-":
                 j += 1
-            if j < n and source[j].isdigit():
+            if j < n and is_ascii_digits(source[j]):
                 is_float = True
                 i = j
-                while i < n and source[i].isdigit():
+                while i < n and is_ascii_digits(source[i]):
                     i += 1
         text = source[start:i]
         if i < n and _name_part(source[i]):

@@ -179,6 +179,7 @@ def progress_plan(view: View) -> Plan:
         step_done = step_done or _weight_step_done(view, draft, target)
         if step_done:
             progress.advance_step(view, draft)
+            progress.enter_pause_step(view, draft, now)
     if not (draft.abort or scaling_event or view.rollout.spec.paused):
         _maybe_promote(view, draft)
     _apply_scaling(view, draft, target, scaling_event, now)
