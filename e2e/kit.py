@@ -12,13 +12,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from e2e.conftest import REPO, wait_until
@@ -243,6 +244,48 @@ def running_controller(env: dict[str, str], namespace: str, log_path: Path) -> I
         yield ctl
     finally:
         ctl.stop()
+
+
+class WeightRecorder:
+    """Every canary weight a VirtualService took, in order, from a watch (not polling).
+
+    Polling can miss a weight that lasts one reconcile (setWeight 100 just before
+    promotion writes 100/0 back); a watch delivers every version written.
+    """
+
+    def __init__(self, cluster: Cluster, name: str) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.weights: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WeightRecorder:
+        self._thread.start()
+        wait_until(lambda: bool(self.weights), timeout=10, message=f"watch on {self.name}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        watcher = watch.Watch()
+        version = ""
+        while not self._stop.is_set():
+            stream = watcher.stream(
+                self.cluster.custom.list_namespaced_custom_object, ISTIO, "v1beta1", self.cluster.ns,
+                "virtualservices", field_selector=f"metadata.name={self.name}",
+                resource_version=version, timeout_seconds=5,
+            )
+            for event in stream:
+                obj = event["object"]
+                version = obj["metadata"]["resourceVersion"]
+                weight = int(obj["spec"]["http"][0]["route"][1].get("weight", 0))
+                if not self.weights or self.weights[-1] != weight:
+                    self.weights.append(weight)
+                if self._stop.is_set():
+                    watcher.stop()
+                    break
 
 
 def sample(fn: Callable[[], Any], *, until: Callable[[Any], bool], timeout: float, interval: float = 0.1) -> list[Any]:

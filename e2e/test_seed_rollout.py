@@ -27,8 +27,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from e2e.conftest import REPO
-from e2e.kit import Cluster, Controller, running_controller, sample, service
+from e2e.conftest import REPO, wait_until
+from e2e.kit import Cluster, Controller, WeightRecorder, running_controller, service
 
 pytestmark = pytest.mark.e2e
 SEED = REPO / "tests" / "fixtures" / "seed" / "rollout-and-analysis.yaml"
@@ -86,19 +86,18 @@ def test_seed_rollout_reaches_healthy_with_every_intermediate_weight(
     # ten GPU pods really scheduled on the kwok GPU nodes
     assert cluster.replica_sets("inference")[v1].status.ready_replicas == 10
 
-    # When a new model image is rolled out
-    cluster.set_image("inference-rollout", "inference:v3")
+    with WeightRecorder(cluster, "inference-vsvc") as recorder:
+        # When a new model image is rolled out
+        cluster.set_image("inference-rollout", "inference:v3")
 
-    # Then the VirtualService goes through every weight of the steps, in order, and ends 100/0
-    def canary_weight() -> int:
-        return cluster.vs_weights("inference-vsvc")[1]
+        # Then the VirtualService goes through every weight of the steps, in order, and ends 100/0
+        def promoted() -> bool:
+            status = cluster.rollout("inference-rollout").get("status") or {}
+            return status.get("phase") == "Healthy" and status.get("stableRS") != v1
 
-    def done(weight: int) -> bool:
-        status = cluster.rollout("inference-rollout").get("status") or {}
-        return weight == 0 and status.get("phase") == "Healthy" and status.get("stableRS") != v1
-
-    seen = sample(canary_weight, until=done, timeout=180, interval=0.05)
-    assert [w for w in seen if w] == [10, 30, 50, 100], seen
+        wait_until(promoted, timeout=180, message="Healthy on the new revision")
+        wait_until(lambda: recorder.weights[-1] == 0, timeout=10, message="VS back to 100/0")
+    assert recorder.weights == [0, 10, 30, 50, 100, 0], recorder.weights
     status = cluster.rollout("inference-rollout")["status"]
     v2 = status["currentPodHash"]
     assert status["stableRS"] == v2 and status["currentStepIndex"] == 9
