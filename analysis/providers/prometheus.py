@@ -18,7 +18,7 @@ message is recovered from the exception text.
 
 from __future__ import annotations
 
-import ast
+import codecs
 import json
 import math
 import os
@@ -47,6 +47,7 @@ from tenacity import (
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from analysis.api import parse_duration
 from analysis.phases import AnalysisPhase
 from analysis.providers.base import MeasurementContext, Observation
 
@@ -385,18 +386,14 @@ def _describe_http_error(text: str) -> str:
     """Recover Prometheus's own error from PrometheusApiClientException's text.
 
     The library formats non-200 answers as ``HTTP Status Code <n> (<repr of the
-    body bytes>)``. The body is read back with ``ast.literal_eval``, which only
-    parses a literal (it evaluates nothing), then as the API's error JSON.
+    body bytes>)``. The repr's backslash escapes are decoded as data (no Python
+    parser, nothing evaluated), then read as the API's error JSON.
     """
     match = _HTTP_ERROR.match(text)
     if match is None:
         return MSG_UNEXPECTED.format(error=text)
     status, body_repr = match.groups()
-    try:
-        body = ast.literal_eval(body_repr)
-        text_body = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    except (ValueError, SyntaxError):
-        text_body = body_repr
+    text_body = _bytes_repr_text(body_repr)
     try:
         payload = json.loads(text_body)
     except ValueError:
@@ -405,6 +402,17 @@ def _describe_http_error(text: str) -> str:
         error_type = f", {payload['errorType']}" if payload.get("errorType") else ""
         return MSG_QUERY_FAILED.format(status=status, error_type=error_type, error=payload["error"])
     return MSG_HTTP_FAILED.format(status=status, body=text_body.strip()[:200] or "(empty body)")
+
+
+def _bytes_repr_text(body_repr: str) -> str:
+    """The text of a ``b'...'`` repr; anything else is returned as it is."""
+    if len(body_repr) >= 3 and body_repr[0] == "b" and body_repr[1] in "'\"" and body_repr[-1] == body_repr[1]:
+        try:
+            raw, _ = codecs.escape_decode(body_repr[2:-1].encode("latin-1", "backslashreplace"))
+            return bytes(raw).decode("utf-8", "replace")
+        except (ValueError, UnicodeError):
+            return body_repr
+    return body_repr
 
 
 def _root(exc: BaseException) -> BaseException:
@@ -519,31 +527,9 @@ def _as_bool(raw: Any) -> bool:
 _TIME_EXPR = re.compile(
     r"""^\s*now\(\)\s*(?:(?P<op>[-+])\s*duration\(\s*(?P<q>["'])(?P<dur>[^"']+)(?P=q)\s*\))?\s*$"""
 )
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-
-
 def parse_go_duration(text: str) -> timedelta:
-    """Parse a Go duration such as "5m", "1h30m" or "250ms" (no sign)."""
-    text = text.strip()
-    pos = 0
-    seconds = 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    if not text or pos != len(text):
-        raise ValueError(f'"{text}" is not a duration like "5m" or "1h30m"')
-    return timedelta(seconds=seconds)
+    """Parse a Go duration such as "5m", "1h30m" or "250ms" (the one parser in analysis.api)."""
+    return parse_duration(text)
 
 
 def _parse_time_expr(text: str, now: datetime) -> datetime:
