@@ -17,15 +17,16 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from e2e.conftest import wait_until
@@ -183,6 +184,29 @@ class Analysis:
 
     def event_reasons(self, name: str) -> list[str]:
         return [e.reason for e in self.events() if e.involved_object.name == name]
+
+
+def watch_rollout(api: client.ApiClient, namespace: str, name: str, *, since: str,
+                  until: Callable[[dict[str, Any]], bool], timeout: float) -> list[dict[str, Any]]:
+    """Every status of the Rollout written after resourceVersion ``since``, up to ``until``.
+
+    A watch, not polling: a state that lasts less than a poll interval is still seen.
+    """
+    custom = client.CustomObjectsApi(api)
+    statuses: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "rollouts",
+                                   field_selector=f"metadata.name={name}", resource_version=since,
+                                   timeout_seconds=max(int(timeout), 1)):
+            statuses.append(dict(event["object"].get("status") or {}))
+            if until(statuses[-1]) or time.monotonic() > deadline:
+                break
+    finally:
+        stream.stop()
+    assert statuses and until(statuses[-1]), f"{name}: condition not reached; statuses seen: {statuses}"
+    return statuses
 
 
 def kubectl_yaml(kubectl: Any, *args: str) -> Any:

@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from e2e.analysis_kit import (
     success_rate_query,
     unique_service,
     wait_for_data,
+    watch_rollout,
 )
 from e2e.conftest import REPO, wait_until
 from e2e.exporter import ExporterServer
@@ -128,6 +130,10 @@ def host_level(cluster: Cluster, name: str, **rollout_args: Any) -> None:
     cluster.create(service(f"{name}-stable", name))
     cluster.create(virtual_service(f"{name}-vsvc", canary_host=f"{name}-canary", stable_host=f"{name}-stable"))
     cluster.create(rollout(name, **rollout_args))
+
+
+def is_terminated(analysis: Analysis, name: str) -> bool:
+    return analysis.run(name)["spec"].get("terminate") is True
 
 
 def set_image(cluster: Cluster, name: str, image: str) -> None:
@@ -330,7 +336,7 @@ def test_inconclusive_step_analysis_pauses_the_rollout_until_promoted(
 
 def test_step_and_background_runs_are_terminated_by_an_update_mid_analysis(
     analysis: Analysis, cluster: Cluster, controller: Controller, serve: Callable[..., str],
-    prometheus_url: str,
+    prometheus_url: str, api_client: client.ApiClient,
 ) -> None:
     # Given a long step analysis at step 1 and a background analysis from step 1
     name = serve(0.0)
@@ -366,21 +372,23 @@ def test_step_and_background_runs_are_terminated_by_an_update_mid_analysis(
     assert cluster.rollout("model")["status"]["currentStepIndex"] == 1
 
     # When v3 replaces v2 mid-analysis
+    since = cluster.rollout("model")["metadata"]["resourceVersion"]
     set_image(cluster, "model", "registry.local/model:v3")
 
-    # Then the v2 runs are terminated (spec.terminate) and end Successful ("Run Terminated")
+    # Then v3 restarts at step 0 (setWeight 20: a new canary pod) before reaching step 1
+    statuses = watch_rollout(api_client, cluster.ns, "model", since=since, timeout=30,
+                             until=lambda s: s.get("currentPodHash") not in (None, v1, v2)
+                             and s.get("currentStepIndex") == 1)
+    v3 = statuses[-1]["currentPodHash"]
+    v3_steps = [s.get("currentStepIndex") for s in statuses if s.get("currentPodHash") == v3]
+    assert v3_steps[0] == 0, v3_steps
+
+    # and the v2 runs are terminated (spec.terminate) and end Successful ("Run Terminated")
     for old in runs.values():
-        old_name = old["metadata"]["name"]
-        wait_until(lambda n=old_name: analysis.run(n)["spec"].get("terminate") is True, timeout=20,
-                   message=f"{old_name} terminated")
+        old_name: str = old["metadata"]["name"]
+        wait_until(partial(is_terminated, analysis, old_name), timeout=20, message=f"{old_name} terminated")
         status = analysis.wait_run(old_name, "Successful", timeout=20)
         assert status["message"] == "Run Terminated"
-
-    # and v3 restarts at step 0 then reaches its own runs at step 1
-    status = cluster.wait_status("model", lambda s: s.get("currentPodHash") not in (None, v1, v2),
-                                 timeout=20, message="a v3 hash")
-    v3 = status["currentPodHash"]
-    assert status.get("currentStepIndex", 0) in (0, 1)
     try:
         wait_until(lambda: {r["metadata"]["labels"][ROLLOUT_TYPE] for r in analysis.runs(
             f"rollouts-pod-template-hash={v3}")} == {"Step", "Background"} or None,
