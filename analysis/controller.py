@@ -60,6 +60,7 @@ PLURAL = "analysisruns"
 MERGE_PATCH = "application/merge-patch+json"
 
 # A provider has its own timeouts; this only frees the worker from one that hangs.
+ECHO_MIN_WAIT_SECONDS = 0.05
 MEASUREMENT_DEADLINE_SECONDS = 300.0
 EVENT_REASON = "AnalysisRun{phase}"
 EVENT_NORMAL, EVENT_WARNING = "Normal", "Warning"
@@ -289,13 +290,35 @@ class Controller:
         if run.status.phase is not None and run.status.phase.completed:
             self._publish(key, run, run.spec.metrics)
             return await self._expire(key, run)
+        echo = self._echo_wait(key, body, run)
+        if echo is not None:
+            return echo
         return await self._advance(key, body, run)
+
+    def _echo_wait(self, key: Key, body: Mapping[str, Any], run: AnalysisRun) -> float | None:
+        """Seconds to wait when ``body`` is only our own last write coming back.
+
+        Nothing changed since we wrote it (any other change would carry a newer
+        resourceVersion), so unless a measurement is already due there is no need
+        to resolve args and assess again: each measurement then costs one
+        reconcile, not two. None means "reconcile normally".
+        """
+        if self._written.get(key) != resource_version(body) or run.spec.terminate:
+            return None
+        try:
+            wait = self._wakeup(run, run.spec.metrics)
+        except (ValueError, TypeError):
+            return None  # templated intervals: the full path resolves them
+        return wait if wait is not None and wait > ECHO_MIN_WAIT_SECONDS else None
 
     # -- one step of a running run ---------------------------------------------------------
 
     async def _advance(self, key: Key, body: Mapping[str, Any], run: AnalysisRun) -> float | None:
         started = self.clock()
-        resolved = await self._in(self.api_pool, self._resolve, run)
+        if any(arg.value_from is not None for arg in run.spec.args or []):
+            resolved = await self._in(self.api_pool, self._resolve, run)  # reads Secrets
+        else:
+            resolved = self._resolve(run)  # pure: no thread hop
         if isinstance(resolved, str):
             status = machine.mark_error(run.status, resolved, started)
             metrics: Sequence[Metric] = run.spec.metrics

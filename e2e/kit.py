@@ -144,10 +144,23 @@ class Cluster:
               else self.custom.patch_namespaced_custom_object)
         fn(GROUP, VERSION, self.ns, "rollouts", name, patch)
 
+    def update_rollout(self, name: str, mutate: Callable[[dict[str, Any]], None]) -> None:
+        """Read, mutate, replace; on a conflict with the controller's status write, read again."""
+        for _ in range(10):
+            body = self.rollout(name)
+            mutate(body)
+            try:
+                self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.ns, "rollouts", name, body)
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        raise AssertionError(f"rollout {name}: 10 conflicting updates in a row")
+
     def set_image(self, name: str, image: str) -> None:
-        body = self.rollout(name)
-        body["spec"]["template"]["spec"]["containers"][0]["image"] = image
-        self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.ns, "rollouts", name, body)
+        # A JSON patch, not read-then-replace: the controller may write status in between (409).
+        patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}]
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "rollouts", name, patch)
 
     def vs_weights(self, name: str) -> tuple[int, int]:
         """(stable, canary) weights of the VS's first route, as written in the cluster."""

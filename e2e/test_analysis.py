@@ -272,9 +272,6 @@ def test_step_analysis_without_data_aborts_the_rollout_and_never_promotes(
     assert cluster.rollout("model")["status"]["stableRS"] == v1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: rollouts/engine/progress.py reconcile_step_analysis creates a Step run on the initial "
-    "deploy (no stableRS); Argo's reconcileAnalysisRuns skips analysis when initialDeploy"))
 def test_initial_deploy_creates_no_analysis_run(
     analysis: Analysis, cluster: Cluster, controller: Controller, prometheus_url: str,
 ) -> None:

@@ -315,10 +315,11 @@ def test_invalid_spec_is_reported_and_fixing_it_recovers(
     v1 = healthy_hash(cluster, "model")
 
     # When an update arrives with a broken canary spec
-    body = cluster.rollout("model")
-    body["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.local/model:v2"
-    body["spec"]["strategy"]["canary"].update(mutate)
-    cluster.custom.replace_namespaced_custom_object("argoproj.io", "v1alpha1", cluster.ns, "rollouts", "model", body)
+    def break_it(body: dict[str, Any]) -> None:
+        body["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.local/model:v2"
+        body["spec"]["strategy"]["canary"].update(mutate)
+
+    cluster.update_rollout("model", break_it)
 
     # Then: InvalidSpec naming the field, Degraded, an Event, and no traffic or scale change
     status = _degraded_invalid(cluster, "model")
@@ -331,12 +332,10 @@ def test_invalid_spec_is_reported_and_fixing_it_recovers(
     assert set(cluster.replica_sets("model")) == {v1}
 
     # When fixed, Then it recovers without a restart and proceeds
-    body = cluster.rollout("model")
-    body["spec"]["strategy"]["canary"].update(
+    cluster.update_rollout("model", lambda body: body["spec"]["strategy"]["canary"].update(
         steps=[{"setWeight": 10}, {"pause": {}}],
         trafficRouting={"istio": {"virtualService": {"name": "model-vsvc", "routes": ["primary"]}}},
-    )
-    cluster.custom.replace_namespaced_custom_object("argoproj.io", "v1alpha1", cluster.ns, "rollouts", "model", body)
+    ))
     paused_at(cluster, "model", 1, timeout=40)
     wait_until(lambda: cluster.vs_weights("model-vsvc") == (90, 10), timeout=10, message="VS 90/10 after fix")
 

@@ -246,6 +246,23 @@ def test_stale_index_body_is_skipped(pool: ThreadPoolExecutor) -> None:
     assert len(h.kube.patches) == 1
 
 
+def test_our_own_write_coming_back_costs_no_second_assessment(pool: ThreadPoolExecutor,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make_harness(pool, run_body("echo", [metric(interval="60s", count=3)]))
+    h.reconcile()
+    resolves: list[str] = []
+    original = h.controller._resolve
+    monkeypatch.setattr(h.controller, "_resolve", lambda run: resolves.append("r") or original(run))
+
+    # The watch delivers our write (same resourceVersion) 1 s later: just wait 59 s more.
+    assert h.reconcile(now=1) == pytest.approx(59)
+    assert resolves == []
+    # At the due time the same body is reconciled in full and measured again.
+    h.reconcile(now=60)
+    assert resolves == ["r"]
+    assert len(h.provider.calls) == 2
+
+
 def test_status_patch_sends_null_only_to_delete() -> None:
     old = {"phase": "Running", "message": "was", "startedAt": "t"}
     new = {"phase": "Running", "message": None, "completedAt": None, "startedAt": "t"}

@@ -113,6 +113,24 @@ def test_first_deploy_becomes_stable_at_once() -> None:
     assert world.plans[0].replica_sets_to_create[0]["spec"]["replicas"] == 0
 
 
+def test_first_deploy_creates_no_analysis_run_even_when_step_0_is_an_analysis() -> None:
+    docs = _seed_docs()
+    rollout = copy.deepcopy(docs[0])
+    rollout["metadata"].update(generation=1, uid="uid-1")
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    steps.insert(0, steps.pop(2))  # the inference-success-rate analysis first
+    world = World(
+        rollout=rollout, now=T0,
+        services={"inference-canary": _service("inference-canary"), "inference-stable": _service("inference-stable")},
+        virtual_services={"ml-serving/inference-vsvc": _vs()},
+        analysis_templates={"inference-success-rate": docs[1], "inference-latency": docs[1]},
+    )
+    for _ in range(3):
+        world.reconcile()
+    assert status(world)["phase"] == "Healthy"
+    assert world.analysis_runs == {}
+
+
 def test_seed_rollout_walks_to_healthy_with_every_weight() -> None:
     world = seed_world()
     v1 = status(world)["stableRS"]

@@ -143,6 +143,8 @@ def reconcile_step_analysis(view: View, draft: Draft, sources: runs.TemplateSour
     step = view.steps.current
     if step is None or step.analysis is None or draft.abort or draft.promote_full:
         return False
+    if draft.stable_hash == view.new_hash:
+        return False  # initial deploy or fully promoted: nothing to analyse (Argo skips it too)
     key = runs.step_key(view.new_hash, revision(view), view.steps.index or 0)
     run = runs.find_current(view.ctx.analysis_runs, key)
     if run is None:
