@@ -160,7 +160,8 @@ class Cluster:
     def set_image(self, name: str, image: str) -> None:
         # A JSON patch, not read-then-replace: the controller may write status in between (409).
         patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}]
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "rollouts", name, patch)
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "rollouts", name, patch,
+                                                   _content_type="application/json-patch+json")
 
     def vs_weights(self, name: str) -> tuple[int, int]:
         """(stable, canary) weights of the VS's first route, as written in the cluster."""

@@ -118,7 +118,12 @@ def test_seed_documents_are_accepted_unchanged(
     for name in expected:
         got = kubectl("get", "-n", namespace, name, "-o", "yaml")
         assert got.returncode == 0, got.stderr
-    kubectl("delete", "-n", namespace, "-f", str(path), "--wait=false")
+    # The seed Application carries Argo CD's resources finalizer; no Argo CD runs here to
+    # honour it, so drop it or the namespace would never finish terminating.
+    for name in expected:
+        kubectl("patch", "-n", namespace, name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    deleted = kubectl("delete", "-n", namespace, "-f", str(path), "--wait=true", "--timeout=30s")
+    assert deleted.returncode == 0, deleted.stderr
 
 
 def _malformed_cases() -> list[pytest.ParameterSet]:
