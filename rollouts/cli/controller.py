@@ -8,11 +8,30 @@ the components, configures logging and metrics, and hands control to kopf.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
 import sys
 
 from rollouts.config import CONFIG
 
 COMPONENTS = ("rollouts", "analysis")
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def _limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas at two unless the operator set MALLOC_ARENA_MAX.
+
+    glibc gives threads their own arenas (up to 8 per core); with the apply,
+    event and measurement pools that fragments the heap and resident memory
+    keeps growing under load. Our threads mostly wait on sockets, so two arenas
+    cost nothing in contention.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
 
 
 def run_controller(args: argparse.Namespace) -> int:
@@ -22,6 +41,7 @@ def run_controller(args: argparse.Namespace) -> int:
     import structlog
     from prometheus_client import start_http_server
 
+    _limit_malloc_arenas()
     CONFIG.namespaces = list(args.namespace or [])
     CONFIG.instance_id = args.instance_id or ""
     CONFIG.metrics_port = args.metrics_port

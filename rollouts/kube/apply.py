@@ -231,22 +231,33 @@ class _Writer:
         tracker.record((self.namespace, self.name), written)
 
     def events(self, plan: Plan, pool: Executor | None) -> None:
-        """Post the plan's Events: best effort, off the reconcile's critical path when a pool is given."""
+        """Post the plan's Events: best effort, off the reconcile's critical path when a pool is given.
+
+        A queued Event keeps only the Rollout's identity, not the reconcile's
+        snapshot: under a burst thousands may wait, and each must stay small.
+        """
         now = datetime.now(UTC)
+        meta = self.ctx.rollout.get("metadata") or {}
+        involved = {
+            "apiVersion": self.ctx.rollout.get("apiVersion"), "kind": self.ctx.rollout.get("kind"),
+            "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")},
+        }
         for event in plan.events:
             metrics.ROLLOUT_EVENTS.labels(type=str(event.type), reason=str(event.reason)).inc()
             if pool is None:
-                self._post(event, now)
+                _post(self.api, involved, event, now)
             else:
-                pool.submit(self._post, event, now)
+                pool.submit(_post, self.api, involved, event, now)
 
-    def _post(self, event: Any, at: datetime) -> None:
-        try:
-            post_event(self.api, involved=self.ctx.rollout, event_type=str(event.type),
-                       reason=str(event.reason), message=event.message, at=at)
-        except ApiException as exc:  # an Event is best effort; the status already says it
-            log.warning("rollout %s/%s: could not post event %s: %s",
-                        self.namespace, self.name, event.reason, exc.reason)
+
+def _post(api: Any, involved: Mapping[str, Any], event: Any, at: datetime) -> None:
+    try:
+        post_event(api, involved=involved, event_type=str(event.type),
+                   reason=str(event.reason), message=event.message, at=at)
+    except ApiException as exc:  # an Event is best effort; the status already says it
+        meta = involved["metadata"]
+        log.warning("rollout %s/%s: could not post event %s: %s",
+                    meta["namespace"], meta["name"], event.reason, exc.reason)
 
 
 class _IndexedIstioStore:
