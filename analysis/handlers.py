@@ -28,6 +28,7 @@ import kopf
 from analysis import metrics
 from analysis.config import CONFIG
 from analysis.controller import Controller, Key, KubeClient, resource_version
+from analysis.providers.job import GenericJobsApi
 from analysis.providers.registry import build_registry
 from analysis.runtime.kubeclient import is_status, new_api_client
 from analysis.runtime.workqueue import WorkQueue, run_workers
@@ -110,7 +111,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     STATE.pools = [measure_pool, api_pool]
     STATE.controller = Controller(
         kube=KubeClient(api),
-        providers=build_registry(batch_api=client.BatchV1Api(api), core_api=client.CoreV1Api(api)),
+        providers=build_registry(batch_api=GenericJobsApi(api), core_api=client.CoreV1Api(api)),
         measure_pool=measure_pool,
         api_pool=api_pool,
     )

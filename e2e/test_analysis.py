@@ -467,8 +467,11 @@ def test_web_metric_succeeds_and_fails_on_the_exporters_control_json(
 
 
 def job_metric(*, fail: bool) -> dict[str, Any]:
-    pod: dict[str, Any] = {"restartPolicy": "Never",
-                           "containers": [{"name": "check", "image": "busybox", "command": ["true"]}]}
+    # An integer GPU quantity, as ML teams write it: valid JSON for the API server, which
+    # the typed kubernetes client would reject (the provider uses the generic endpoint).
+    check = {"name": "check", "image": "busybox", "command": ["true"],
+             "resources": {"limits": {"nvidia.com/gpu": 1}}}
+    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [check]}
     spec: dict[str, Any] = {"backoffLimit": 0, "template": {"spec": pod}}
     if fail:
         # kwok completes a Job's pod at once, racing a 1s deadline; a pod no node can take

@@ -335,6 +335,38 @@ class JobProvider:
                 raise
 
 
+class GenericJobsApi:
+    """The BatchV1Api calls the job provider makes, through the generic endpoint.
+
+    The typed client re-validates a Job body with its own models and rejects
+    valid JSON the API server accepts, e.g. the integer quantity in
+    ``nvidia.com/gpu: 1`` that GPU teams write. Bodies go out and come back as
+    plain dicts; only the delete (no user body) uses the typed call.
+    """
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes import client
+
+        self._custom = client.CustomObjectsApi(api_client)
+        self._batch = client.BatchV1Api(api_client)
+
+    def create_namespaced_job(self, *, namespace: str, body: Mapping[str, Any]) -> Any:
+        return self._custom.create_namespaced_custom_object("batch", "v1", namespace, "jobs", dict(body))
+
+    def read_namespaced_job(self, *, name: str, namespace: str) -> Any:
+        return self._custom.get_namespaced_custom_object("batch", "v1", namespace, "jobs", name)
+
+    def list_namespaced_job(self, *, namespace: str, label_selector: str) -> Any:
+        return self._custom.list_namespaced_custom_object(
+            "batch", "v1", namespace, "jobs", label_selector=label_selector
+        )
+
+    def delete_namespaced_job(self, *, name: str, namespace: str, propagation_policy: str) -> Any:
+        return self._batch.delete_namespaced_job(
+            name=name, namespace=namespace, propagation_policy=propagation_policy
+        )
+
+
 # -- building the Job ----------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from analysis.phases import AnalysisPhase
 from analysis.providers.base import MeasurementContext, MetricProvider, Observation
-from analysis.providers.job import JobProvider
+from analysis.providers.job import GenericJobsApi, JobProvider
 from analysis.providers.prometheus import PrometheusProvider
 from analysis.providers.web import WebProvider
 
@@ -101,7 +101,7 @@ def build_registry(*, batch_api: Any = None, core_api: Any = None) -> ProviderLo
                 if api is None:
                     from kubernetes import client  # only when a job metric needs it
 
-                    api = client.BatchV1Api()
+                    api = GenericJobsApi(client.ApiClient())
                 job.append(JobProvider(api, core_api=core_api))
             return job[0]
 
