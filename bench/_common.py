@@ -163,6 +163,22 @@ class ProcessSampler(threading.Thread):
         return max(inside) if inside else 0
 
 
+CLUSTER_PROCESSES = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "prometheus")
+
+
+def cluster_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of each local control-plane process (pids from .cluster/pids)."""
+    found: dict[str, float] = {}
+    for name in CLUSTER_PROCESSES:
+        pid_file = REPO / ".cluster" / "pids" / name
+        try:
+            times = psutil.Process(int(pid_file.read_text().strip())).cpu_times()
+        except (OSError, ValueError, psutil.Error):
+            continue
+        found[name] = float(times.user + times.system)
+    return found
+
+
 def scrape(url: str, names: Iterable[str]) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """Samples of the named metrics (without _created) from a Prometheus text endpoint."""
     wanted = set(names)

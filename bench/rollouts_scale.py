@@ -261,11 +261,13 @@ class PhaseMeter:
     def start(self) -> None:
         self.t0 = time.monotonic()
         self.cpu0 = self.sampler.cpu_seconds()
+        self.cluster0 = common.cluster_cpu_seconds()
         self.m0 = self.controller.metrics()
 
     def stop(self, n: int) -> dict[str, Any]:
         t1 = time.monotonic()
         cpu1 = self.sampler.cpu_seconds()
+        cluster1 = common.cluster_cpu_seconds()
         m1 = self.controller.metrics()
         writes = common.delta(self.m0[WRITES_METRIC], m1[WRITES_METRIC])
         events = common.delta(self.m0[EVENTS_METRIC], m1[EVENTS_METRIC])
@@ -293,6 +295,9 @@ class PhaseMeter:
             "events_per_rollout": round(total_events / n, 3),
             "events_by_reason_per_rollout": {k: round(v / n, 3) for k, v in sorted(by_reason.items())},
             "reconciles_per_rollout": round(reconciles / n, 3),
+            # where the machine's cores went meanwhile: the control plane shares them
+            "cluster_cpu_seconds": {k: round(cluster1[k] - self.cluster0.get(k, cluster1[k]), 1)
+                                    for k in sorted(cluster1)},
         }
 
 
@@ -585,6 +590,11 @@ def print_report(result: Mapping[str, Any]) -> None:
         print(f"  {phase:<10}{p['wall_seconds']:>9.1f}{p['cpu_seconds']:>9.1f}{p['cpu_ms_per_rollout']:>11.1f}"
               f"{p['peak_rss_mb']:>9.1f}{p['writes_per_rollout']:>11.2f}{p['events_per_rollout']:>11.2f}"
               f"{p['reconciles_per_rollout']:>11.2f}")
+    for phase in ("promote", "steady"):
+        if phase in result:
+            p = result[phase]
+            print(f"  {phase}: controller {p['cpu_seconds']:.1f} CPU s in {p['wall_seconds']:.1f} s; "
+                  f"control plane CPU s: {p.get('cluster_cpu_seconds')}")
     print(f"  promote writes per rollout by kind: {promote['writes_by_kind_per_rollout']}")
     print(f"  promote Events per rollout by reason: {promote['events_by_reason_per_rollout']}")
     print(f"  rollouts already past the step when the promote window closed: "
