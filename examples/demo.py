@@ -178,7 +178,9 @@ def main() -> int:
         mesh.control("inference-canary", error_rate=0.05)
         set_image(custom, "inference:v4")
         state = watch_until_done(custom, mesh, time.monotonic())
+        time.sleep(1.0)  # the mesh stand-in polls every 0.5 s
         print(f"=> {state[1]}: {state[4]}")
+        print(f"   VirtualService inference-vsvc now: stable {mesh.weights[0]} / canary {mesh.weights[1]}")
         print("\nExplore:  . .cluster/env; kubectl -n ml-serving get ro,rs,ar,vs; kubectl -n ml-serving get events")
         print("Stop:     make cluster-down")
         return 0 if state[1] == "Degraded" else 1
