@@ -26,6 +26,12 @@ CLUSTER_DIR = Path(os.environ.get("TIDEGATE_CLUSTER_DIR", REPO / ".cluster"))
 TEST_LABEL = "tidegate.dev/e2e"
 
 
+def require(condition: object, what: str) -> None:
+    """A missing prerequisite: fail in CI (CI=true), skip elsewhere with how to fix it."""
+    if not condition:
+        _unavailable(what)
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -156,3 +162,20 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")
+
+
+@pytest.fixture
+def cluster(api_client: client.ApiClient, namespace: str) -> Any:
+    """e2e.kit.Cluster helpers for the test's namespace."""
+    from e2e.kit import Cluster  # e2e.kit imports this module: import late
+
+    return Cluster(api_client, namespace)
+
+
+@pytest.fixture
+def controller(cluster_env: dict[str, str], namespace: str, tmp_path: Path) -> Iterator[Any]:
+    """A real ``tidegate controller`` process watching only the test's namespace."""
+    from e2e.kit import running_controller
+
+    with running_controller(cluster_env, namespace, tmp_path / "controller.log") as ctl:
+        yield ctl

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,13 +39,12 @@ from e2e.analysis_kit import (
     wait_for_data,
     watch_rollout,
 )
-from e2e.conftest import REPO, wait_until
+from e2e.conftest import REPO, require, wait_until
 from e2e.exporter import ExporterServer
 from e2e.kit import (
     Cluster,
     Controller,
     rollout,
-    running_controller,
     sample,
     service,
     virtual_service,
@@ -66,8 +64,7 @@ MSG_EMPTY = "empty vector"
 def exporter(cluster_env: dict[str, str], prometheus_url: str) -> Iterator[ExporterServer]:
     """One exporter for the module (scraped once); tests use distinct service labels."""
     targets = cluster_env.get("TIDEGATE_PROMETHEUS_TARGETS")
-    if not targets:
-        pytest.skip("the harness has no TIDEGATE_PROMETHEUS_TARGETS directory")
+    require(targets, "the harness has no TIDEGATE_PROMETHEUS_TARGETS directory (an old .cluster/env)")
     with scraped_exporter(prometheus_url, targets, f"test-analysis-{os.getpid()}") as server:
         yield server
 
@@ -75,17 +72,6 @@ def exporter(cluster_env: dict[str, str], prometheus_url: str) -> Iterator[Expor
 @pytest.fixture
 def analysis(api_client: client.ApiClient, namespace: str) -> Analysis:
     return Analysis(api_client, namespace)
-
-
-@pytest.fixture
-def cluster(api_client: client.ApiClient, namespace: str) -> Cluster:
-    return Cluster(api_client, namespace)
-
-
-@pytest.fixture
-def controller(cluster_env: dict[str, str], namespace: str, tmp_path: Path) -> Iterator[Controller]:
-    with running_controller(cluster_env, namespace, tmp_path / "controller.log") as ctl:
-        yield ctl
 
 
 @pytest.fixture

@@ -11,12 +11,10 @@ the VirtualService/DestinationRule objects are the observable truth.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from e2e.conftest import wait_until
 from e2e.kit import (
@@ -25,24 +23,12 @@ from e2e.kit import (
     canary_weight,
     destination_rule,
     rollout,
-    running_controller,
     sample,
     service,
     virtual_service,
 )
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def cluster(api_client: client.ApiClient, namespace: str) -> Cluster:
-    return Cluster(api_client, namespace)
-
-
-@pytest.fixture
-def controller(cluster_env: dict[str, str], namespace: str, tmp_path: Path) -> Iterator[Controller]:
-    with running_controller(cluster_env, namespace, tmp_path / "controller.log") as ctl:
-        yield ctl
 
 
 def host_level(cluster: Cluster, name: str, **rollout_args: Any) -> dict[str, Any]:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +26,7 @@ import yaml
 from kubernetes import client
 
 from e2e.conftest import REPO, wait_until
-from e2e.kit import Cluster, Controller, WeightRecorder, running_controller, service
+from e2e.kit import Cluster, Controller, WeightRecorder, service
 
 pytestmark = pytest.mark.e2e
 SEED = REPO / "tests" / "fixtures" / "seed" / "rollout-and-analysis.yaml"
@@ -55,12 +53,6 @@ def trivial_template(name: str, prometheus_url: str, args: list[str]) -> dict[st
             }],
         },
     }
-
-
-@pytest.fixture
-def controller(cluster_env: dict[str, str], namespace: str, tmp_path: Path) -> Iterator[Controller]:
-    with running_controller(cluster_env, namespace, tmp_path / "controller.log") as ctl:
-        yield ctl
 
 
 def test_seed_rollout_reaches_healthy_with_every_intermediate_weight(
