@@ -74,3 +74,27 @@ class MetricProvider(Protocol):
     def terminate(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation: ...
 
     def garbage_collect(self, ctx: MeasurementContext, limit: int) -> None: ...
+
+
+MSG_TERMINATED = "Metric Terminated"
+MSG_NOT_RESUMABLE = "the {kind} provider measures synchronously and has nothing to resume"
+
+
+class SynchronousProvider:
+    """resume / terminate / garbage_collect for providers that answer inside ``run``.
+
+    A query or a request leaves nothing in flight and no objects behind, so:
+    resume is an Error (nothing to resume), terminate ends the measurement
+    Inconclusive with "Metric Terminated", and there is nothing to collect.
+    """
+
+    kind: str = ""
+
+    def resume(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation:
+        return Observation.error(MSG_NOT_RESUMABLE.format(kind=self.kind), **dict(metadata))
+
+    def terminate(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation:
+        return Observation(phase=AnalysisPhase.INCONCLUSIVE, message=MSG_TERMINATED, metadata=dict(metadata))
+
+    def garbage_collect(self, ctx: MeasurementContext, limit: int) -> None:
+        """Nothing to collect."""

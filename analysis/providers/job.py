@@ -41,7 +41,7 @@ import structlog
 from kubernetes.client.exceptions import ApiException
 
 from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, Observation
+from analysis.providers.base import MSG_TERMINATED, MeasurementContext, Observation
 
 PROVIDER_KIND = "Job"
 
@@ -79,7 +79,6 @@ MSG_JOB_COMPLETE = "Job {namespace}/{name} completed"
 MSG_JOB_FAILED = "Job {namespace}/{name} failed: {reason}{detail}"
 MSG_IMAGE_PULL = "Job {namespace}/{name}: container {container} cannot start ({reason}){detail}"
 MSG_DELETE_FAILED = "could not delete Job {namespace}/{name}: {error}"
-MSG_TERMINATED = "Metric Terminated"
 MSG_UNEXPECTED = "job measurement failed unexpectedly: {error}"
 
 _log = structlog.get_logger(__name__)

@@ -48,8 +48,7 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from analysis.api import parse_duration
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, Observation
+from analysis.providers.base import MeasurementContext, Observation, SynchronousProvider
 
 PROVIDER_KIND = "Prometheus"
 
@@ -113,8 +112,6 @@ MSG_TIMED_OUT = (
 )
 MSG_BAD_RESPONSE = "Prometheus at {address} sent a response Tidegate cannot read: {error}"
 MSG_UNEXPECTED = "Prometheus measurement failed unexpectedly: {error}"
-MSG_NOT_RESUMABLE = "the Prometheus provider measures synchronously and has nothing to resume"
-MSG_TERMINATED = "Metric Terminated"
 
 
 class _ConfigError(Exception):
@@ -149,7 +146,7 @@ class _Spec:
 _ConnKey = tuple[str, tuple[tuple[str, str], ...], tuple[str, str] | None, bool]
 
 
-class PrometheusProvider:
+class PrometheusProvider(SynchronousProvider):
     """Runs ``provider.prometheus`` metrics. Safe to share between threads."""
 
     kind = PROVIDER_KIND
@@ -195,17 +192,6 @@ class PrometheusProvider:
         except Exception as exc:
             return Observation.error(redact_all(_describe_failure(exc, spec)), **metadata)
         return Observation(value=value, display_value=display, metadata=metadata)
-
-    def resume(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation:
-        return Observation.error(MSG_NOT_RESUMABLE, **dict(metadata))
-
-    def terminate(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation:
-        return Observation(
-            phase=AnalysisPhase.INCONCLUSIVE, message=MSG_TERMINATED, metadata=dict(metadata)
-        )
-
-    def garbage_collect(self, ctx: MeasurementContext, limit: int) -> None:
-        """Nothing to collect: a query leaves no objects behind."""
 
     # -- spec -----------------------------------------------------------------
 

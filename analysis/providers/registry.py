@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, MetricProvider, Observation
+from analysis.providers.base import MSG_TERMINATED, MeasurementContext, MetricProvider, Observation
 from analysis.providers.job import GenericJobsApi, JobProvider
 from analysis.providers.prometheus import PrometheusProvider
 from analysis.providers.web import WebProvider
@@ -35,7 +35,6 @@ MSG_NO_PROVIDER = 'metric "{metric}" has no provider; set one of provider.' + ",
 MSG_SEVERAL_PROVIDERS = (
     'metric "{metric}" sets several providers ({providers}); a metric uses exactly one'
 )
-MSG_TERMINATED = "Metric Terminated"
 
 ProviderLookup = Callable[[Mapping[str, Any]], MetricProvider]
 

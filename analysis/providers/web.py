@@ -24,8 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, Observation
+from analysis.providers.base import MeasurementContext, Observation, SynchronousProvider
 
 PROVIDER_KIND = "WebMetric"
 
@@ -59,8 +58,6 @@ MSG_PATH_MISSING = 'jsonPath "{path}" found nothing in the response: {detail}'
 MSG_REQUEST_FAILED = "request to {url} failed: {error}"
 MSG_TIMED_OUT = "{url} did not answer within {timeout:g}s"
 MSG_UNEXPECTED = "web measurement failed unexpectedly: {error}"
-MSG_NOT_RESUMABLE = "the web provider measures synchronously and has nothing to resume"
-MSG_TERMINATED = "Metric Terminated"
 
 
 class _ConfigError(Exception):
@@ -160,7 +157,7 @@ class _Spec:
     path: JsonPath
 
 
-class WebProvider:
+class WebProvider(SynchronousProvider):
     """Runs ``provider.web`` metrics. Stateless, so safe to share between threads."""
 
     kind = PROVIDER_KIND
@@ -188,17 +185,6 @@ class WebProvider:
             )
         except Exception as exc:
             return Observation.error(ctx.redact(MSG_UNEXPECTED.format(error=exc)))
-
-    def resume(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation:
-        return Observation.error(MSG_NOT_RESUMABLE, **dict(metadata))
-
-    def terminate(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation:
-        return Observation(
-            phase=AnalysisPhase.INCONCLUSIVE, message=MSG_TERMINATED, metadata=dict(metadata)
-        )
-
-    def garbage_collect(self, ctx: MeasurementContext, limit: int) -> None:
-        """Nothing to collect: a request leaves no objects behind."""
 
 
 class _MeasureError(Exception):
