@@ -40,7 +40,6 @@ Key = tuple[str, str]  # (namespace, name) of a Rollout
 RefKey = tuple[str, str, str]  # (kind, namespace, name) of an object a Rollout references
 ROLLOUT_KIND = "Rollout"
 RETRY_AFTER_ERROR_SECONDS = 5.0
-INVALID_SPEC_REQUEUE_SECONDS = 20.0
 FOLLOW_UP_PASSES = 1
 EVENT_THREADS = 4
 
