@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -50,6 +51,23 @@ def load_cluster_env(path: Path = CLUSTER_ENV) -> dict[str, str]:
         values[key] = value
     os.environ.update(values)
     return values
+
+
+TIDEGATE = REPO / ".venv" / "bin" / "tidegate"
+
+
+def launch_controller(command: list[str], log_path: Path, pythonpath: str | None) -> Any:
+    """Start a controller process for a bench, its output in ``log_path``.
+
+    ``pythonpath`` runs it from a scratch copy of the tree (A/B of a proposed patch).
+    Returns the Popen and the open log file (the caller closes both).
+    """
+    log = log_path.open("wb")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    return proc, log
 
 
 def free_port() -> int:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -86,7 +85,7 @@ class Controller:
                  pythonpath: str | None = None) -> None:
         self.port = common.free_port()
         self.log_path = log_path
-        command = [str(common.REPO / ".venv" / "bin" / "tidegate"), "controller", "--components", "analysis",
+        command = [str(common.TIDEGATE), "controller", "--components", "analysis",
                    "--namespace", NAMESPACE, "--metrics-port", str(self.port), "--metrics-local",
                    "--instance-id", NAMESPACE]
         if profile is not None:
@@ -95,11 +94,7 @@ class Controller:
                        "-m", "rollouts.cli.main", *command[1:]]
         if workers:
             command += ["--analysis-workers", str(workers)]
-        self.log = log_path.open("wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if pythonpath:  # A/B runs of a proposed patch from a scratch copy of the tree
-            env["PYTHONPATH"] = pythonpath
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=common.REPO)
+        self.proc, self.log = common.launch_controller(command, log_path, pythonpath)
         self.url = f"http://127.0.0.1:{self.port}/metrics"
 
     def wait_ready(self, timeout: float = 60) -> None:

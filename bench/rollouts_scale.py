@@ -209,15 +209,11 @@ class Controller:
                  instance_id: str) -> None:
         self.port = common.free_port()
         self.log_path = log_path
-        command = [str(common.REPO / ".venv" / "bin" / "tidegate"), "controller", "--namespace", namespace,
+        command = [str(common.TIDEGATE), "controller", "--namespace", namespace,
                    "--metrics-port", str(self.port), "--metrics-local", "--instance-id", instance_id]
         if workers:
             command += ["--workers", str(workers)]
-        self.log = log_path.open("wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if pythonpath:  # A/B runs of a proposed patch from a scratch copy of the tree
-            env["PYTHONPATH"] = pythonpath
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=common.REPO)
+        self.proc, self.log = common.launch_controller(command, log_path, pythonpath)
         self.url = f"http://127.0.0.1:{self.port}/metrics"
 
     def wait_ready(self, timeout: float = 60) -> None:

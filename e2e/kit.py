@@ -199,12 +199,6 @@ class Cluster:
     def wait_phase(self, name: str, phase: str, *, timeout: float = 60) -> dict[str, Any]:
         return self.wait_status(name, lambda s: s.get("phase") == phase, timeout=timeout, message=f"phase {phase}")
 
-    def delete_rs_safe(self) -> None:
-        try:
-            self.apps.delete_collection_namespaced_replica_set(self.ns)
-        except ApiException:
-            pass
-
 
 def canary_weight(status: dict[str, Any]) -> int | None:
     weights = ((status.get("canary") or {}).get("weights") or {})

@@ -12,7 +12,6 @@ from typing import Any
 from kubernetes import client
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "rollouts"
-ABORT_ANNOTATION = "tidegate.dev/abort"
 
 
 def _api(api_client: Any) -> Any:
@@ -84,10 +83,3 @@ def pause(api_client: Any, namespace: str, name: str) -> str:
 def resume(api_client: Any, namespace: str, name: str) -> str:
     _patch_spec(api_client, namespace, name, {"paused": False})
     return f"rollout '{name}' resumed"
-
-
-def annotate_abort(api_client: Any, namespace: str, name: str, reason: str) -> str:
-    _api(api_client).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": {ABORT_ANNOTATION: reason}}}
-    )
-    return f"rollout '{name}' marked for abort: {reason}"
