@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ ALLOWED_METHODS = ("GET", "POST", "PUT")
 # A metric endpoint answers with a small JSON document; a runaway body must not
 # exhaust the controller's memory.
 MAX_BODY_BYTES = 10 * 1024 * 1024
+READ_CHUNK_BYTES = 64 * 1024
 
 MSG_NO_CONFIG = 'metric "{metric}": provider.web is missing or not an object'
 MSG_BAD_URL = 'metric "{metric}": provider.web.url "{url}" is not an http(s) URL with a host'
@@ -173,7 +175,7 @@ class WebProvider(SynchronousProvider):
             return _measure(spec)
         except _MeasureError as exc:
             return Observation.error(ctx.redact(str(exc)))
-        except requests.exceptions.Timeout:
+        except (requests.exceptions.Timeout, TimeoutError):
             return Observation.error(
                 ctx.redact(
                     MSG_TIMED_OUT.format(url=_url_for_message(spec.url), timeout=spec.timeout)
@@ -192,6 +194,9 @@ class _MeasureError(Exception):
 
 
 def _measure(spec: _Spec) -> Observation:
+    # timeoutSeconds is one deadline for the whole measurement (connect, send and
+    # the whole body), not per socket read: a dripping endpoint must not hold it.
+    deadline = time.monotonic() + spec.timeout
     with requests.request(
         method=spec.method,
         url=spec.url,
@@ -204,9 +209,45 @@ def _measure(spec: _Spec) -> Observation:
     ) as response:
         if not 200 <= response.status_code < 300:
             raise _MeasureError(MSG_NON_2XX.format(status=response.status_code))
-        raw = response.raw.read(MAX_BODY_BYTES + 1, decode_content=True)
-    if len(raw) > MAX_BODY_BYTES:
-        raise _MeasureError(MSG_BODY_TOO_LARGE.format(limit=MAX_BODY_BYTES))
+        raw = _read_body(response, deadline)
+    return _decode(spec, raw)
+
+
+def _read_body(response: requests.Response, deadline: float) -> bytes:
+    """Read at most MAX_BODY_BYTES + 1 bytes in chunks, each read bounded by what
+    is left of the deadline; on the deadline or the cap the connection is closed
+    (``with`` in the caller releases it), so neither thread nor socket stays."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            response.raw.close()
+            raise requests.exceptions.Timeout()
+        _set_socket_timeout(response, remaining)
+        # read1 returns what one recv brought, so the deadline is checked between drips.
+        chunk = response.raw.read1(
+            min(READ_CHUNK_BYTES, MAX_BODY_BYTES + 1 - size), decode_content=True
+        )
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            response.raw.close()
+            raise _MeasureError(MSG_BODY_TOO_LARGE.format(limit=MAX_BODY_BYTES))
+
+
+def _set_socket_timeout(response: requests.Response, seconds: float) -> None:
+    # urllib3 2.x keeps the connection on the response; its socket's timeout
+    # bounds the next recv, so a read never waits past the deadline.
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def _decode(spec: _Spec, raw: bytes) -> Observation:
     try:
         document = json.loads(raw)
     except ValueError as exc:
