@@ -228,10 +228,34 @@ async def reconcile(key: Key) -> float | None:
         if outcome.written_rollout is None or not outcome.only_status:
             break
         body = outcome.written_rollout
+    _REJECTED_BACKOFF.pop(key, None)
     return requeue
 
 
+REJECTED_BACKOFF_FIRST_SECONDS = 5.0
+REJECTED_BACKOFF_MAX_SECONDS = 300.0
+# Per Rollout: (generation, next delay). A new generation (the user edited the spec) resets it.
+_REJECTED_BACKOFF: dict[Key, tuple[object, float]] = {}
+
+
+def _rejected_delay(key: Key) -> float:
+    body = _single("rollouts", key) or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    last_generation, previous = _REJECTED_BACKOFF.get(key, (generation, REJECTED_BACKOFF_FIRST_SECONDS))
+    delay = float(previous)
+    if last_generation != generation:
+        delay = REJECTED_BACKOFF_FIRST_SECONDS
+    _REJECTED_BACKOFF[key] = (generation, min(delay * 2, REJECTED_BACKOFF_MAX_SECONDS))
+    return delay
+
+
 def _on_error(key: Key, exc: BaseException) -> float:
+    if isinstance(exc, apply.WriteRejected):
+        # The user's error, already in status and an Event: one line, no traceback, slower retries.
+        delay = _rejected_delay(key)
+        log.warning("rollout %s/%s: write rejected, retrying in %.0fs: %s", key[0], key[1], delay, exc.message)
+        return delay
+    _REJECTED_BACKOFF.pop(key, None)
     if apply.is_conflict(exc):
         log.info("rollout %s/%s: conflict, retrying: %s", key[0], key[1], exc)
         return 0.2

@@ -10,6 +10,7 @@ never duplicates a child.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -76,6 +77,54 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, ApiException) and exc.status == 409
 
 
+# A 4xx answer to a write derived from the user's spec is the user's error, not a transient
+# one: 409 (conflict) and 429 (throttled) are retried as before.
+USER_ERROR_CODES = frozenset({400, 403, 404, 413, 422})
+MAX_REJECTION_MESSAGE = 1024
+CONDITION_RS_CREATE_ERROR = "ReplicaSetCreateError"
+CONDITION_INVALID_SPEC = "InvalidSpec"
+CONDITION_HEALTHY = "Healthy"
+REASON_WRITE_REJECTED = "WriteRejected"
+MSG_WRITE_REJECTED = "Rollout {namespace}/{name}: the API server rejected the {kind} {verb} ({code}): {message}"
+
+
+class WriteRejected(Exception):
+    """A write derived from the user's spec was rejected with a 4xx; the status already says so."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def is_user_error(exc: BaseException) -> bool:
+    return isinstance(exc, ApiException) and exc.status in USER_ERROR_CODES
+
+
+def _server_message(exc: ApiException) -> str:
+    try:
+        text = str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        text = str(exc.reason)
+    return text[:MAX_REJECTION_MESSAGE]
+
+
+def rejection_status(
+    current: Mapping[str, Any], *, condition_type: str, message: str, now: str
+) -> dict[str, Any]:
+    """The status patch for a rejected write: its condition, Healthy False, phase Degraded."""
+    conditions = [dict(c) for c in current.get("conditions") or [] if c.get("type") not in
+                  (condition_type, CONDITION_HEALTHY)]
+    for ctype, status in ((condition_type, "True"), (CONDITION_HEALTHY, "False")):
+        old: Mapping[str, Any] = next((c for c in current.get("conditions") or [] if c.get("type") == ctype), {})
+        same = old.get("message") == message and old.get("status") == status
+        conditions.append({
+            "type": ctype, "status": status, "reason": condition_type, "message": message,
+            "lastUpdateTime": old.get("lastUpdateTime") if same else now,
+            "lastTransitionTime": old.get("lastTransitionTime") if same else now,
+        })
+    return {"phase": "Degraded", "message": message, "conditions": conditions}
+
+
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The RFC 7386 merge patch turning ``old`` into ``new`` (empty when equal)."""
     patch: dict[str, Any] = {}
@@ -118,9 +167,42 @@ class _Writer:
             fn(*args)
             self.count(kind, "create", 201)
         except ApiException as exc:
+            self.count(kind, "create", exc.status or 0)
             if exc.status != 409:
+                raise self.rejected(kind, "create", exc) from None
+
+    def guarded(self, kind: str, verb: str, fn: Any, *args: Any) -> None:
+        """A write to an existing child: a 404 there means it vanished (retry), any other 4xx is the spec's."""
+        try:
+            fn(*args)
+        except ApiException as exc:
+            if exc.status == 404:
                 raise
-            self.count(kind, "create", 409)
+            raise self.rejected(kind, verb, exc) from None
+        self.count(kind, verb)
+
+    def rejected(self, kind: str, verb: str, exc: ApiException) -> Exception:
+        """Say in status (and once in an Event) that the API server rejected a write; return what to raise."""
+        if not is_user_error(exc):
+            error: Exception = exc
+            return error
+        message = MSG_WRITE_REJECTED.format(namespace=self.namespace, name=self.name, kind=kind, verb=verb,
+                                            code=exc.status, message=_server_message(exc))
+        condition_type = CONDITION_RS_CREATE_ERROR if kind == "ReplicaSet" else CONDITION_INVALID_SPEC
+        current = self.ctx.rollout.get("status") or {}
+        already = any(c.get("type") == condition_type and c.get("message") == message
+                      for c in current.get("conditions") or [])
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        patch = merge_patch(current, rejection_status(current, condition_type=condition_type,
+                                                      message=message, now=now))
+        if patch:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, "rollouts", self.name, {"status": patch})
+            self.count("Rollout", "patch-status")
+        if not already:
+            post_event(self.api, involved=self.ctx.rollout, event_type="Warning",
+                       reason=condition_type, message=message)
+        return WriteRejected(message)
 
     # --- each part of the plan ------------------------------------------------------------
 
@@ -147,8 +229,8 @@ class _Writer:
             if changed:
                 body["metadata"] = {"annotations": changed}
             if body:
-                self.apps.patch_namespaced_replica_set(name, self.namespace, body)
-                self.count("ReplicaSet", "patch")
+                self.guarded("ReplicaSet", "patch", self.apps.patch_namespaced_replica_set,
+                             name, self.namespace, body)
 
     def services(self, plan: Plan) -> None:
         for service_name, pod_hash in plan.service_selectors.items():
@@ -163,8 +245,8 @@ class _Writer:
                 "metadata": {"annotations": {ANNOTATION_MANAGED_BY: self.name}},
                 "spec": {"selector": {LABEL_POD_TEMPLATE_HASH: pod_hash}},
             }
-            self.core.patch_namespaced_service(service_name, self.namespace, body)
-            self.count("Service", "patch")
+            self.guarded("Service", "patch", self.core.patch_namespaced_service,
+                         service_name, self.namespace, body)
 
     def traffic(self, plan: Plan) -> None:
         intent = plan.traffic
@@ -279,10 +361,8 @@ class _IndexedIstioStore:
     def _replace(self, plural: str, kind: str, obj: Mapping[str, Any]) -> None:
         meta = obj["metadata"]
         version = str(obj.get("apiVersion", f"{ISTIO_GROUP}/v1alpha3")).split("/", 1)[1]
-        self._writer.custom.replace_namespaced_custom_object(
-            ISTIO_GROUP, version, meta["namespace"], plural, meta["name"], dict(obj)
-        )
-        self._writer.count(kind, "update")
+        self._writer.guarded(kind, "update", self._writer.custom.replace_namespaced_custom_object,
+                             ISTIO_GROUP, version, meta["namespace"], plural, meta["name"], dict(obj))
 
     def replace_virtual_service(self, obj: Mapping[str, Any]) -> None:
         self._replace("virtualservices", "VirtualService", obj)
