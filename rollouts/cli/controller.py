@@ -34,6 +34,20 @@ def _limit_malloc_arenas() -> None:
         pass  # not glibc: nothing to tune
 
 
+# Third-party loggers that print whole request lines (URL with its query, headers)
+# at DEBUG: a web metric's URL can carry a secret, so even --verbose keeps them at
+# WARNING (issue 7, defect 5).
+REQUEST_LOGGERS = ("urllib3", "urllib3.connectionpool", "requests", "kubernetes.client.rest")
+
+
+def quiet_request_loggers() -> None:
+    """Keep the HTTP client libraries from logging request lines, whatever the root level."""
+    import logging
+
+    for name in REQUEST_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_controller(args: argparse.Namespace) -> int:
     import logging
 
@@ -65,6 +79,7 @@ def run_controller(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every handler success at INFO; our own loggers say what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    quiet_request_loggers()
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="127.0.0.1" if args.metrics_local else "0.0.0.0")  # noqa: S104
     if "rollouts" in components:
