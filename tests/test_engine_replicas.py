@@ -21,6 +21,7 @@ from rollouts.engine.replicas import (
     ("replicas", "weight", "surge", "expected"),
     [
         pytest.param(1, 50, 1, (1, 1), id="1-replica-w50-surge-gives-1+1"),
+        pytest.param(1, 75, 1, (1, 1), id="1-replica-w75-surge-half-keeps-a-stable-pod"),
         pytest.param(8, 25, 2, (2, 6), id="8-replicas-w25"),
         pytest.param(4, 25, 1, (1, 3), id="4-replicas-w25"),
         pytest.param(10, 0, 3, (0, 10), id="w0-all-stable"),

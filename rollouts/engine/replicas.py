@@ -73,9 +73,12 @@ def approximate_counts(replicas: int, weight: int, surge: int) -> tuple[int, int
     for total in totals:
         ceil_count = math.ceil(total * weight / 100)
         floor_count = math.floor(total * weight / 100)
-        if ceil_count < total or zero_allowed:
+        ceil_allowed = ceil_count < total or zero_allowed
+        if ceil_allowed:
             options.append((ceil_count, total))
-        if not _is_half(total, weight) and (floor_count != 0 or zero_allowed):
+        # At an exact half only ceil is kept, unless ceil would empty the stable side
+        # (1 replica + 1 surge at 75%: 1/1, not 1/0).
+        if (not _is_half(total, weight) or not ceil_allowed) and (floor_count != 0 or zero_allowed):
             options.append((floor_count, total))
     if not options:
         return replicas, 0
