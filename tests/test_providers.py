@@ -906,22 +906,35 @@ def test_job_resume_reads_kubernetes_client_models() -> None:
     class ModelBatch(FakeBatch):
         def read_namespaced_job(self, *, name: str, namespace: str) -> Any:
             return k8s.V1Job(
-                metadata=k8s.V1ObjectMeta(name=name, namespace=namespace),
+                metadata=k8s.V1ObjectMeta(
+                    name=name,
+                    namespace=namespace,
+                    labels={RUN_UID_LABEL: RUN_UID},
+                    annotations={"analysisrun.argoproj.io/metric-name": "smoke-test"},
+                    owner_references=[
+                        k8s.V1OwnerReference(
+                            api_version="argoproj.io/v1alpha1",
+                            kind="AnalysisRun",
+                            name="inference-rollout-abc-2",
+                            uid=RUN_UID,
+                        )
+                    ],
+                ),
                 status=k8s.V1JobStatus(
                     conditions=[k8s.V1JobCondition(type="Complete", status="True")]
                 ),
             )
 
-    metadata = {"job-name": "j", "job-namespace": "ml-serving"}
+    metadata = {"job-name": f"{RUN_UID}.smoke-test.1", "job-namespace": "ml-serving"}
     observation = JobProvider(ModelBatch()).resume(ctx_for(job_metric()), metadata)
     assert observation.phase is AnalysisPhase.SUCCESSFUL
 
 
 def test_job_resume_of_a_deleted_job_is_an_error() -> None:
-    metadata = {"job-name": "gone", "job-namespace": "ml-serving"}
+    metadata = {"job-name": f"{RUN_UID}.smoke-test.1", "job-namespace": "ml-serving"}
     observation = JobProvider(FakeBatch()).resume(ctx_for(job_metric()), metadata)
     assert observation.phase is AnalysisPhase.ERROR
-    assert "Job ml-serving/gone no longer exists" in observation.message
+    assert f"Job ml-serving/{RUN_UID}.smoke-test.1 no longer exists" in observation.message
 
 
 def test_job_resume_with_a_pod_that_cannot_pull_its_image_is_inconclusive() -> None:
@@ -978,9 +991,9 @@ def test_job_terminate_deletes_in_background_and_is_inconclusive() -> None:
 
 def test_job_terminate_that_cannot_delete_is_an_error() -> None:
     batch = FakeBatch()
+    started = JobProvider(batch).run(ctx_for(job_metric()))
     batch.fail_with = _api_error(500, "Internal Server Error", "etcd unavailable")
-    metadata = {"job-name": "j", "job-namespace": "ml-serving"}
-    observation = JobProvider(batch).terminate(ctx_for(job_metric()), metadata)
+    observation = JobProvider(batch).terminate(ctx_for(job_metric()), started.metadata)
     assert observation.phase is AnalysisPhase.ERROR
     assert "etcd unavailable" in observation.message
 

@@ -14,6 +14,17 @@ metrics with ``provider.job``. It follows Argo Rollouts' ``metricproviders/job``
   ("Metric Terminated").
 * ``garbage_collect`` keeps the newest ``limit`` Jobs of a run's metric.
 
+The measurement metadata comes back from the run's status, which anyone allowed
+to update the run can rewrite (AnalysisRun has no status subresource). So it is
+only a hint: ``resume`` and ``terminate`` act on a Job only when it is in the
+run's own namespace, its name is one ``job_name`` gives for this run and metric,
+and the Job read carries the run's uid label, the metric annotation and an
+ownerReference to the run's uid (``_owned_by``). Anything else is refused with
+an Error measurement naming the run, the metric and the Job (``MSG_REFUSED``),
+before any call to the API server for a location, after the read for ownership.
+``run`` adopts, and ``garbage_collect`` deletes, only Jobs selected by the run-uid
+label that also pass ``_owned_by``.
+
 Job names are Argo's ``{run-uid}.{metric}.{n}``, made a valid DNS-1123 name of
 at most 63 characters (the Job controller copies the name into a pod label).
 The controller does not tell a provider how many measurements a metric has
@@ -80,6 +91,18 @@ MSG_JOB_FAILED = "Job {namespace}/{name} failed: {reason}{detail}"
 MSG_IMAGE_PULL = "Job {namespace}/{name}: container {container} cannot start ({reason}){detail}"
 MSG_DELETE_FAILED = "could not delete Job {namespace}/{name}: {error}"
 MSG_UNEXPECTED = "job measurement failed unexpectedly: {error}"
+# The measurement metadata (from the run's status, which users can edit) names a
+# Job this run did not create: say which, and why, and touch nothing.
+MSG_REFUSED = (
+    'AnalysisRun {namespace}/{run}, metric "{metric}": refusing to act on Job '
+    "{job_namespace}/{job_name} named in the measurement metadata: {reason}"
+)
+REASON_OTHER_NAMESPACE = "a run's Jobs are always in the run's own namespace"
+REASON_NOT_DERIVED = "it is not a name this run gives the Jobs of this metric"
+REASON_NOT_OWNED = (
+    "it is not owned by this AnalysisRun (its run-uid label, metric annotation "
+    "and ownerReference must all name this run)"
+)
 
 _log = structlog.get_logger(__name__)
 
@@ -112,9 +135,12 @@ class JobProvider:
 
     def resume(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation:
         name = metadata.get(JOB_NAME_KEY, "")
-        namespace = metadata.get(JOB_NAMESPACE_KEY) or ctx.namespace
         if not name:
             return Observation.error(MSG_NO_JOB_NAME, **dict(metadata))
+        refused = _refuse_location(ctx, metadata)
+        if refused is not None:
+            return refused
+        namespace = ctx.namespace
         try:
             job = _as_dict(self._batch.read_namespaced_job(name=name, namespace=namespace))
         except ApiException as exc:
@@ -128,6 +154,8 @@ class JobProvider:
             return Observation.error(
                 ctx.redact(MSG_UNEXPECTED.format(error=_api_error(exc))), **dict(metadata)
             )
+        if not _owned_by(job, ctx):
+            return _refusal(ctx, namespace=namespace, name=name, reason=REASON_NOT_OWNED)
         try:
             return self._assess(ctx=ctx, job=job, name=name, namespace=namespace)
         except Exception as exc:
@@ -137,18 +165,36 @@ class JobProvider:
 
     def terminate(self, ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation:
         name = metadata.get(JOB_NAME_KEY, "")
-        namespace = metadata.get(JOB_NAMESPACE_KEY) or ctx.namespace
-        if name:
-            try:
-                self._delete(name=name, namespace=namespace)
-            except Exception as exc:
-                message = MSG_DELETE_FAILED.format(
-                    namespace=namespace, name=name, error=_api_error(exc)
-                )
-                return Observation.error(ctx.redact(message), **dict(metadata))
-        return Observation(
+        terminated = Observation(
             phase=AnalysisPhase.INCONCLUSIVE, message=MSG_TERMINATED, metadata=dict(metadata)
         )
+        if not name:
+            return terminated
+        refused = _refuse_location(ctx, metadata)
+        if refused is not None:
+            return refused
+        namespace = ctx.namespace
+        try:
+            # Read before deleting: only a Job this run owns is deleted.
+            job = _as_dict(self._batch.read_namespaced_job(name=name, namespace=namespace))
+        except ApiException as exc:
+            if exc.status == 404:  # already gone is what we wanted
+                return terminated
+            message = MSG_READ_FAILED.format(namespace=namespace, name=name, error=_api_error(exc))
+            return Observation.error(ctx.redact(message), **dict(metadata))
+        except Exception as exc:
+            message = MSG_DELETE_FAILED.format(
+                namespace=namespace, name=name, error=_api_error(exc)
+            )
+            return Observation.error(ctx.redact(message), **dict(metadata))
+        if not _owned_by(job, ctx):
+            return _refusal(ctx, namespace=namespace, name=name, reason=REASON_NOT_OWNED)
+        try:
+            self._delete(name=name, namespace=namespace)
+        except Exception as exc:
+            message = MSG_DELETE_FAILED.format(namespace=namespace, name=name, error=_api_error(exc))
+            return Observation.error(ctx.redact(message), **dict(metadata))
+        return terminated
 
     def garbage_collect(self, ctx: MeasurementContext, limit: int) -> None:
         """Delete this metric's Jobs beyond the newest ``limit``; failures are only logged."""
@@ -214,7 +260,7 @@ class JobProvider:
                 namespace=ctx.namespace, name=name, error=_api_error(exc)
             )
             return Observation.error(ctx.redact(message))
-        if _labels(job).get(RUN_UID_LABEL) != ctx.run_uid:
+        if not _owned_by(job, ctx):
             return Observation.error(
                 ctx.redact(
                     MSG_FOREIGN_JOB.format(namespace=ctx.namespace, name=name, metric=metric)
@@ -229,9 +275,9 @@ class JobProvider:
             )
         )
         jobs = [_as_dict(item) for item in listed.get("items") or ()]
-        # Match on the annotation, which holds the exact metric name (the label
-        # may have been shortened or sanitised to be a valid label value).
-        return [job for job in jobs if _annotations(job).get(METRIC_NAME_ANNOTATION) == metric]
+        # A label anyone creating Jobs here can set is not enough: the Job must
+        # also have this run's ownerReference and this metric's annotation.
+        return [job for job in jobs if _owned_by(job, ctx, metric=metric)]
 
     # -- assess ---------------------------------------------------------------
 
@@ -445,6 +491,66 @@ def _dns_label(text: str) -> str:
 def _label_value(text: str) -> str:
     value = _NOT_LABEL.sub("-", text)[:MAX_NAME_LENGTH]
     return value.strip("-._")
+
+
+# -- is it ours? ---------------------------------------------------------------
+
+
+def is_job_name_of(*, name: str, run_uid: str, metric: str) -> bool:
+    """Is ``name`` what ``job_name`` gives for this run, metric and some index n >= 1?"""
+    _, dot, index = name.rpartition(".")
+    if not dot or not _INDEX.fullmatch(index):
+        return False
+    return job_name(run_uid=run_uid, metric=metric, index=int(index)) == name
+
+
+def _owned_by(job: Mapping[str, Any], ctx: MeasurementContext, *, metric: str | None = None) -> bool:
+    """The Job carries the run's uid label, the metric annotation and an ownerReference to the run.
+
+    The annotation holds the exact metric name (the label may have been
+    shortened or sanitised to be a valid label value).
+    """
+    metric = str(ctx.metric.get("name", "")) if metric is None else metric
+    if not ctx.run_uid or _labels(job).get(RUN_UID_LABEL) != ctx.run_uid:
+        return False
+    if _annotations(job).get(METRIC_NAME_ANNOTATION) != metric:
+        return False
+    refs = _meta(job, "owner_references") or ()
+    return any(
+        isinstance(ref, Mapping)
+        and ref.get("kind") == "AnalysisRun"
+        and ref.get("uid") == ctx.run_uid
+        for ref in refs
+    )
+
+
+def _refusal(ctx: MeasurementContext, *, namespace: str, name: str, reason: str) -> Observation:
+    """An Error that names run, metric and Job, and drops the metadata that pointed there."""
+    message = MSG_REFUSED.format(
+        namespace=ctx.namespace,
+        run=ctx.run_name,
+        metric=str(ctx.metric.get("name", "")),
+        job_namespace=namespace,
+        job_name=name,
+        reason=reason,
+    )
+    _log.warning("refused a Job named in measurement metadata", message=ctx.redact(message))
+    return Observation.error(ctx.redact(message))
+
+
+def _refuse_location(ctx: MeasurementContext, metadata: Mapping[str, str]) -> Observation | None:
+    """A refusal when the metadata points outside the run's namespace or its Job names."""
+    name = metadata.get(JOB_NAME_KEY, "")
+    namespace = metadata.get(JOB_NAMESPACE_KEY) or ctx.namespace
+    if namespace != ctx.namespace:
+        return _refusal(ctx, namespace=namespace, name=name, reason=REASON_OTHER_NAMESPACE)
+    metric = str(ctx.metric.get("name", ""))
+    if not ctx.run_uid or not is_job_name_of(name=name, run_uid=ctx.run_uid, metric=metric):
+        return _refusal(ctx, namespace=namespace, name=name, reason=REASON_NOT_DERIVED)
+    return None
+
+
+_INDEX = re.compile(r"[1-9][0-9]{0,9}")
 
 
 # -- reading objects -----------------------------------------------------------

@@ -34,11 +34,21 @@ def _canary(body: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _owned(bodies: Iterable[Mapping[str, Any]], uid: str | None) -> tuple[Mapping[str, Any], ...]:
-    """Children whose controller ownerReference is this very Rollout (not an older namesake)."""
+    """Children whose controller ownerReference is this very Rollout (not an older namesake).
+
+    Every write the engine plans to a ReplicaSet or AnalysisRun (scale, annotate,
+    terminate) names one of these children, whatever the Rollout's status says, so
+    the check is the one Argo makes (the controller ref, ``metav1.GetControllerOf``):
+    a non-controller reference, which anyone creating objects here may add, is not
+    enough, and a Rollout without a uid (never the case for a stored one) owns nothing.
+    """
     owned = []
     for child in bodies:
         refs = (child.get("metadata") or {}).get("ownerReferences") or []
-        if any(ref.get("uid") == uid for ref in refs) or uid is None:
+        if uid and any(
+            isinstance(ref, Mapping) and ref.get("uid") == uid and ref.get("controller") is True
+            for ref in refs
+        ):
             owned.append(child)
     return tuple(sorted(owned, key=lambda c: str((c.get("metadata") or {}).get("name"))))
 
