@@ -10,8 +10,9 @@ applies the CRDs to a real kube-apiserver:
 3. the seed examples validate and each malformed fixture fails at the field its
    header names. For that this module carries a small validator for the subset
    of OpenAPI v3 the CRDs use (type, required, properties, additionalProperties,
-   items, enum, min/maxProperties, int-or-string, preserve-unknown-fields). Like
-   the API server, it prunes unknown fields before counting properties.
+   items, enum, min/maxProperties, minimum/maximum, maxItems, int-or-string,
+   preserve-unknown-fields). Like the API server, it prunes unknown fields before
+   counting properties.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ INVALID_TYPE = "Invalid type"
 TOO_MANY = "Too many properties"
 TOO_FEW = "Too few properties"
 NOT_IN_ENUM = "Unsupported value"
+BELOW_MINIMUM = "should be greater than or equal to"
+ABOVE_MAXIMUM = "should be less than or equal to"
+TOO_MANY_ITEMS = "Too many"
 
 # Keywords a schema node may use. Anything else is a typo or a feature the
 # local validator would silently ignore.
@@ -61,6 +65,9 @@ ALLOWED_KEYWORDS = frozenset(
         "enum",
         "maxProperties",
         "minProperties",
+        "minimum",
+        "maximum",
+        "maxItems",
         INT_OR_STRING,
         PRESERVE_UNKNOWN,
         "x-kubernetes-map-type",
@@ -241,14 +248,20 @@ def validate(schema: Mapping[str, Any], value: Any, path: str = "") -> list[Viol
         return [Violation(path, INVALID_TYPE)]
     if "enum" in schema and value not in schema["enum"]:
         return [Violation(path, NOT_IN_ENUM)]
+    if isinstance(value, int) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return [Violation(path, BELOW_MINIMUM)]
+        if "maximum" in schema and value > schema["maximum"]:
+            return [Violation(path, ABOVE_MAXIMUM)]
     if isinstance(value, dict):
         return _validate_object(schema, value, path)
+    violations: list[Violation] = []
+    if isinstance(value, list) and "maxItems" in schema and len(value) > schema["maxItems"]:
+        violations.append(Violation(path, TOO_MANY_ITEMS))
     if isinstance(value, list) and "items" in schema:
-        violations: list[Violation] = []
         for index, item in enumerate(value):
             violations += validate(schema["items"], item, f"{path}[{index}]")
-        return violations
-    return []
+    return violations
 
 
 def _validate_object(
@@ -564,6 +577,13 @@ def test_malformed_fixtures_cover_the_agreed_cases() -> None:
         "rollout-step-two-kinds",
         "rollout-missing-selector",
         "analysistemplate-metric-without-name",
+        # issue 7 defect 7: the schema itself rejects out-of-range weights and counts.
+        "rollout-setweight-above-100",
+        "rollout-setweight-negative",
+        "rollout-replicas-negative",
+        "rollout-canaryscale-weight-above-100",
+        "rollout-canaryscale-replicas-negative",
+        "rollout-too-many-steps",
     }
 
 
@@ -673,3 +693,53 @@ def test_rollout_status_observed_generation_must_be_a_string() -> None:
     doc = minimal_rollout([])
     doc["status"] = {"observedGeneration": 5, "somethingNew": {"kept": True}}
     assert validate_document(doc) == [Violation("status.observedGeneration", INVALID_TYPE)]
+
+
+# issue 7 defect 7: bounds the API server enforces itself, inclusive at both ends.
+ROLLOUT_BOUNDS = [
+    pytest.param(("spec", "replicas"), 0, [], id="replicas-0"),
+    pytest.param(("spec", "replicas"), -1, [Violation("spec.replicas", BELOW_MINIMUM)], id="replicas-negative"),
+    pytest.param(("step", "setWeight"), 0, [], id="setWeight-0"),
+    pytest.param(("step", "setWeight"), 100, [], id="setWeight-100"),
+    pytest.param(("step", "setWeight"), 101,
+                 [Violation("spec.strategy.canary.steps[0].setWeight", ABOVE_MAXIMUM)], id="setWeight-101"),
+    pytest.param(("step", "setWeight"), -1,
+                 [Violation("spec.strategy.canary.steps[0].setWeight", BELOW_MINIMUM)], id="setWeight-negative"),
+    pytest.param(("scale", "weight"), 100, [], id="canaryScale-weight-100"),
+    pytest.param(("scale", "weight"), 101,
+                 [Violation("spec.strategy.canary.steps[0].setCanaryScale.weight", ABOVE_MAXIMUM)],
+                 id="canaryScale-weight-101"),
+    pytest.param(("scale", "weight"), -1,
+                 [Violation("spec.strategy.canary.steps[0].setCanaryScale.weight", BELOW_MINIMUM)],
+                 id="canaryScale-weight-negative"),
+    pytest.param(("scale", "replicas"), 0, [], id="canaryScale-replicas-0"),
+    pytest.param(("scale", "replicas"), -1,
+                 [Violation("spec.strategy.canary.steps[0].setCanaryScale.replicas", BELOW_MINIMUM)],
+                 id="canaryScale-replicas-negative"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "expected"), ROLLOUT_BOUNDS)
+def test_rollout_weights_and_counts_are_bounded(where: tuple[str, str], value: int, expected: list[Violation]) -> None:
+    doc = minimal_rollout([{"setWeight": 10}])
+    kind, name = where
+    if kind == "spec":
+        doc["spec"][name] = value
+    elif kind == "step":
+        doc["spec"]["strategy"]["canary"]["steps"] = [{name: value}]
+    else:
+        doc["spec"]["strategy"]["canary"]["steps"] = [{"setCanaryScale": {name: value}}]
+    assert validate_document(doc) == expected
+
+
+@pytest.mark.parametrize(("count", "ok"), [(100, True), (101, False)])
+def test_rollout_steps_are_at_most_100(count: int, ok: bool) -> None:
+    violations = validate_document(minimal_rollout([{"setWeight": 1}] * count))
+    assert violations == ([] if ok else [Violation("spec.strategy.canary.steps", TOO_MANY_ITEMS)])
+
+
+def test_rollout_step_limit_matches_the_controller() -> None:
+    from rollouts.engine.validation import MAX_STEPS
+
+    steps = schema_of("rollout.yaml")["properties"]["spec"]["properties"]["strategy"]["properties"]["canary"]["properties"]["steps"]
+    assert steps["maxItems"] == MAX_STEPS

@@ -46,15 +46,23 @@ def _vs() -> dict[str, Any]:
     }
 
 
+def _latency_template(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The seed names inference-latency without defining it; its step passes no args, so
+    this stand-in needs none (a query with {{args.service-name}} is now an InvalidSpec)."""
+    latency = copy.deepcopy(docs[1])
+    latency["metadata"]["name"] = "inference-latency"
+    latency["spec"]["args"] = []
+    latency["spec"]["metrics"][0]["provider"]["prometheus"]["query"] = "vector(1)"
+    return latency
+
+
 def seed_world(image: str = "inference:v1") -> World:
     """The seed rollout deployed at v1 and Healthy."""
     docs = _seed_docs()
     rollout = copy.deepcopy(docs[0])
     rollout["metadata"].update(generation=1, uid="uid-1")
     rollout["spec"]["template"]["spec"]["containers"][0]["image"] = image
-    latency = copy.deepcopy(docs[1])
-    latency["metadata"]["name"] = "inference-latency"
-    latency["spec"]["args"] = []
+    latency = _latency_template(docs)
     world = World(
         rollout=rollout,
         now=T0,
@@ -123,7 +131,7 @@ def test_first_deploy_creates_no_analysis_run_even_when_step_0_is_an_analysis() 
         rollout=rollout, now=T0,
         services={"inference-canary": _service("inference-canary"), "inference-stable": _service("inference-stable")},
         virtual_services={"ml-serving/inference-vsvc": _vs()},
-        analysis_templates={"inference-success-rate": docs[1], "inference-latency": docs[1]},
+        analysis_templates={"inference-success-rate": docs[1], "inference-latency": _latency_template(docs)},
     )
     for _ in range(3):
         world.reconcile()

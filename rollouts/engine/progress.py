@@ -267,6 +267,11 @@ def advance_step(view: View, draft: Draft) -> None:
     """Move to the next step (at most one per reconcile) and say so."""
     if view.steps.index is None or view.steps.current is None or draft.step_completed:
         return
+    if draft.promoted_now:
+        # Promotion already put the index past the last step; Argo returns after
+        # promoteStable, before completedCurrentCanaryStep. With replicas 0 the first
+        # step's counts are met at once, and would otherwise pull the index back to 1.
+        return
     step = view.steps.current
     draft.index = view.steps.index + 1
     draft.step_completed = True

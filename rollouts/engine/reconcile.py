@@ -37,7 +37,7 @@ from rollouts.engine.context import Event, Plan, RolloutContext
 from rollouts.engine.draft import Draft
 from rollouts.engine.observe import View, build_view
 from rollouts.engine.runs import TemplateSources
-from rollouts.engine.validation import References, invalid_message, validate
+from rollouts.engine.validation import References, invalid_message, reference_wait_plan, validate
 
 MSG_ROLLOUT_UPDATED = "Rollout updated to revision {revision}"
 MSG_RS_CREATED_EVENT = "Created ReplicaSet {name} (revision {revision})"
@@ -52,7 +52,7 @@ def plan(ctx: RolloutContext) -> Plan:
         return invalid_plan(ctx, str(ctx.spec_error))
     problems = validate(rollout, _references(ctx, rollout))
     if problems:
-        return invalid_plan(ctx, invalid_message(rollout, problems))
+        return reference_wait_plan(ctx, problems) or invalid_plan(ctx, invalid_message(rollout, problems))
     view = build_view(ctx, rollout)
     try:
         result = reset_plan(view) if view.new_rs is None or view.changed else progress_plan(view)
@@ -212,7 +212,10 @@ def _weight_step_done(view: View, draft: Draft, target: scaling.Targets) -> bool
         return False
     if not scaling.at_desired_counts(view, target):
         return False
-    if view.routed and step.set_weight is not None:
+    if view.routed and step.set_weight is not None and target.canary > 0:
+        # A canary with no pods to send to gets weight 0 (Argo: "when newRS is not available
+        # or replicas num is 0, never weight to canary"), so with replicas 0 the step's weight
+        # is never reached; Argo completes the step on the replica counts alone.
         return routing.desired_weight(view, draft, target) == target.weight
     return True
 
