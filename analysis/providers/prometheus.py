@@ -10,21 +10,23 @@ empty result is a measurement Error that says "no data" (Argo returns ``[]`` and
 lets the condition fail obscurely), and every message goes through
 ``ctx.redact`` so secret arguments never reach status.
 
-The HTTP client is ``prometheus_api_client.PrometheusConnect``. Its
-``custom_query`` returns only ``data.result``, so the result type is inferred
-from the shape (documented in ``_shape_result``), and a query error's own
-message is recovered from the exception text.
+``prometheus_api_client.PrometheusConnect`` builds and keeps the session for
+each Prometheus (headers, basic auth, TLS). The query itself is sent here, on
+that session, because the library's ``custom_query`` only knows per-socket-read
+timeouts and reads the whole body into memory: ``timeout`` is one total
+deadline per measurement (connect, send, headers and body, retries included)
+and the body is capped while it is read (analysis/providers/deadline.py). As
+with ``custom_query``, only ``data.result`` is used, so the result type is
+inferred from the shape (documented in ``_shape_result``).
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import math
 import os
 import re
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +37,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from requests.adapters import HTTPAdapter
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -49,6 +49,15 @@ from urllib3.util.retry import Retry
 
 from analysis.api import parse_duration
 from analysis.providers.base import MeasurementContext, Observation, SynchronousProvider
+from analysis.providers.deadline import (
+    BodyTooLarge,
+    Deadline,
+    DeadlineAdapter,
+    bounded_timeout,
+    deadline_request,
+    read_body,
+    total_deadline,
+)
 
 PROVIDER_KIND = "Prometheus"
 
@@ -64,6 +73,11 @@ DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF_SECONDS = 0.2
 _CACHE_SIZE = 32
 _POOL_SIZE = 64
+# Tens of thousands of samples fit; an answer past this is not a metric a
+# condition can judge, and must not grow the controller's memory.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+QUERY_PATH = "/api/v1/query"
+RANGE_QUERY_PATH = "/api/v1/query_range"
 # urllib3 must not retry on its own (its default in PrometheusConnect retries
 # 5xx three times with backoff, outside our timeout); tenacity retries
 # connection errors only, inside the timeout.
@@ -111,6 +125,10 @@ MSG_TIMED_OUT = (
     "or raise provider.prometheus.timeout"
 )
 MSG_BAD_RESPONSE = "Prometheus at {address} sent a response Tidegate cannot read: {error}"
+MSG_TOO_LARGE = (
+    "Prometheus at {address} answered more than {limit} bytes; aggregate the query "
+    "(sum, avg, topk) so it returns a few series"
+)
 MSG_UNEXPECTED = "Prometheus measurement failed unexpectedly: {error}"
 
 
@@ -120,6 +138,15 @@ class _ConfigError(Exception):
 
 class _QueryError(Exception):
     """Prometheus answered, but not with a usable result; message is user-facing."""
+
+
+class _HttpError(Exception):
+    """Prometheus answered with a status other than 200; the body says why."""
+
+    def __init__(self, *, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
 
 
 @dataclass(frozen=True)
@@ -251,10 +278,13 @@ class PrometheusProvider(SynchronousProvider):
                 session=session,
             )
             # Mounted after PrometheusConnect mounts its default adapter for the
-            # same prefix, so ours (no urllib3 retries, larger pool) wins.
+            # same prefix, so ours (no urllib3 retries, larger pool, connections
+            # that obey the measurement's total deadline) wins.
             session.mount(
                 spec.address,
-                HTTPAdapter(pool_connections=1, pool_maxsize=_POOL_SIZE, max_retries=_NO_RETRY),
+                DeadlineAdapter(
+                    pool_connections=1, pool_maxsize=_POOL_SIZE, max_retries=_NO_RETRY
+                ),
             )
             self._conns[key] = conn
             if len(self._conns) > _CACHE_SIZE:
@@ -263,30 +293,52 @@ class PrometheusProvider(SynchronousProvider):
 
     def _query(self, *, spec: _Spec, now: datetime) -> Any:
         conn = self._connection(spec)
-        deadline = time.monotonic() + spec.timeout
+        if spec.range is not None:
+            path = RANGE_QUERY_PATH
+            # The same parameters custom_query_range sends (whole seconds).
+            params: dict[str, Any] = {
+                "query": spec.query,
+                "start": round(spec.range.start.timestamp()),
+                "end": round(spec.range.end.timestamp()),
+                "step": spec.range.step,
+            }
+        else:
+            path, params = QUERY_PATH, {"query": spec.query, "time": now.timestamp()}
         retrying = Retrying(
             retry=retry_if_exception(_is_connection_failure),
             stop=stop_after_attempt(self._attempts) | stop_before_delay(spec.timeout),
             wait=wait_exponential(multiplier=self._backoff, max=2.0),
             reraise=True,
         )
-        for attempt in retrying:
-            with attempt:
-                # Each try gets what is left of the budget, so retries never
-                # stretch a measurement past the metric's timeout.
-                remaining = max(deadline - time.monotonic(), 0.001)
-                if spec.range is not None:
-                    return conn.custom_query_range(
-                        query=spec.query,
-                        start_time=spec.range.start,
-                        end_time=spec.range.end,
-                        step=spec.range.step,
-                        timeout=remaining,
-                    )
-                return conn.custom_query(
-                    query=spec.query, params={"time": now.timestamp()}, timeout=remaining
-                )
+        # One deadline for every try: retries never stretch a measurement past
+        # the metric's timeout.
+        with total_deadline(seconds=spec.timeout) as deadline:
+            for attempt in retrying:
+                with attempt:
+                    return _fetch(conn=conn, path=path, params=params, deadline=deadline)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+
+def _fetch(
+    *, conn: PrometheusConnect, path: str, params: Mapping[str, Any], deadline: Deadline
+) -> Any:
+    """One try: what ``custom_query`` does, streamed inside the deadline and capped."""
+    # PrometheusConnect has no public accessor for the session it was given.
+    session: requests.Session = conn._session
+    with deadline_request(
+        session,
+        deadline=deadline,
+        method="GET",
+        url=f"{conn.url}{path}",
+        params=dict(params),
+        headers=conn.headers,
+        auth=conn.auth,
+    ) as response:
+        body = read_body(response, deadline=deadline, limit=MAX_BODY_BYTES)
+        status = response.status_code
+    if status != 200:
+        raise _HttpError(status=status, body=body)
+    return json.loads(body)["data"]["result"]
 
 
 # -- result shaping ------------------------------------------------------------
@@ -352,13 +404,12 @@ def _format_list(values: Sequence[float]) -> str:
 
 # -- failures ------------------------------------------------------------------
 
-_HTTP_ERROR = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
-
-
 def _describe_failure(exc: Exception, spec: _Spec) -> str:
     address = _safe_url(spec.address)
-    if isinstance(exc, PrometheusApiClientException):
-        return _describe_http_error(str(exc))
+    if isinstance(exc, _HttpError):
+        return _describe_http_error(status=exc.status, body=exc.body)
+    if isinstance(exc, BodyTooLarge):
+        return MSG_TOO_LARGE.format(address=address, limit=exc.limit)
     if isinstance(exc, requests.exceptions.Timeout) or _is_read_timeout(exc):
         return MSG_TIMED_OUT.format(address=address, timeout=spec.timeout)
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -368,37 +419,17 @@ def _describe_failure(exc: Exception, spec: _Spec) -> str:
     return MSG_UNEXPECTED.format(error=exc)
 
 
-def _describe_http_error(text: str) -> str:
-    """Recover Prometheus's own error from PrometheusApiClientException's text.
-
-    The library formats non-200 answers as ``HTTP Status Code <n> (<repr of the
-    body bytes>)``. The repr's backslash escapes are decoded as data (no Python
-    parser, nothing evaluated), then read as the API's error JSON.
-    """
-    match = _HTTP_ERROR.match(text)
-    if match is None:
-        return MSG_UNEXPECTED.format(error=text)
-    status, body_repr = match.groups()
-    text_body = _bytes_repr_text(body_repr)
+def _describe_http_error(*, status: int, body: bytes) -> str:
+    """Prometheus's own error (its API's error JSON), else the start of the body."""
+    text = body.decode("utf-8", "replace")
     try:
-        payload = json.loads(text_body)
+        payload = json.loads(text)
     except ValueError:
         payload = None
     if isinstance(payload, Mapping) and payload.get("error"):
         error_type = f", {payload['errorType']}" if payload.get("errorType") else ""
         return MSG_QUERY_FAILED.format(status=status, error_type=error_type, error=payload["error"])
-    return MSG_HTTP_FAILED.format(status=status, body=text_body.strip()[:200] or "(empty body)")
-
-
-def _bytes_repr_text(body_repr: str) -> str:
-    """The text of a ``b'...'`` repr; anything else is returned as it is."""
-    if len(body_repr) >= 3 and body_repr[0] == "b" and body_repr[1] in "'\"" and body_repr[-1] == body_repr[1]:
-        try:
-            raw, _ = codecs.escape_decode(body_repr[2:-1].encode("latin-1", "backslashreplace"))
-            return bytes(raw).decode("utf-8", "replace")
-        except (ValueError, UnicodeError):
-            return body_repr
-    return body_repr
+    return MSG_HTTP_FAILED.format(status=status, body=text.strip()[:200] or "(empty body)")
 
 
 def _root(exc: BaseException) -> BaseException:
@@ -466,8 +497,9 @@ def _parse_timeout(*, metric: str, raw: Any) -> float:
     if seconds < 0 or math.isnan(seconds):
         raise _ConfigError(MSG_BAD_TIMEOUT.format(metric=metric, value=raw))
     # Zero is Go's "unset" for this field in practice; a zero budget would fail
-    # every measurement, so it means the default.
-    return seconds or DEFAULT_TIMEOUT_SECONDS
+    # every measurement, so it means the default. Longer than the longest
+    # deadline would outlive the controller's wait for the measurement.
+    return bounded_timeout(seconds or DEFAULT_TIMEOUT_SECONDS)
 
 
 def _parse_headers(*, metric: str, raw: Any) -> tuple[tuple[str, str], ...]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,14 @@ from urllib.parse import urlsplit
 import requests
 
 from analysis.providers.base import MeasurementContext, Observation, SynchronousProvider
+from analysis.providers.deadline import (
+    BodyTooLarge,
+    bounded_timeout,
+    deadline_request,
+    deadline_session,
+    read_body,
+    total_deadline,
+)
 
 PROVIDER_KIND = "WebMetric"
 
@@ -34,7 +41,6 @@ ALLOWED_METHODS = ("GET", "POST", "PUT")
 # A metric endpoint answers with a small JSON document; a runaway body must not
 # exhaust the controller's memory.
 MAX_BODY_BYTES = 10 * 1024 * 1024
-READ_CHUNK_BYTES = 64 * 1024
 
 MSG_NO_CONFIG = 'metric "{metric}": provider.web is missing or not an object'
 MSG_BAD_URL = 'metric "{metric}": provider.web.url "{url}" is not an http(s) URL with a host'
@@ -54,7 +60,6 @@ MSG_BAD_TIMEOUT = (
 )
 MSG_BAD_JSON_PATH = 'metric "{metric}": provider.web.jsonPath "{path}" is not supported: {detail}'
 MSG_NON_2XX = "received non 2xx response code: {status}"
-MSG_BODY_TOO_LARGE = "the response body is larger than {limit} bytes"
 MSG_NOT_JSON = "could not parse the response body as JSON: {error}"
 MSG_PATH_MISSING = 'jsonPath "{path}" found nothing in the response: {detail}'
 MSG_REQUEST_FAILED = "request to {url} failed: {error}"
@@ -173,7 +178,7 @@ class WebProvider(SynchronousProvider):
             return Observation.error(ctx.redact(MSG_UNEXPECTED.format(error=exc)))
         try:
             return _measure(spec)
-        except _MeasureError as exc:
+        except (_MeasureError, BodyTooLarge) as exc:
             return Observation.error(ctx.redact(str(exc)))
         except (requests.exceptions.Timeout, TimeoutError):
             return Observation.error(
@@ -194,57 +199,24 @@ class _MeasureError(Exception):
 
 
 def _measure(spec: _Spec) -> Observation:
-    # timeoutSeconds is one deadline for the whole measurement (connect, send and
-    # the whole body), not per socket read: a dripping endpoint must not hold it.
-    deadline = time.monotonic() + spec.timeout
-    with requests.request(
-        method=spec.method,
-        url=spec.url,
-        headers=dict(spec.headers),
-        data=spec.body,
-        timeout=spec.timeout,
-        verify=not spec.insecure,
-        stream=True,
-        allow_redirects=True,
-    ) as response:
-        if not 200 <= response.status_code < 300:
-            raise _MeasureError(MSG_NON_2XX.format(status=response.status_code))
-        raw = _read_body(response, deadline)
+    # timeoutSeconds is one deadline for the whole measurement (connect, send,
+    # headers and the whole body), not per socket read: a dripping endpoint
+    # must not hold it (analysis/providers/deadline.py).
+    with total_deadline(seconds=spec.timeout) as deadline, deadline_session() as session:
+        with deadline_request(
+            session,
+            deadline=deadline,
+            method=spec.method,
+            url=spec.url,
+            headers=dict(spec.headers),
+            data=spec.body,
+            verify=not spec.insecure,
+            allow_redirects=True,
+        ) as response:
+            if not 200 <= response.status_code < 300:
+                raise _MeasureError(MSG_NON_2XX.format(status=response.status_code))
+            raw = read_body(response, deadline=deadline, limit=MAX_BODY_BYTES)
     return _decode(spec, raw)
-
-
-def _read_body(response: requests.Response, deadline: float) -> bytes:
-    """Read at most MAX_BODY_BYTES + 1 bytes in chunks, each read bounded by what
-    is left of the deadline; on the deadline or the cap the connection is closed
-    (``with`` in the caller releases it), so neither thread nor socket stays."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            response.raw.close()
-            raise requests.exceptions.Timeout()
-        _set_socket_timeout(response, remaining)
-        # read1 returns what one recv brought, so the deadline is checked between drips.
-        chunk = response.raw.read1(
-            min(READ_CHUNK_BYTES, MAX_BODY_BYTES + 1 - size), decode_content=True
-        )
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            response.raw.close()
-            raise _MeasureError(MSG_BODY_TOO_LARGE.format(limit=MAX_BODY_BYTES))
-
-
-def _set_socket_timeout(response: requests.Response, seconds: float) -> None:
-    # urllib3 2.x keeps the connection on the response; its socket's timeout
-    # bounds the next recv, so a read never waits past the deadline.
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        sock.settimeout(max(seconds, 0.001))
 
 
 def _decode(spec: _Spec, raw: bytes) -> Observation:
@@ -335,8 +307,9 @@ def _parse_timeout(*, name: str, raw: Any) -> float:
         seconds = float(raw)
     except (TypeError, ValueError):
         raise _ConfigError(MSG_BAD_TIMEOUT.format(metric=name, value=raw)) from None
-    # Argo treats zero and negative values as "use the default".
-    return seconds if seconds > 0 else DEFAULT_TIMEOUT_SECONDS
+    # Argo treats zero and negative values as "use the default". Longer than the
+    # longest deadline would outlive the controller's wait for the measurement.
+    return bounded_timeout(seconds) if seconds > 0 else DEFAULT_TIMEOUT_SECONDS
 
 
 def _as_bool(raw: Any) -> bool:
