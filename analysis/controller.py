@@ -9,7 +9,9 @@ where ``body`` is the run as the kopf index holds it. One reconcile:
 1. resolves the run's args (``templates.resolve_run``), reading secretKeyRef
    Secrets on demand in a thread (cached for this reconcile only);
 2. asks the state machine (``analysis.run``) which provider calls are due and
-   makes them in a bounded thread pool; a provider that raises or hangs becomes
+   makes them in a bounded thread pool, at most ``namespace_limit`` calls per
+   namespace at once (analysis/runtime/fairness.py), so one tenant's slow
+   endpoint never delays another's; a provider that raises or hangs becomes
    an Error measurement, never a failed reconcile;
 3. records the observations, assesses metric and run phases, redacts every
    secret value to ``*****`` in messages, values and metadata;
@@ -46,10 +48,12 @@ from analysis.api import (
     format_time,
     parse,
 )
+from analysis.config import DEFAULT_NAMESPACE_LIMIT
 from analysis.phases import AnalysisPhase
 from analysis.providers.base import MeasurementContext, MetricProvider, Observation
 from analysis.providers.prometheus import RESOLVED_QUERY_KEY
 from analysis.runtime.events import post_event
+from analysis.runtime.fairness import TenantSlots
 from analysis.runtime.kubeclient import is_status
 from analysis.templates import REDACTED, ResolvedRun, resolve_run, run_error_message
 
@@ -59,8 +63,12 @@ Key = tuple[str, str]  # (namespace, name) of an AnalysisRun
 PLURAL = "analysisruns"
 MERGE_PATCH = "application/merge-patch+json"
 
-# A provider has its own timeouts; this only frees the worker from one that hangs.
 ECHO_MIN_WAIT_SECONDS = 0.05
+# A provider has its own total deadline (web and Prometheus: at most
+# LONGEST_DEADLINE_SECONDS); this safety net only frees the reconcile from one
+# that hangs anyway (DNS, a provider bug). Python cannot stop the thread: it
+# keeps its namespace's slot until it ends, so it can only ever slow its own
+# namespace down.
 MEASUREMENT_DEADLINE_SECONDS = 300.0
 EVENT_REASON = "AnalysisRun{phase}"
 EVENT_NORMAL, EVENT_WARNING = "Normal", "Warning"
@@ -68,6 +76,15 @@ MSG_EVENT = "AnalysisRun {phase}"
 MSG_EVENT_WITH_DETAIL = "AnalysisRun {phase}: {message}"
 MSG_PROVIDER_RAISED = "{kind} provider failed: {error_type}: {error}"
 MSG_PROVIDER_HUNG = "{kind} provider did not answer within {seconds:g}s"
+MSG_NO_SLOT = (
+    "{kind} measurement did not start within {seconds:g}s: namespace {namespace} already has "
+    "{limit} provider calls running (the analysis controller's namespace limit); check its "
+    "other AnalysisRuns for endpoints that answer slowly"
+)
+LOG_THREAD_LEFT = (
+    "%s/%s: metric %s: gave up waiting for the %s provider after %gs; its thread keeps "
+    "one of the namespace's measurement slots until the call returns"
+)
 MSG_MALFORMED = "AnalysisRun spec cannot be read: {error}"
 _WARNING_PHASES = frozenset({AnalysisPhase.FAILED, AnalysisPhase.ERROR, AnalysisPhase.INCONCLUSIVE})
 
@@ -264,6 +281,8 @@ class Controller:
     api_pool: Executor
     clock: Callable[[], datetime] = _utcnow
     measurement_deadline: float = MEASUREMENT_DEADLINE_SECONDS
+    # Provider calls in flight per namespace, in front of measure_pool.
+    slots: TenantSlots = field(default_factory=lambda: TenantSlots(limit=DEFAULT_NAMESPACE_LIMIT))
     _written: dict[Key, int] = field(default_factory=dict)
 
     async def _in(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
@@ -384,13 +403,30 @@ class Controller:
         )
 
     async def _measure(self, task: _Task) -> Observation:
+        started = False
+
+        async def call() -> Observation:
+            nonlocal started
+            future = await self.slots.submit(
+                task.ctx.namespace, self.measure_pool, _call_provider, task)
+            started = True
+            return await future
+
+        # The safety net covers the wait for a slot too: a namespace whose slots
+        # are all held by hung calls gets Errors that say so, not an endless wait.
         try:
-            return await asyncio.wait_for(
-                self._in(self.measure_pool, _call_provider, task), self.measurement_deadline)
+            return await asyncio.wait_for(call(), self.measurement_deadline)
         except TimeoutError:
+            pass
+        if started:
+            log.warning(LOG_THREAD_LEFT, task.ctx.namespace, task.ctx.run_name, task.metric.name,
+                        task.provider.kind, self.measurement_deadline)
             message = MSG_PROVIDER_HUNG.format(kind=task.provider.kind,
                                                seconds=self.measurement_deadline)
-            return Observation.error(message, **dict(task.metadata))
+        else:
+            message = MSG_NO_SLOT.format(kind=task.provider.kind, seconds=self.measurement_deadline,
+                                         namespace=task.ctx.namespace, limit=self.slots.limit)
+        return Observation.error(message, **dict(task.metadata))
 
     # -- writing, announcing, publishing ---------------------------------------------------
 

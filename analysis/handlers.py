@@ -9,7 +9,9 @@ the handlers). Same shape as rollouts/handlers.py:
 * ``@kopf.on.event`` only puts the run's key on the work queue;
 * a fixed pool of workers (analysis.runtime.workqueue) runs
   ``analysis.controller.Controller.reconcile`` for one key at a time and requeues
-  it when the next measurement is due.
+  it when the next measurement is due; at most ``CONFIG.namespace_limit`` runs of
+  one namespace are reconciled at once, so a tenant with slow endpoints cannot
+  hold every worker.
 
 No daemons, no change-detecting handlers, no finalizers: kopf writes nothing to
 AnalysisRuns. Both controllers may run in one kopf process, so every id here is
@@ -30,6 +32,7 @@ from analysis.config import CONFIG
 from analysis.controller import Controller, Key, KubeClient, resource_version
 from analysis.providers.job import GenericJobsApi
 from analysis.providers.registry import build_registry
+from analysis.runtime.fairness import TenantSlots
 from analysis.runtime.kubeclient import is_status, new_api_client
 from analysis.runtime.workqueue import WorkQueue, run_workers
 
@@ -88,6 +91,10 @@ async def reconcile(key: Key) -> float | None:
                                   seconds=asyncio.get_running_loop().time() - started)
 
 
+def _namespace(key: Key) -> str:
+    return key[0]
+
+
 def _on_error(key: Key, exc: BaseException) -> float:
     if is_status(exc, 409):
         log.info("analysisrun %s/%s: conflict, retrying", key[0], key[1])
@@ -114,11 +121,14 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         providers=build_registry(batch_api=GenericJobsApi(api), core_api=client.CoreV1Api(api)),
         measure_pool=measure_pool,
         api_pool=api_pool,
+        slots=TenantSlots(limit=CONFIG.namespace_limit),
     )
+    STATE.queue.limit_per_group(group=_namespace, limit=CONFIG.namespace_limit)
     STATE.workers = asyncio.create_task(
         run_workers(STATE.queue, reconcile, workers=CONFIG.workers, on_error=_on_error))
-    log.info("analysis controller started: %d workers, %d measurement threads, instance-id=%r",
-             CONFIG.workers, CONFIG.measurement_threads, CONFIG.instance_id)
+    log.info("analysis controller started: %d workers, %d measurement threads, "
+             "%d per namespace, instance-id=%r", CONFIG.workers, CONFIG.measurement_threads,
+             CONFIG.namespace_limit, CONFIG.instance_id)
 
 
 @kopf.on.cleanup(id="analysis-cleanup")

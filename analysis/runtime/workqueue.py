@@ -7,6 +7,10 @@ concurrent API calls), never processes one key twice at once, coalesces bursts o
 events into one reconcile, and needs no finalizer on user objects (kopf daemons
 require one, and a finalizer left behind blocks deletion while the controller is
 down).
+
+Optionally (``limit_per_group``) at most N keys of one group are in flight at
+once, e.g. N AnalysisRuns of one namespace: a tenant whose reconciles are slow
+then holds at most N workers, and the other tenants' keys still find one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -34,6 +39,20 @@ class WorkQueue(Generic[K]):
     _due: dict[K, float] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     _wake_timer: asyncio.Event = field(default_factory=asyncio.Event)
+    # Per-group bound (off until limit_per_group): keys in flight per group, and
+    # ready keys of a full group, set aside (still "queued") until one of it is done.
+    _group_of: Callable[[K], Hashable] | None = None
+    _group_limit: int = 0
+    _in_flight: dict[Hashable, int] = field(default_factory=dict)
+    _parked: dict[Hashable, deque[K]] = field(default_factory=dict)
+
+    def limit_per_group(self, *, group: Callable[[K], Hashable], limit: int) -> None:
+        """At most ``limit`` keys with the same ``group(key)`` in flight at once (<= 0: off).
+
+        Call before the workers start.
+        """
+        self._group_of = group if limit > 0 else None
+        self._group_limit = limit
 
     def add(self, key: K) -> None:
         """Process ``key`` soon. A key already queued is not queued twice."""
@@ -61,7 +80,15 @@ class WorkQueue(Generic[K]):
         return len(self._queued)
 
     async def get(self) -> K:
-        key = await self._ready.get()
+        while True:
+            key = await self._ready.get()
+            if self._group_of is None:
+                break
+            group = self._group_of(key)
+            if self._in_flight.get(group, 0) < self._group_limit:
+                self._in_flight[group] = self._in_flight.get(group, 0) + 1
+                break
+            self._parked.setdefault(group, deque()).append(key)
         self._queued.discard(key)
         self._processing.add(key)
         return key
@@ -69,9 +96,24 @@ class WorkQueue(Generic[K]):
     def done(self, key: K) -> None:
         """Mark ``key`` processed; if it changed meanwhile, queue it again."""
         self._processing.discard(key)
+        if self._group_of is not None:
+            self._group_done(self._group_of(key))
         if key in self._dirty_while_processing:
             self._dirty_while_processing.discard(key)
             self.add(key)
+
+    def _group_done(self, group: Hashable) -> None:
+        left = self._in_flight.get(group, 0) - 1
+        if left > 0:
+            self._in_flight[group] = left
+        else:
+            self._in_flight.pop(group, None)
+        parked = self._parked.get(group)
+        if parked:
+            # The group has room again: its oldest waiting key goes back in line.
+            self._ready.put_nowait(parked.popleft())
+            if not parked:
+                del self._parked[group]
 
     async def run_timer(self) -> None:
         """Move delayed keys to the ready queue when they fall due. Runs forever."""
