@@ -14,7 +14,8 @@ where ``body`` is the run as the kopf index holds it. One reconcile:
    endpoint never delays another's; a provider that raises or hangs becomes
    an Error measurement, never a failed reconcile;
 3. records the observations, assesses metric and run phases, redacts every
-   secret value to ``*****`` in messages, values and metadata;
+   form of every secret value to ``*****`` in messages, values and metadata
+   (analysis.redaction);
 4. merge-patches ``status`` on the main object (AnalysisRun has no status
    subresource) only when it changed, guarded by the resourceVersion it read;
 5. posts ``AnalysisRun<Phase>`` Events on phase changes, updates the Prometheus
@@ -52,10 +53,11 @@ from analysis.config import DEFAULT_NAMESPACE_LIMIT
 from analysis.phases import AnalysisPhase
 from analysis.providers.base import MeasurementContext, MetricProvider, Observation
 from analysis.providers.prometheus import RESOLVED_QUERY_KEY
+from analysis.redaction import ACTIVE_SECRETS, ActiveSecrets, redactor
 from analysis.runtime.events import post_event
 from analysis.runtime.fairness import TenantSlots
 from analysis.runtime.kubeclient import is_status
-from analysis.templates import REDACTED, ResolvedRun, resolve_run, run_error_message
+from analysis.templates import ResolvedRun, resolve_run, run_error_message
 
 log = logging.getLogger("tidegate.analysis")
 
@@ -154,25 +156,19 @@ class KubeClient:
 
 # --- small pure helpers ----------------------------------------------------------------------
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
 def _redact_fields(doc: dict[str, Any], secrets: Sequence[str], names: Sequence[str]) -> None:
+    redact = redactor(secrets).redact
     for name in names:
         if isinstance(doc.get(name), str):
-            doc[name] = redact(doc[name], secrets)
+            doc[name] = redact(doc[name])
     metadata = doc.get("metadata")
     if isinstance(metadata, dict):
-        doc["metadata"] = {k: redact(v, secrets) if isinstance(v, str) else v
+        doc["metadata"] = {k: redact(v) if isinstance(v, str) else v
                            for k, v in metadata.items()}
 
 
 def redact_status(status: dict[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
-    """Replace secret values in every message, value and metadata value of a status document.
+    """Replace every form of a secret in every message, value and metadata value of a status.
 
     Only those fields: a short secret must not mangle names or timestamps.
     """
@@ -284,6 +280,8 @@ class Controller:
     # Provider calls in flight per namespace, in front of measure_pool.
     slots: TenantSlots = field(default_factory=lambda: TenantSlots(limit=DEFAULT_NAMESPACE_LIMIT))
     _written: dict[Key, int] = field(default_factory=dict)
+    # Secrets of the runs in progress, for the log filter (analysis.redaction).
+    log_secrets: ActiveSecrets = field(default_factory=lambda: ACTIVE_SECRETS)
 
     async def _in(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
@@ -291,6 +289,7 @@ class Controller:
     def forget(self, key: Key) -> None:
         """The run is gone: drop what we remember about it and its metric series."""
         self._written.pop(key, None)
+        self.log_secrets.forget(key)
         prom.forget_run(namespace=key[0], name=key[1])
 
     async def reconcile(self, key: Key, body: Mapping[str, Any] | None) -> float | None:
@@ -307,6 +306,7 @@ class Controller:
             await self._write(key, body, self._malformed_status(body, err), secrets=())
             return None
         if run.status.phase is not None and run.status.phase.completed:
+            self.log_secrets.forget(key)
             self._publish(key, run, run.spec.metrics)
             return await self._expire(key, run)
         echo = self._echo_wait(key, body, run)
@@ -344,10 +344,11 @@ class Controller:
             secrets: tuple[str, ...] = ()
         else:
             metrics, secrets = resolved.metrics, resolved.secrets
+            self.log_secrets.register(key, secrets)
             status = await self._measure_and_assess(run, resolved, started)
         new_run = run.model_copy(update={"status": status})
         await self._write(key, body, status, secrets=secrets)
-        self._publish(key, new_run, metrics)
+        self._publish(key, new_run, metrics, secrets=secrets)
         if status.phase is not None and status.phase.completed:
             return await self._expire(key, new_run)
         return self._wakeup(new_run, metrics)
@@ -460,13 +461,17 @@ class Controller:
             log.warning("%s/%s: could not post the AnalysisRun%s event", meta.get("namespace"),
                         meta.get("name"), phase, exc_info=True)
 
-    def _publish(self, key: Key, run: AnalysisRun, metrics: Sequence[Metric]) -> None:
+    def _publish(self, key: Key, run: AnalysisRun, metrics: Sequence[Metric], *,
+                 secrets: Sequence[str] = ()) -> None:
         dry = machine.dry_run_metrics(run.spec, [m.name for m in metrics])
+        # A metric's name is substituted like the rest of it, so it can hold an arg.
+        redact = redactor(secrets)
         infos = []
         for metric in metrics:
             result = run.status.result(metric.name)
             phase = result.phase if result is not None else AnalysisPhase.PENDING
-            infos.append(prom.MetricInfo(metric=metric.name, type=provider_type(metric),
+            infos.append(prom.MetricInfo(metric=redact.redact(metric.name),
+                                         type=provider_type(metric),
                                          dry_run=metric.name in dry, phase=str(phase)))
         phase = run.status.phase or AnalysisPhase.PENDING
         prom.observe_run(namespace=key[0], name=key[1], phase=str(phase), metrics=infos)

@@ -32,6 +32,7 @@ from analysis.config import CONFIG
 from analysis.controller import Controller, Key, KubeClient, resource_version
 from analysis.providers.job import GenericJobsApi
 from analysis.providers.registry import build_registry
+from analysis.redaction import install_log_filter
 from analysis.runtime.fairness import TenantSlots
 from analysis.runtime.kubeclient import is_status, new_api_client
 from analysis.runtime.workqueue import WorkQueue, run_workers
@@ -108,6 +109,8 @@ def _on_error(key: Key, exc: BaseException) -> float:
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # Tidegate posts its own Events with Argo's reasons; kopf's handler chatter would be noise.
     settings.posting.enabled = False
+    # Any log line (a library's exception, a traceback) may quote a run's secret.
+    install_log_filter()
     STATE.index = kwargs[INDEX_ID]
     api = await asyncio.to_thread(
         new_api_client, pool_size=max(CONFIG.measurement_threads, CONFIG.api_threads) + 8)

@@ -41,6 +41,7 @@ from analysis.api import (
 )
 from analysis.phases import AnalysisPhase
 from analysis.providers.base import Observation
+from analysis.redaction import redactor as make_redactor
 
 DEFAULT_MEASUREMENT_RETENTION = 10
 DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4
@@ -270,13 +271,6 @@ def _verdict(metric: Metric, observation: Observation) -> tuple[AnalysisPhase, s
     return phase, message or observation.message
 
 
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "*****")
-    return text
-
-
 def to_measurement(
     metric: Metric,
     observation: Observation,
@@ -290,7 +284,9 @@ def to_measurement(
 
     ``in_flight`` is the unfinished measurement this observation continues (resume or
     terminate): its startedAt and metadata are kept. ``started_at`` defaults to ``now``.
+    Every form of a secret is redacted from message, value and metadata here.
     """
+    redactor = make_redactor(secrets)
     phase, message = _verdict(metric, observation)
     done = phase.completed
     previous_metadata = (in_flight.metadata or {}) if in_flight is not None else {}
@@ -305,11 +301,11 @@ def to_measurement(
     if done:
         fields["finished_at"] = now
     if message:
-        fields["message"] = _redact(message, secrets)
+        fields["message"] = redactor.redact(message)
     if shown:
-        fields["value"] = shown
+        fields["value"] = redactor.redact(shown)
     if metadata:
-        fields["metadata"] = {key: _redact(val, secrets) for key, val in metadata.items()}
+        fields["metadata"] = {key: redactor.redact(val) for key, val in metadata.items()}
     if not done and observation.resume_at is not None:
         fields["resume_at"] = observation.resume_at
     return Measurement(**fields)
@@ -372,7 +368,11 @@ def record(
         changes.update(_count(old, measurement.phase))
         changes["message"] = measurement.message
     if metric_metadata:
-        changes["metadata"] = {**(old.metadata or {}), **metric_metadata}
+        redact = make_redactor(secrets).redact
+        changes["metadata"] = {
+            **(old.metadata or {}),
+            **{key: redact(val) for key, val in metric_metadata.items()},
+        }
     new = _with(old, **changes)
     if status.result(metric.name) is None:
         return _with(status, metric_results=[*status.metric_results, new])

@@ -10,7 +10,7 @@ Two callers:
   metrics, so a bad spec fails the run before any measurement is taken.
 
 Every error is a ``SpecError`` subclass whose message names the metric and field;
-secret values never appear in it (they are redacted to ``*****``).
+no form of a secret value appears in it (analysis.redaction replaces them with ``*****``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from analysis.api import (
     rule_matches,
 )
 from analysis.conditions import ExpressionError, compile_expression
+from analysis.redaction import REDACTED, redact
 
-REDACTED = "*****"
 # Run-level messages (Argo's wording, capitalised as in §3.2 step 1).
 MSG_UNRESOLVED_ARGS = "Unable to resolve metric arguments: {error}"
 MSG_SPEC_INVALID = "Analysis spec invalid: {error}"
@@ -222,11 +222,8 @@ class ResolvedArgs:
     secrets: tuple[str, ...] = ()
 
     def redact(self, text: str) -> str:
-        """Replace every secret value in ``text`` with ``*****``."""
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, REDACTED)
-        return text
+        """Replace every form of every secret value in ``text`` with ``*****``."""
+        return redact(text, self.secrets)
 
 
 def resolve_args(args: Sequence[Argument], secret_lookup: SecretLookup | None) -> ResolvedArgs:

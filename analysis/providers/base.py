@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from analysis.phases import AnalysisPhase
+from analysis.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class MeasurementContext:
 
     ``metric`` is the metric as a plain dict (camelCase keys, as in the CRD) with
     every ``{{args.x}}`` already substituted; secrets are real values here and must
-    never be copied into messages or metadata (use ``redact``).
+    never be copied into messages or metadata (use ``redact``: it knows their encoded forms).
     """
 
     namespace: str
@@ -55,11 +56,8 @@ class MeasurementContext:
     secrets: tuple[str, ...] = ()
 
     def redact(self, text: str) -> str:
-        """Replace every secret value in ``text`` with ``*****``."""
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "*****")
-        return text
+        """Replace every form of every secret value in ``text`` with ``*****``."""
+        return redact(text, self.secrets)
 
 
 class MetricProvider(Protocol):
