@@ -15,9 +15,13 @@ where ``body`` is the run as the kopf index holds it. One reconcile:
    an Error measurement, never a failed reconcile;
 3. records the observations, assesses metric and run phases, redacts every
    form of every secret value to ``*****`` in messages, values and metadata
-   (analysis.redaction);
+   (analysis.redaction) and clips them (analysis.bounds);
 4. merge-patches ``status`` on the main object (AnalysisRun has no status
    subresource) only when it changed, guarded by the resourceVersion it read;
+   a status over the byte budget is first degraded, and one that cannot be
+   stored (over budget even then, or refused by the API server as too large or
+   invalid) ends the run Error with a message saying so, instead of a retry
+   that would fail the same way forever;
 5. posts ``AnalysisRun<Phase>`` Events on phase changes, updates the Prometheus
    metrics and returns the seconds until it is due again (None: nothing waits).
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -37,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from analysis import bounds
 from analysis import metrics as prom
 from analysis import run as machine
 from analysis.api import (
@@ -53,7 +59,7 @@ from analysis.config import DEFAULT_NAMESPACE_LIMIT
 from analysis.phases import AnalysisPhase
 from analysis.providers.base import MeasurementContext, MetricProvider, Observation
 from analysis.providers.prometheus import RESOLVED_QUERY_KEY
-from analysis.redaction import ACTIVE_SECRETS, ActiveSecrets, redactor
+from analysis.redaction import ACTIVE_SECRETS, ActiveSecrets, Redactor, redactor
 from analysis.runtime.events import post_event
 from analysis.runtime.fairness import TenantSlots
 from analysis.runtime.kubeclient import is_status
@@ -88,6 +94,14 @@ LOG_THREAD_LEFT = (
     "one of the namespace's measurement slots until the call returns"
 )
 MSG_MALFORMED = "AnalysisRun spec cannot be read: {error}"
+# The API server's answers to a write it will never accept, however often it is retried.
+REJECTED_STATUS_CODES = frozenset({413, 422})
+TOO_LARGE_MARKERS = ("request entity too large", "request is too large", "too large")
+MAX_EVENT_MESSAGE_CHARS = 1024
+LOG_STATUS_NOT_STORED = (
+    "%s/%s: the API server refused even the shortest Error status (%s); "
+    "not retrying until the run changes"
+)
 _WARNING_PHASES = frozenset({AnalysisPhase.FAILED, AnalysisPhase.ERROR, AnalysisPhase.INCONCLUSIVE})
 
 T = TypeVar("T")
@@ -156,30 +170,33 @@ class KubeClient:
 
 # --- small pure helpers ----------------------------------------------------------------------
 
-def _redact_fields(doc: dict[str, Any], secrets: Sequence[str], names: Sequence[str]) -> None:
-    redact = redactor(secrets).redact
-    for name in names:
-        if isinstance(doc.get(name), str):
-            doc[name] = redact(doc[name])
-    metadata = doc.get("metadata")
-    if isinstance(metadata, dict):
-        doc["metadata"] = {k: redact(v) if isinstance(v, str) else v
-                           for k, v in metadata.items()}
-
-
 def redact_status(status: dict[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
-    """Replace every form of a secret in every message, value and metadata value of a status.
+    """Redact every form of a secret in every message, value and metadata value, and clip them.
 
     Only those fields: a short secret must not mangle names or timestamps.
     """
-    if not any(secrets):
-        return status
-    _redact_fields(status, secrets, ("message",))
-    for result in status.get("metricResults") or []:
-        _redact_fields(result, secrets, ("message",))
-        for measurement in result.get("measurements") or []:
-            _redact_fields(measurement, secrets, ("message", "value"))
-    return status
+    return bounds.shape_status(status, redactor(secrets))
+
+
+def rejection(exc: BaseException) -> tuple[int, str, str] | None:
+    """(code, reason, the server's message) when ``exc`` is an answer that a retry
+    cannot change: 413, 422, or any status whose text says the request is too large."""
+    code = getattr(exc, "status", None)
+    if not isinstance(code, int) or not 400 <= code < 600:
+        return None
+    reason = str(getattr(exc, "reason", "") or "")
+    body = getattr(exc, "body", None)
+    detail = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        parsed = json.loads(detail)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        detail = parsed["message"]
+    text = f"{reason} {detail}".lower()
+    if code in REJECTED_STATUS_CODES or any(marker in text for marker in TOO_LARGE_MARKERS):
+        return code, reason, detail or reason
+    return None
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,8 +297,12 @@ class Controller:
     # Provider calls in flight per namespace, in front of measure_pool.
     slots: TenantSlots = field(default_factory=lambda: TenantSlots(limit=DEFAULT_NAMESPACE_LIMIT))
     _written: dict[Key, int] = field(default_factory=dict)
+    status_budget: int = bounds.STATUS_BUDGET_BYTES
     # Secrets of the runs in progress, for the log filter (analysis.redaction).
     log_secrets: ActiveSecrets = field(default_factory=lambda: ACTIVE_SECRETS)
+    # resourceVersion of runs whose every status write was refused: nothing to do
+    # until someone changes the run.
+    _unwritable: dict[Key, int] = field(default_factory=dict)
 
     async def _in(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
@@ -289,6 +310,7 @@ class Controller:
     def forget(self, key: Key) -> None:
         """The run is gone: drop what we remember about it and its metric series."""
         self._written.pop(key, None)
+        self._unwritable.pop(key, None)
         self.log_secrets.forget(key)
         prom.forget_run(namespace=key[0], name=key[1])
 
@@ -300,6 +322,8 @@ class Controller:
         meta = body.get("metadata") or {}
         if meta.get("deletionTimestamp") or self._is_stale(key, body):
             return None  # being deleted, or our newer write is on its way back through the watch
+        if self._unwritable.get(key) == resource_version(body):
+            return None  # its status cannot be stored and nothing changed since
         try:
             run = parse(AnalysisRun, body)
         except SpecError as err:
@@ -346,8 +370,8 @@ class Controller:
             metrics, secrets = resolved.metrics, resolved.secrets
             self.log_secrets.register(key, secrets)
             status = await self._measure_and_assess(run, resolved, started)
+        status = await self._write(key, body, status, secrets=secrets)
         new_run = run.model_copy(update={"status": status})
-        await self._write(key, body, status, secrets=secrets)
         self._publish(key, new_run, metrics, secrets=secrets)
         if status.phase is not None and status.phase.completed:
             return await self._expire(key, new_run)
@@ -432,10 +456,36 @@ class Controller:
     # -- writing, announcing, publishing ---------------------------------------------------
 
     async def _write(self, key: Key, body: Mapping[str, Any], status: AnalysisRunStatus,
-                     *, secrets: Sequence[str]) -> None:
-        """Patch the changed status fields (if any) and announce a phase change."""
+                     *, secrets: Sequence[str]) -> AnalysisRunStatus:
+        """Patch the changed status fields (if any), announce a phase change; return the
+        status that now stands.
+
+        That is ``status``, unless it could not be stored: over the byte budget even
+        in its shortest form, or refused by the API server (413, 422, "too large").
+        Then the run ends Error with a message saying why, and that is returned.
+        """
         old = dict(body.get("status") or {})
-        new = redact_status(status.to_json(), secrets)
+        shaped = redact_status(status.to_json(), secrets)
+        new = bounds.fit_status(shaped, budget=self.status_budget)
+        if new is None:
+            new = bounds.over_budget_status(shaped, now=format_time(self.clock()),
+                                            budget=self.status_budget)
+        try:
+            await self._patch(key, body, old, new)
+        except Exception as exc:
+            refused = rejection(exc)
+            if refused is None:
+                raise
+            new = await self._write_refused(key, body, old, new, refused, redactor(secrets))
+        if new.get("phase") != old.get("phase") and new.get("phase"):
+            await self._announce(body, str(new["phase"]), str(new.get("message") or ""),
+                                 redactor(secrets))
+        if new.get("phase") == shaped.get("phase"):
+            return status  # stored as it is, or with shorter texts and fewer old measurements
+        return AnalysisRunStatus.model_validate({k: v for k, v in new.items() if v is not None})
+
+    async def _patch(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],
+                     new: Mapping[str, Any]) -> None:
         patch = status_patch(old, new)
         if not patch:
             return
@@ -446,16 +496,42 @@ class Controller:
         written_version = resource_version(written)
         if written_version is not None:
             self._written[key] = written_version
-        if new.get("phase") != old.get("phase") and new.get("phase"):
-            await self._announce(body, str(new["phase"]), str(new.get("message") or ""))
 
-    async def _announce(self, body: Mapping[str, Any], phase: str, message: str) -> None:
+    async def _write_refused(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],
+                             new: Mapping[str, Any], refused: tuple[int, str, str],
+                             redact: Redactor) -> dict[str, Any]:
+        """The API server will never take ``new``: store the shortest Error status instead.
+
+        If even that is refused, remember the run's version so it is not retried
+        until the run changes; the Event still tells its owner.
+        """
+        code, reason, detail = refused
+        error = bounds.rejected_status(new, code=code, reason=reason, detail=detail,
+                                       now=format_time(self.clock()), redactor=redact,
+                                       budget=self.status_budget)
+        try:
+            await self._patch(key, body, old, error)
+        except Exception as exc:
+            again = rejection(exc)
+            if again is None:
+                raise
+            version = resource_version(body)
+            if version is not None:
+                self._unwritable[key] = version
+            log.warning(LOG_STATUS_NOT_STORED, key[0], key[1],
+                        redact.clip(f"{again[0]} {again[1]}", limit=bounds.SHORT_CHARS))
+        return error
+
+    async def _announce(self, body: Mapping[str, Any], phase: str, message: str,
+                        redact: Redactor) -> None:
         """Post AnalysisRun<Phase>; a failed post is logged, never retried (the patch stands)."""
         text = MSG_EVENT_WITH_DETAIL if message else MSG_EVENT
         event_type = EVENT_WARNING if phase in _WARNING_PHASES else EVENT_NORMAL
+        shown = redact.clip(text.format(phase=phase, message=message),
+                            limit=MAX_EVENT_MESSAGE_CHARS, tail=bounds.MESSAGE_TAIL_CHARS // 2)
         try:
             await self._in(self.api_pool, _post, self.kube, body, event_type,
-                           EVENT_REASON.format(phase=phase), text.format(phase=phase, message=message))
+                           EVENT_REASON.format(phase=phase), shown)
         except Exception:
             meta = body.get("metadata") or {}
             log.warning("%s/%s: could not post the AnalysisRun%s event", meta.get("namespace"),

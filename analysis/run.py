@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from analysis import conditions
+from analysis import bounds, conditions
 from analysis.api import (
     AnalysisRun,
     AnalysisRunSpec,
@@ -284,7 +284,8 @@ def to_measurement(
 
     ``in_flight`` is the unfinished measurement this observation continues (resume or
     terminate): its startedAt and metadata are kept. ``started_at`` defaults to ``now``.
-    Every form of a secret is redacted from message, value and metadata here.
+    Message, value and metadata are redacted and clipped here (analysis.bounds), so
+    a 10 MB answer is judged by the conditions but never kept.
     """
     redactor = make_redactor(secrets)
     phase, message = _verdict(metric, observation)
@@ -301,11 +302,13 @@ def to_measurement(
     if done:
         fields["finished_at"] = now
     if message:
-        fields["message"] = redactor.redact(message)
+        fields["message"] = redactor.clip(
+            message, limit=bounds.MAX_MESSAGE_CHARS, tail=bounds.MESSAGE_TAIL_CHARS)
     if shown:
-        fields["value"] = redactor.redact(shown)
+        fields["value"] = redactor.clip(shown, limit=bounds.MAX_VALUE_CHARS)
     if metadata:
-        fields["metadata"] = {key: redactor.redact(val) for key, val in metadata.items()}
+        fields["metadata"] = {key: redactor.clip(val, limit=bounds.MAX_METADATA_CHARS)
+                              for key, val in metadata.items()}
     if not done and observation.resume_at is not None:
         fields["resume_at"] = observation.resume_at
     return Measurement(**fields)
@@ -368,10 +371,11 @@ def record(
         changes.update(_count(old, measurement.phase))
         changes["message"] = measurement.message
     if metric_metadata:
-        redact = make_redactor(secrets).redact
+        redactor = make_redactor(secrets)
         changes["metadata"] = {
             **(old.metadata or {}),
-            **{key: redact(val) for key, val in metric_metadata.items()},
+            **{key: redactor.clip(val, limit=bounds.MAX_METADATA_CHARS)
+               for key, val in metric_metadata.items()},
         }
     new = _with(old, **changes)
     if status.result(metric.name) is None:

@@ -33,7 +33,7 @@ from analysis.api import (
     parse_duration,
     rule_matches,
 )
-from analysis.conditions import ExpressionError, compile_expression
+from analysis.conditions import ExpressionError, compile_expression, quote_source
 from analysis.redaction import REDACTED, redact
 
 # Run-level messages (Argo's wording, capitalised as in §3.2 step 1).
@@ -382,7 +382,7 @@ def _condition_problems(metric: Metric) -> Iterator[str]:
             compile_expression(source)
         except ExpressionError as err:
             # The message already says where (column) when a position applies.
-            yield f"{field} {source!r}: {err.message}"
+            yield f"{field} {quote_source(source, err.position)!r}: {err.message}"
 
 
 def validate_metric(metric: Metric) -> None:

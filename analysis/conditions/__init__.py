@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from analysis.conditions._common import ExpressionError, type_name
+from analysis.conditions._common import ExpressionError, quote_source, type_name
 from analysis.conditions._runtime import BUILTINS, Ctx, build
 from analysis.conditions._syntax import FUNCTIONS, parse
 from analysis.phases import AnalysisPhase
@@ -29,6 +29,7 @@ __all__ = [
     "assess",
     "compile_expression",
     "evaluate_condition",
+    "quote_source",
 ]
 
 SUCCESS_CONDITION = "successCondition"
@@ -94,7 +95,8 @@ def evaluate_condition(source: str | CompiledExpression, result: Any) -> bool:
     value = compiled.evaluate({"result": result})
     if value is True or value is False:
         return value
-    raise ExpressionError(MSG_NOT_BOOL.format(source=compiled.source, type=type_name(value)))
+    raise ExpressionError(
+        MSG_NOT_BOOL.format(source=quote_source(compiled.source), type=type_name(value)))
 
 
 def _is_no_data(result: Any) -> bool:
@@ -108,9 +110,10 @@ def _condition(field_name: str, source: str, result: Any) -> bool | str:
     try:
         return evaluate_condition(source, result)
     except ExpressionError as error:
+        quoted = quote_source(source, error.position)
         if _is_no_data(result):
-            return MSG_NO_DATA.format(field=field_name, source=source)
-        return MSG_COULD_NOT_EVALUATE.format(field=field_name, source=source, message=error.message)
+            return MSG_NO_DATA.format(field=field_name, source=quoted)
+        return MSG_COULD_NOT_EVALUATE.format(field=field_name, source=quoted, message=error.message)
 
 
 def assess(

@@ -29,6 +29,12 @@ MAX_PATTERN_LENGTH = 512
 MAX_MATCH_INPUT_LENGTH = 10_000
 # Numeric strings given to asInt/asFloat/int/float.
 MAX_NUMERIC_STRING_LENGTH = 100
+# Messages quote a condition whole up to this length, else an excerpt around the
+# error's column: a message that echoes a 400 KB condition is a status nobody can store.
+MAX_QUOTED_SOURCE = 120
+EXCERPT_CONTEXT = 40
+ELLIPSIS = "…"
+MSG_EXCERPT = "{text} [excerpt at column {column} of {length} characters]"
 
 
 class ExpressionError(Exception):
@@ -48,6 +54,23 @@ class ExpressionError(Exception):
 
     def __repr__(self) -> str:
         return f"ExpressionError({self.message!r}, position={self.position!r})"
+
+
+def quote_source(source: str, position: int | None = None) -> str:
+    """``source`` for a message: whole when short, else ~80 characters around ``position``."""
+    if not isinstance(source, str):  # a condition that is not text at all (a YAML number)
+        source = repr(source)
+    if len(source) <= MAX_QUOTED_SOURCE:
+        return source
+    column = min(max(position or 0, 0), len(source))
+    start = max(column - EXCERPT_CONTEXT, 0)
+    end = min(start + 2 * EXCERPT_CONTEXT, len(source))
+    text = source[start:end]
+    if start > 0:
+        text = ELLIPSIS + text
+    if end < len(source):
+        text += ELLIPSIS
+    return MSG_EXCERPT.format(text=text, column=column, length=len(source))
 
 
 def type_name(value: Any) -> str:
