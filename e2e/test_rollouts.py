@@ -285,8 +285,9 @@ def _degraded_invalid(cluster: Cluster, name: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("case", "mutate", "field"),
     [
-        pytest.param("weight-over-100", {"steps": [{"setWeight": 150}, {"pause": {}}]},
-                     "spec.strategy.canary.steps[0].setWeight", id="weight-over-100"),
+        # (setWeight 150 is refused by the API server itself since issue 7 defect 7: e2e/test_smoke.py)
+        pytest.param("bad-pause", {"steps": [{"setWeight": 10}, {"pause": {"duration": "soon"}}]},
+                     "spec.strategy.canary.steps[1].pause.duration", id="bad-pause-duration"),
         pytest.param("missing-route", {"trafficRouting": {"istio": {"virtualService": {
             "name": "model-vsvc", "routes": ["nope"]}}}}, "routes", id="missing-route"),
         pytest.param("missing-template", {"steps": [{"setWeight": 10}, {"analysis": {"templates": [

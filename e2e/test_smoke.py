@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from prometheus_api_client import PrometheusConnect
@@ -146,6 +147,46 @@ def test_malformed_documents_are_rejected_with_a_message_naming_the_field(
 
 def test_malformed_fixture_set_is_not_empty() -> None:
     assert len(_malformed_cases()) >= 3
+
+
+# issue 7 defect 7: the schema bounds (setWeight and setCanaryScale.weight 0-100,
+# replicas >= 0, at most 100 steps) reject out-of-range values through the
+# malformed fixtures above; these are the edges, which the API server must accept.
+EDGE_STEPS: list[dict[str, object]] = [
+    {"setWeight": 0},
+    {"setCanaryScale": {"weight": 100}},
+    {"setCanaryScale": {"replicas": 0}},
+    {"setWeight": 100},
+]
+
+
+def _edge_rollout(name: str, steps: list[dict[str, object]], replicas: int) -> str:
+    doc = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}},
+            "strategy": {"canary": {"steps": steps}},
+        },
+    }
+    return yaml.safe_dump(doc)
+
+
+@pytest.mark.parametrize(
+    ("steps", "replicas"),
+    [
+        pytest.param(EDGE_STEPS, 0, id="weights-0-and-100-replicas-0"),
+        pytest.param([{"setWeight": 1 + i % 100} for i in range(100)], 1, id="100-steps"),
+    ],
+)
+def test_rollout_bounds_accept_their_edges(
+    namespace: str, kubectl: Kubectl, steps: list[dict[str, object]], replicas: int
+) -> None:
+    result = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                     input_text=_edge_rollout("edges", steps, replicas))
+    assert result.returncode == 0, result.stderr
 
 
 def test_prometheus_query_returns_a_scraped_series(prometheus_url: str) -> None:

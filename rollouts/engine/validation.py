@@ -16,6 +16,7 @@ short grace period (``reference_wait_plan``) instead of a Warning.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from analysis.api import (
     SpecError,
     TemplateRef,
 )
-from analysis.templates import flatten, substitute
+from analysis.templates import TemplateLookup, flatten, substitute
 from rollouts.api.models import CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis
 from rollouts.engine.context import Plan, RolloutContext
 from rollouts.engine.observe import parse_time
@@ -365,6 +366,8 @@ def _analyses(rollout: Rollout, canary: CanaryStrategy, refs: References) -> lis
     """Each step's and the background analysis's run, built as it will be (Argo validates
     ``NewAnalysisRunFromTemplates`` with the rollout's args in every reconcile too)."""
     sources = TemplateSources(namespaced=refs.analysis_templates, cluster=refs.cluster_analysis_templates)
+    # Each template is parsed once per reconcile, however many steps name it.
+    lookup: TemplateLookup = functools.cache(sources.lookup)
     blocks: list[tuple[str, RolloutAnalysis]] = [
         (f"{CANARY}.steps[{i}].analysis", step.analysis)
         for i, step in enumerate(canary.steps or ())
@@ -375,7 +378,7 @@ def _analyses(rollout: Rollout, canary: CanaryStrategy, refs: References) -> lis
     doc: list[Mapping[str, Any]] = []  # the Rollout as a document, made once and only if a fieldRef needs it
     problems: list[Problem] = []
     for path, analysis in blocks:
-        problems += _analysis(rollout, path, analysis, sources, doc)
+        problems += _analysis(rollout, path, analysis, lookup, doc)
     return problems
 
 
@@ -391,7 +394,7 @@ class _Included:
     spec: AnalysisTemplateSpec
 
 
-def _included(name: str, cluster_scope: bool, sources: TemplateSources, where: str) -> list[_Included]:
+def _included(name: str, cluster_scope: bool, lookup: TemplateLookup, where: str) -> list[_Included]:
     """The template and every template it includes; raises SpecError when one is missing or bad."""
     found: list[_Included] = []
     seen: set[tuple[str, bool]] = set()
@@ -401,7 +404,7 @@ def _included(name: str, cluster_scope: bool, sources: TemplateSources, where: s
         if (current, cluster) in seen:
             continue  # a cycle or a diamond: flatten() says which
         seen.add((current, cluster))
-        spec = sources.lookup(current, cluster)
+        spec = lookup(current, cluster)
         if spec is None:
             raise _NestedMissing(MSG_NESTED_MISSING.format(
                 template=parent, nested=_label(current, cluster), where="" if cluster else where))
@@ -411,7 +414,7 @@ def _included(name: str, cluster_scope: bool, sources: TemplateSources, where: s
 
 
 def _analysis(
-    rollout: Rollout, path: str, analysis: RolloutAnalysis, sources: TemplateSources,
+    rollout: Rollout, path: str, analysis: RolloutAnalysis, lookup: TemplateLookup,
     doc: list[Mapping[str, Any]],
 ) -> list[Problem]:
     refs = list(analysis.templates or ())
@@ -420,7 +423,7 @@ def _analysis(
     included: list[list[_Included]] = []
     for index, ref in enumerate(refs):
         try:
-            included.append(_included(ref.template_name, bool(ref.cluster_scope), sources, where))
+            included.append(_included(ref.template_name, bool(ref.cluster_scope), lookup, where))
         except SpecError as err:  # missing, or a template that does not parse
             problems.append(Problem(path=f"{path}.templates[{index}]", message=err.message,
                                     missing=isinstance(err, _NestedMissing)))
@@ -434,7 +437,7 @@ def _analysis(
     try:
         spec = flatten(
             [TemplateRef(template_name=r.template_name, cluster_scope=bool(r.cluster_scope)) for r in refs],
-            sources.lookup,
+            lookup,
             args=args,
             dry_run=[DryRun(metric_name=r.metric_name) for r in analysis.dry_run or ()],
             measurement_retention=[
