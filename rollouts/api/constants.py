@@ -59,6 +59,10 @@ class ConditionType(enum.StrEnum):
     COMPLETED = "Completed"
     INVALID_SPEC = "InvalidSpec"
     REPLICA_FAILURE = "ReplicaFailure"
+    # Tidegate's own: the API server rejected the ReplicaSet built from the pod template
+    # (Argo reports this only as a Progressing reason; a type of its own lets it mark the
+    # rollout Degraded until a reconcile creates the ReplicaSet).
+    REPLICA_SET_CREATE_ERROR = "ReplicaSetCreateError"
 
 
 class ConditionReason(enum.StrEnum):

@@ -146,6 +146,10 @@ def conditions(view: View, draft: Draft, count: Counters, created: bool) -> list
     now = format_time(view.ctx.now)
     result: list[dict[str, Any]] = [dict(c) for c in view.status.get("conditions") or ()]
     st.remove_condition(result, ConditionType.INVALID_SPEC)
+    # A rejected ReplicaSet create is reported by the I/O layer, which writes this plan's
+    # status only after every create succeeded: a plan that creates the ReplicaSet is
+    # written only if the create worked, one that creates none found it existing.
+    st.remove_condition(result, ConditionType.REPLICA_SET_CREATE_ERROR)
     cond, touch = progressing(view, draft, count, created)
     st.set_condition(result, cond, now, touch=touch)
     available = count.available >= view.spec_replicas

@@ -2,10 +2,14 @@
 
 Called by rollouts/handlers.py in a worker thread (the kubernetes client blocks).
 Order: Rollout spec defaults, ReplicaSets created, ReplicaSets scaled/annotated,
-Service selectors, traffic router, AnalysisRuns created/terminated, status
-(one merge patch, skipped when equal), Rollout annotations, then Events. Creating
-an object that already exists counts as success: a restart or a lagging index
-never duplicates a child.
+Service selectors, traffic router, AnalysisRuns created/terminated, the Rollout's
+revision annotation, status (one merge patch, skipped when equal), removal of the
+abort annotation, then Events. Creating an object that already exists counts as
+success: a restart or a lagging index never duplicates a child.
+
+A 4xx answer to any of these writes (they all derive from the user's spec) is the
+user's error: ``_Writer.rejected`` reports it in status and once as an Event, and
+raises WriteRejected, which the handler logs in one line and retries with back-off.
 """
 
 from __future__ import annotations
@@ -24,8 +28,16 @@ from kubernetes.client.exceptions import ApiException
 
 from analysis.runtime.events import post_event
 from rollouts import metrics
-from rollouts.api.constants import ANNOTATION_ABORT, ANNOTATION_MANAGED_BY, LABEL_POD_TEMPLATE_HASH
+from rollouts.api.constants import (
+    ANNOTATION_ABORT,
+    ANNOTATION_MANAGED_BY,
+    LABEL_POD_TEMPLATE_HASH,
+    ConditionReason,
+    ConditionType,
+    RolloutPhase,
+)
 from rollouts.engine.context import Plan, RolloutContext
+from rollouts.engine.status import FALSE, MSG_NOT_HEALTHY, TRUE, Cond, set_condition
 from rollouts.traffic.base import TrafficRoutingError, TrafficTarget, apply_target
 from rollouts.traffic.istio_router import IstioTrafficRouter
 
@@ -81,11 +93,16 @@ def is_conflict(exc: BaseException) -> bool:
 # one: 409 (conflict) and 429 (throttled) are retried as before.
 USER_ERROR_CODES = frozenset({400, 403, 404, 413, 422})
 MAX_REJECTION_MESSAGE = 1024
-CONDITION_RS_CREATE_ERROR = "ReplicaSetCreateError"
-CONDITION_INVALID_SPEC = "InvalidSpec"
-CONDITION_HEALTHY = "Healthy"
+CONDITION_RS_CREATE_ERROR = str(ConditionType.REPLICA_SET_CREATE_ERROR)
+CONDITION_INVALID_SPEC = str(ConditionType.INVALID_SPEC)
+CONDITION_HEALTHY = str(ConditionType.HEALTHY)
+# Conditions of the plan that a rejected write leaves true: both are computed from observed
+# pods and ReplicaSets (an update in flight is not Completed even when a write failed).
+_OBSERVED_CONDITIONS = (ConditionType.AVAILABLE, ConditionType.COMPLETED)
 REASON_WRITE_REJECTED = "WriteRejected"
 MSG_WRITE_REJECTED = "Rollout {namespace}/{name}: the API server rejected the {kind} {verb} ({code}): {message}"
+MSG_REPORT_FAILED = "{message} (the status patch reporting it failed too: {code})"
+MSG_EVENT_FAILED = "{message} (the Event reporting it failed: {code})"
 
 
 class WriteRejected(Exception):
@@ -109,20 +126,23 @@ def _server_message(exc: ApiException) -> str:
 
 
 def rejection_status(
-    current: Mapping[str, Any], *, condition_type: str, message: str, now: str
+    current: Mapping[str, Any], *, condition_type: str, message: str, now: str,
+    planned: Mapping[str, Any] | None = None, drop: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The status patch for a rejected write: its condition, Healthy False, phase Degraded."""
-    conditions = [dict(c) for c in current.get("conditions") or [] if c.get("type") not in
-                  (condition_type, CONDITION_HEALTHY)]
-    for ctype, status in ((condition_type, "True"), (CONDITION_HEALTHY, "False")):
-        old: Mapping[str, Any] = next((c for c in current.get("conditions") or [] if c.get("type") == ctype), {})
-        same = old.get("message") == message and old.get("status") == status
-        conditions.append({
-            "type": ctype, "status": status, "reason": condition_type, "message": message,
-            "lastUpdateTime": old.get("lastUpdateTime") if same else now,
-            "lastTransitionTime": old.get("lastTransitionTime") if same else now,
-        })
-    return {"phase": "Degraded", "message": message, "conditions": conditions}
+    """The status patch for a rejected write: its condition, Healthy False, phase Degraded.
+
+    ``planned`` is the status the engine planned for this reconcile: its Available and
+    Completed conditions are taken over. ``drop`` names conditions this reconcile
+    proved stale. Timestamps follow status.set_condition (kept while status holds).
+    """
+    conditions = [dict(c) for c in current.get("conditions") or [] if c.get("type") not in drop]
+    for cond in (planned or {}).get("conditions") or []:
+        if cond.get("type") in _OBSERVED_CONDITIONS:
+            set_condition(conditions, Cond(ConditionType(cond["type"]), str(cond.get("status")),
+                                           str(cond.get("reason")), str(cond.get("message"))), now)
+    set_condition(conditions, Cond(ConditionType(condition_type), TRUE, condition_type, message), now)
+    set_condition(conditions, Cond(ConditionType.HEALTHY, FALSE, ConditionReason.HEALTHY, MSG_NOT_HEALTHY), now)
+    return {"phase": str(RolloutPhase.DEGRADED), "message": f"{condition_type}: {message}", "conditions": conditions}
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,9 +166,13 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 class _Writer:
     """One reconcile's writes, counted (the benchmark reports API writes per step)."""
 
-    def __init__(self, api: Any, ctx: RolloutContext) -> None:
+    def __init__(self, api: Any, ctx: RolloutContext, planned: Mapping[str, Any] | None = None) -> None:
         self.api = api
         self.ctx = ctx
+        self.planned = planned
+        """The status the engine planned (what a rejected write keeps of it: see rejection_status)."""
+        self.replica_sets_done = False
+        """Every ReplicaSet create of this reconcile succeeded (a ReplicaSetCreateError is stale)."""
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
@@ -171,15 +195,16 @@ class _Writer:
             if exc.status != 409:
                 raise self.rejected(kind, "create", exc) from None
 
-    def guarded(self, kind: str, verb: str, fn: Any, *args: Any) -> None:
-        """A write to an existing child: a 404 there means it vanished (retry), any other 4xx is the spec's."""
+    def guarded(self, kind: str, verb: str, fn: Any, *args: Any) -> Any:
+        """A write to an existing object: a 404 there means it vanished (retry), any other 4xx is the spec's."""
         try:
-            fn(*args)
+            result = fn(*args)
         except ApiException as exc:
             if exc.status == 404:
                 raise
             raise self.rejected(kind, verb, exc) from None
         self.count(kind, verb)
+        return result
 
     def rejected(self, kind: str, verb: str, exc: ApiException) -> Exception:
         """Say in status (and once in an Event) that the API server rejected a write; return what to raise."""
@@ -189,27 +214,40 @@ class _Writer:
         message = MSG_WRITE_REJECTED.format(namespace=self.namespace, name=self.name, kind=kind, verb=verb,
                                             code=exc.status, message=_server_message(exc))
         condition_type = CONDITION_RS_CREATE_ERROR if kind == "ReplicaSet" else CONDITION_INVALID_SPEC
-        current = self.ctx.rollout.get("status") or {}
+        # After our own status patch, the Rollout it returned is what the next patch changes.
+        current = (self.written_rollout or self.ctx.rollout).get("status") or {}
         already = any(c.get("type") == condition_type and c.get("message") == message
                       for c in current.get("conditions") or [])
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        patch = merge_patch(current, rejection_status(current, condition_type=condition_type,
-                                                      message=message, now=now))
+        drop = (CONDITION_RS_CREATE_ERROR,) if self.replica_sets_done else ()
+        # Only phase, message and conditions change: the rest of status (stableRS, the
+        # step index, weights) stays as it was, or a fixed spec would restart from nothing.
+        reported = {**current, **rejection_status(current, condition_type=condition_type, message=message,
+                                                  now=now, planned=self.planned, drop=drop)}
+        patch = merge_patch(current, reported)
         if patch:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, "rollouts", self.name, {"status": patch})
-            self.count("Rollout", "patch-status")
+            try:
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, self.namespace, "rollouts", self.name, {"status": patch})
+                self.count("Rollout", "patch-status")
+            except ApiException as report_exc:
+                # The rejected write may have been this very status; the Event and the
+                # one log line still say it, and the next attempt is backed off.
+                message = MSG_REPORT_FAILED.format(message=message, code=report_exc.status)
         if not already:
-            post_event(self.api, involved=self.ctx.rollout, event_type="Warning",
-                       reason=condition_type, message=message)
+            try:
+                post_event(self.api, involved=self.ctx.rollout, event_type="Warning",
+                           reason=condition_type, message=message)
+            except ApiException as event_exc:  # best effort, as every Event
+                message = MSG_EVENT_FAILED.format(message=message, code=event_exc.status)
         return WriteRejected(message)
 
     # --- each part of the plan ------------------------------------------------------------
 
     def rollout_spec(self, patch: Mapping[str, Any] | None) -> None:
         if patch:
-            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "rollouts", self.name, dict(patch))
-            self.count("Rollout", "patch")
+            self.guarded("Rollout", "patch", self.custom.patch_namespaced_custom_object,
+                         GROUP, VERSION, self.namespace, "rollouts", self.name, dict(patch))
 
     def replica_sets(self, plan: Plan) -> None:
         for manifest in plan.replica_sets_to_create:
@@ -218,6 +256,7 @@ class _Writer:
             # accepts (e.g. an integer quantity such as `nvidia.com/gpu: 1`).
             self.create("ReplicaSet", self.custom.create_namespaced_custom_object,
                         "apps", "v1", self.namespace, "replicasets", manifest)
+        self.replica_sets_done = True
         observed = {rs["metadata"]["name"]: rs for rs in self.ctx.replica_sets}
         for name, update in plan.replica_set_updates.items():
             current = observed.get(name, {})
@@ -292,24 +331,29 @@ class _Writer:
         patch = merge_patch(self.ctx.rollout.get("status") or {}, plan.status)
         if not patch:
             return
-        written = self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, self.namespace, "rollouts", self.name, {"status": patch}
-        )
-        self.count("Rollout", "patch-status")
+        written = self.guarded("Rollout", "patch-status", self.custom.patch_namespaced_custom_object_status,
+                               GROUP, VERSION, self.namespace, "rollouts", self.name, {"status": patch})
         tracker.record((self.namespace, self.name), written)
         self.written_rollout = written if isinstance(written, dict) else None
 
-    def annotations(self, plan: Plan, tracker: VersionTracker) -> None:
+    def revision_annotations(self, plan: Plan, tracker: VersionTracker) -> None:
+        """Before the status: a status saying all went well is written only after every write did."""
         current = (self.ctx.rollout.get("metadata") or {}).get("annotations") or {}
         wanted: dict[str, str | None] = {k: v for k, v in plan.rollout_annotations.items() if current.get(k) != v}
+        self._annotate(wanted, tracker)
+
+    def abort_annotation(self, plan: Plan, tracker: VersionTracker) -> None:
+        """After the status: the abort request is dropped only once status records the abort."""
+        current = (self.ctx.rollout.get("metadata") or {}).get("annotations") or {}
         if plan.remove_abort_annotation and ANNOTATION_ABORT in current:
-            wanted[ANNOTATION_ABORT] = None
+            self._annotate({ANNOTATION_ABORT: None}, tracker)
+
+    def _annotate(self, wanted: Mapping[str, str | None], tracker: VersionTracker) -> None:
         if not wanted:
             return
-        written = self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "rollouts", self.name, {"metadata": {"annotations": wanted}}
-        )
-        self.count("Rollout", "patch")
+        written = self.guarded("Rollout", "patch", self.custom.patch_namespaced_custom_object,
+                               GROUP, VERSION, self.namespace, "rollouts", self.name,
+                               {"metadata": {"annotations": dict(wanted)}})
         tracker.record((self.namespace, self.name), written)
 
     def events(self, plan: Plan, pool: Executor | None) -> None:
@@ -375,7 +419,7 @@ def apply_plan(
     api: Any, ctx: RolloutContext, plan: Plan, tracker: VersionTracker, event_pool: Executor | None = None
 ) -> Outcome:
     """Perform ``plan``'s writes in order; Events go to ``event_pool`` when given."""
-    writer = _Writer(api, ctx)
+    writer = _Writer(api, ctx, planned=plan.status)
     writer.rollout_spec(plan.spec_patch)
     writer.replica_sets(plan)
     writer.services(plan)
@@ -385,8 +429,9 @@ def apply_plan(
         post_event(api, involved=ctx.rollout, event_type="Warning", reason=REASON_TRAFFIC_ERROR, message=str(exc))
         raise
     writer.analysis_runs(plan)
+    writer.revision_annotations(plan, tracker)
     writer.status(plan, tracker)
-    writer.annotations(plan, tracker)
+    writer.abort_annotation(plan, tracker)
     writer.events(plan, event_pool)
     canary = ((ctx.rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}
     router = "Istio" if "istio" in (canary.get("trafficRouting") or {}) else ""
