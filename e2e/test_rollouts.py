@@ -313,6 +313,9 @@ def test_invalid_spec_is_reported_and_fixing_it_recovers(
     condition = next(c for c in status["conditions"] if c["type"] == "InvalidSpec")
     assert field in condition["message"], condition["message"]
     assert status["message"].startswith("InvalidSpec: ")
+    # and no condition contradicts it (issue 7 defect 6): the update is neither Healthy nor Completed
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Healthy"]["status"] != "True" and conditions["Completed"]["status"] != "True"
     wait_until(lambda: any(e.reason == "InvalidSpec" for e in cluster.events("model")), timeout=10,
                message="InvalidSpec event")
     assert cluster.vs_weights("model-vsvc") == (100, 0)
@@ -325,6 +328,11 @@ def test_invalid_spec_is_reported_and_fixing_it_recovers(
     ))
     paused_at(cluster, "model", 1, timeout=40)
     wait_until(lambda: cluster.vs_weights("model-vsvc") == (90, 10), timeout=10, message="VS 90/10 after fix")
+
+    # And once promoted, Healthy comes back with no InvalidSpec beside it
+    cluster.patch_rollout("model", {"status": {"pauseConditions": None}}, status=True)
+    conditions = {c["type"]: c for c in cluster.wait_phase("model", "Healthy")["conditions"]}
+    assert conditions["Healthy"]["status"] == "True" and "InvalidSpec" not in conditions
 
 
 @pytest.mark.parametrize("case", sorted(INVALID_CASES))

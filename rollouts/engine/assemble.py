@@ -111,7 +111,9 @@ def progressing(view: View, draft: Draft, count: Counters, created: bool) -> tup
     updating = st.Cond(
         ConditionType.PROGRESSING, st.TRUE, ConditionReason.RS_UPDATED, st.MSG_RS_PROGRESSING.format(name=rs_name)
     )
-    if previous is None or _made_progress(view, draft, count):
+    # Nothing could progress while the spec was invalid: the deadline's clock starts again now.
+    invalid_before = previous is not None and previous.get("reason") == ConditionReason.INVALID_SPEC
+    if previous is None or invalid_before or _made_progress(view, draft, count):
         return updating, True
     if deadline_left(view, draft, previous) is not None and (deadline_left(view, draft, previous) or 0) <= 0:
         message = st.MSG_RS_TIMED_OUT.format(name=rs_name)

@@ -16,12 +16,14 @@ Shape (Argo's rolloutContext.reconcile, semantics reference §6):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from analysis.api import SpecError, format_time
 from rollouts.api.constants import (
     ANNOTATION_REVISION,
+    DEFAULT_REPLICAS,
     INVALID_SPEC_REQUEUE_SECONDS,
     ConditionReason,
     ConditionType,
@@ -32,10 +34,11 @@ from rollouts.api.constants import (
 from rollouts.api.models import Rollout
 from rollouts.engine import progress, routing, scaling
 from rollouts.engine import status as st
-from rollouts.engine.assemble import build_status, deadline_left
+from rollouts.engine.assemble import MSG_COMPLETED_CONDITION, build_status, deadline_left
 from rollouts.engine.context import Event, Plan, RolloutContext
 from rollouts.engine.draft import Draft
-from rollouts.engine.observe import View, build_view
+from rollouts.engine.hashing import pod_template_hash
+from rollouts.engine.observe import View, build_view, rs_info
 from rollouts.engine.runs import TemplateSources
 from rollouts.engine.validation import References, invalid_message, reference_wait_plan, validate
 
@@ -79,13 +82,16 @@ def _references(ctx: RolloutContext, rollout: Rollout) -> References:
 
 
 def invalid_plan(ctx: RolloutContext, message: str) -> Plan:
-    """InvalidSpec condition, phase Degraded, one Event per new message, re-queue in 20 s."""
+    """InvalidSpec condition, phase Degraded, one Event per new message, re-queue in 20 s.
+
+    Every condition is recomputed from what is observed (as Argo recomputes its
+    status), never copied: a Healthy or Completed left from before the invalid
+    update would contradict InvalidSpec.
+    """
     status: dict[str, Any] = dict(ctx.rollout.get("status") or {})
     previous_conditions = status.get("conditions") or []
-    conditions = [dict(c) for c in previous_conditions]
-    previous = st.find_condition(conditions, ConditionType.INVALID_SPEC)
-    cond = st.Cond(ConditionType.INVALID_SPEC, st.TRUE, ConditionReason.INVALID_SPEC, message)
-    st.set_condition(conditions, cond, format_time(ctx.now))
+    previous = st.find_condition(previous_conditions, ConditionType.INVALID_SPEC)
+    conditions = st.invalid_spec_conditions(_invalid_inputs(ctx, status, message), format_time(ctx.now))
     generation = (ctx.rollout.get("metadata") or {}).get("generation")
     status.update(
         {
@@ -99,6 +105,34 @@ def invalid_plan(ctx: RolloutContext, message: str) -> Plan:
     if previous is None or previous.get("message") != message:
         events = (Event(type=EventType.WARNING, reason=str(EventReason.INVALID_SPEC), message=message),)
     return Plan(status=status, events=events, requeue_after=INVALID_SPEC_REQUEUE_SECONDS)
+
+
+def _invalid_inputs(ctx: RolloutContext, status: Mapping[str, Any], message: str) -> st.InvalidInputs:
+    """The observed facts the conditions of an invalid Rollout are computed from.
+
+    Read from the raw document: a spec that does not parse still has ReplicaSets,
+    a replica count and (usually) a pod template to compare with the stable one.
+    """
+    spec = ctx.rollout.get("spec") or {}
+    replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
+    wanted = replicas if isinstance(replicas, int) and not isinstance(replicas, bool) else DEFAULT_REPLICAS
+    infos = [info for info in (rs_info(doc) for doc in ctx.replica_sets) if info is not None]
+    template = spec.get("template") if isinstance(spec, Mapping) else None
+    collisions = status.get("collisionCount")
+    desired: str | None = None
+    if isinstance(template, Mapping):
+        desired = pod_template_hash(template, collisions if isinstance(collisions, int) and collisions >= 0 else None)
+    stable = next((rs for rs in infos if desired is not None and rs.hash == desired == status.get("stableRS")), None)
+    completed = None
+    if stable is not None:
+        completed = MSG_COMPLETED_CONDITION.format(revision=stable.revision, hash=stable.hash)
+    return st.InvalidInputs(
+        previous=status.get("conditions") or [],
+        message=message,
+        available=sum(rs.available for rs in infos) >= wanted,
+        completed_message=completed,
+        in_flight=desired is not None and desired == status.get("currentPodHash"),
+    )
 
 
 # --- 2. new revision: create the ReplicaSet and/or reset the steps -----------------------

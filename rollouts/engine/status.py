@@ -36,6 +36,8 @@ MSG_NOT_HEALTHY = "Rollout is not healthy"
 MSG_COMPLETED = "Rollout completed update to revision {revision} ({hash}): {why}"
 MSG_NOT_COMPLETED = "Rollout not completed, started update to revision {revision} ({hash})"
 MSG_STEADY_COMPLETED = "Rollout is completed"
+MSG_NOT_PROGRESSING_INVALID = "Rollout is not progressing: its spec is invalid"
+MSG_NOT_COMPLETED_INVALID = "Rollout not completed: its spec is invalid"
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -91,6 +93,65 @@ def set_condition(
 def remove_condition(conditions: list[dict[str, Any]], kind: str) -> None:
     """Drop the condition of that type if present."""
     conditions[:] = [c for c in conditions if c.get("type") != kind]
+
+
+@dataclass(frozen=True)
+class InvalidInputs:
+    """What a reconcile of a Rollout whose spec is invalid observed (a table row in tests)."""
+
+    previous: Sequence[Mapping[str, Any]]
+    """``status.conditions`` as read."""
+    message: str
+    """Why the spec is invalid."""
+    available: bool
+    """The ReplicaSets' available pods reach spec.replicas."""
+    completed_message: str | None
+    """The Completed message when the desired pod template is the stable one, else None."""
+    in_flight: bool
+    """The desired pod template is the one status already reports as current."""
+
+
+# A stopped rollout stays stopped while its spec is invalid: the retry after an abort and
+# the deadline's Degraded phase are decided from these reasons once the spec is fixed.
+_PROGRESSING_KEPT_WHILE_INVALID = (ConditionReason.ABORTED, ConditionReason.PROGRESS_DEADLINE_EXCEEDED)
+
+
+def invalid_spec_conditions(inputs: InvalidInputs, now: str) -> list[dict[str, Any]]:
+    """Every condition of a Rollout whose spec is invalid, recomputed from what was observed.
+
+    Healthy is False whenever InvalidSpec is True; Completed is True only while the
+    stable ReplicaSet runs the pod template the spec asks for; Progressing says the
+    controller cannot progress (unless an abort or an exceeded deadline already
+    stopped it). Paused follows ``status.pauseConditions``, which an invalid reconcile
+    leaves as they are, so it is kept. A stale ReplicaSetCreateError goes: InvalidSpec
+    now says why nothing is created. Timestamps move only with a condition's status.
+    """
+    result = [dict(c) for c in inputs.previous]
+    remove_condition(result, ConditionType.REPLICA_SET_CREATE_ERROR)
+    progressing = find_condition(result, ConditionType.PROGRESSING)
+    if progressing is None or progressing.get("reason") not in _PROGRESSING_KEPT_WHILE_INVALID:
+        set_condition(result, Cond(ConditionType.PROGRESSING, FALSE, ConditionReason.INVALID_SPEC,
+                                   MSG_NOT_PROGRESSING_INVALID), now)
+    set_condition(result, Cond(ConditionType.AVAILABLE, TRUE if inputs.available else FALSE,
+                               ConditionReason.AVAILABLE,
+                               MSG_AVAILABLE if inputs.available else MSG_NOT_AVAILABLE), now)
+    set_condition(result, _completed_while_invalid(inputs, find_condition(result, ConditionType.COMPLETED)), now)
+    set_condition(result, Cond(ConditionType.INVALID_SPEC, TRUE, ConditionReason.INVALID_SPEC, inputs.message), now)
+    set_condition(result, Cond(ConditionType.HEALTHY, FALSE, ConditionReason.HEALTHY, MSG_NOT_HEALTHY), now)
+    return result
+
+
+def _completed_while_invalid(inputs: InvalidInputs, previous: Mapping[str, Any] | None) -> Cond:
+    if inputs.completed_message is not None:
+        message = inputs.completed_message
+        if previous is not None and previous.get("status") == TRUE:
+            message = str(previous.get("message"))  # the same completion, as it was worded
+        return Cond(ConditionType.COMPLETED, TRUE, ConditionReason.COMPLETED, message)
+    if inputs.in_flight and previous is not None and previous.get("status") == FALSE:
+        # Still the update already under way: keep its wording, so fixing the spec
+        # announces no second "not completed" for the same revision.
+        return Cond(ConditionType.COMPLETED, FALSE, str(previous.get("reason")), str(previous.get("message")))
+    return Cond(ConditionType.COMPLETED, FALSE, ConditionReason.NOT_COMPLETED, MSG_NOT_COMPLETED_INVALID)
 
 
 @dataclass(frozen=True)
