@@ -9,9 +9,9 @@ the handlers). Same shape as rollouts/handlers.py:
 * ``@kopf.on.event`` only puts the run's key on the work queue;
 * a fixed pool of workers (analysis.runtime.workqueue) runs
   ``analysis.controller.Controller.reconcile`` for one key at a time and requeues
-  it when the next measurement is due; at most ``CONFIG.namespace_limit`` runs of
-  one namespace are reconciled at once, so a tenant with slow endpoints cannot
-  hold every worker.
+  it when the next measurement is due. A reconcile waiting for one of its
+  namespace's measurement slots (``CONFIG.namespace_limit``) gives its worker
+  back meanwhile, so a tenant with slow endpoints cannot hold every worker.
 
 No daemons, no change-detecting handlers, no finalizers: kopf writes nothing to
 AnalysisRuns. Both controllers may run in one kopf process, so every id here is
@@ -92,10 +92,6 @@ async def reconcile(key: Key) -> float | None:
                                   seconds=asyncio.get_running_loop().time() - started)
 
 
-def _namespace(key: Key) -> str:
-    return key[0]
-
-
 def _on_error(key: Key, exc: BaseException) -> float:
     if is_status(exc, 409):
         log.info("analysisrun %s/%s: conflict, retrying", key[0], key[1])
@@ -126,7 +122,6 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         api_pool=api_pool,
         slots=TenantSlots(limit=CONFIG.namespace_limit),
     )
-    STATE.queue.limit_per_group(group=_namespace, limit=CONFIG.namespace_limit)
     STATE.workers = asyncio.create_task(
         run_workers(STATE.queue, reconcile, workers=CONFIG.workers, on_error=_on_error))
     log.info("analysis controller started: %d workers, %d measurement threads, "

@@ -1,7 +1,8 @@
 """Issue 7 defect 2: one namespace's slow provider must not delay another namespace's measurements.
 
-Run by pytest, no cluster. The real Controller (analysis/controller.py) and the real
-work queue (analysis/runtime/workqueue.py) run on a real thread pool; the providers
+Run by pytest, no cluster. The real Controller (analysis/controller.py), its
+per-namespace slots (analysis/runtime/fairness.py) and the real work queue
+(analysis/runtime/workqueue.py) run on a real thread pool; the providers
 are fakes that block on a threading.Event, which stands in for an endpoint that
 never finishes answering. Assertions are on the order of events, not on timings,
 except the measurement safety net, which is shortened to a fraction of a second.
@@ -25,7 +26,7 @@ from analysis.controller import MEASUREMENT_DEADLINE_SECONDS, Controller
 from analysis.providers.base import MeasurementContext, Observation
 from analysis.providers.deadline import LONGEST_DEADLINE_SECONDS
 from analysis.runtime.fairness import TenantSlots
-from analysis.runtime.workqueue import WorkQueue, run_workers
+from analysis.runtime.workqueue import WorkQueue, run_workers, worker_released
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 SLOW, HEALTHY = "tenant-slow", "tenant-healthy"
@@ -218,47 +219,88 @@ def test_slots_leave_no_state_for_namespaces_without_calls(pool: ThreadPoolExecu
     assert slots._gates == {}
 
 
-def test_the_work_queue_keeps_a_slow_namespace_to_its_share_of_workers() -> None:
-    """Given more slow reconciles of one namespace than there are workers,
-    when a key of another namespace is added,
-    then a worker takes it while the slow ones are still running."""
+def test_runs_waiting_for_their_namespace_slots_do_not_hold_the_workers(
+    pool: ThreadPoolExecutor,
+) -> None:
+    """Given more hanging runs in one namespace than there are work-queue workers,
+    when a run of another namespace is queued,
+    then a worker reconciles it while the hanging ones still hang: the slow
+    namespace's runs that wait for one of its slots gave their workers back."""
+    provider, kube = BlockingProvider(), ManyRunsKube()
+    controller = controller_for(pool, provider, kube)
+    workers = 3
 
-    async def scenario() -> tuple[list[str], int, int]:
+    async def scenario() -> list[str]:
         queue: WorkQueue[tuple[str, str]] = WorkQueue()
-        queue.limit_per_group(group=lambda key: key[0], limit=LIMIT)
-        release = asyncio.Event()
         order: list[str] = []
-        running, peak = 0, 0
 
         async def handle(key: tuple[str, str]) -> None:
-            nonlocal running, peak
-            if key[0] == SLOW:
-                running += 1
-                peak = max(peak, running)
-                await release.wait()
-                running -= 1
-            else:
-                order.append(f"handled {key[1]}")
+            await controller.reconcile(key, copy.deepcopy(kube.bodies[key]))
+            if key[0] == HEALTHY:
+                order.append("healthy written")
 
-        for i in range(10):
+        for i in range(4 * workers):
+            kube.bodies[(SLOW, f"slow-{i}")] = run_body(SLOW, f"slow-{i}")
             queue.add((SLOW, f"slow-{i}"))
-        workers = asyncio.create_task(
-            run_workers(queue, handle, workers=4, on_error=lambda key, exc: 1.0))
-        await asyncio.sleep(0.05)
+        running = asyncio.create_task(
+            run_workers(queue, handle, workers=workers, on_error=lambda key, exc: 1.0))
+        await asyncio.sleep(0.1)  # every worker has taken a slow run
+        kube.bodies[(HEALTHY, "healthy")] = run_body(HEALTHY, "healthy")
         queue.add((HEALTHY, "healthy"))
         for _ in range(int(PATIENCE_SECONDS / 0.01)):
             if order:
                 break
             await asyncio.sleep(0.01)
         order.append("slow released")
-        release.set()
-        await asyncio.sleep(0.05)
-        left = len(queue)
-        workers.cancel()
-        return order, peak, left
+        provider.release.set()
+        for _ in range(int(PATIENCE_SECONDS / 0.01)):
+            if len(kube.patched) == 4 * workers + 1:
+                break
+            await asyncio.sleep(0.01)
+        running.cancel()
+        return order
 
-    order, peak, left = asyncio.run(scenario())
+    order = asyncio.run(scenario())
 
-    assert order == ["handled healthy", "slow released"]
-    assert peak == LIMIT
-    assert left == 0  # the parked keys of the slow namespace all ran once it had room
+    assert order == ["healthy written", "slow released"]
+    assert provider.peak[SLOW] == LIMIT
+    assert len(kube.patched) == 4 * workers + 1  # the slow runs were all measured afterwards
+
+
+def test_a_handler_waiting_in_worker_released_lends_its_worker_and_gets_one_back() -> None:
+    async def scenario() -> tuple[list[str], int]:
+        queue: WorkQueue[str] = WorkQueue()
+        gate = asyncio.Event()
+        order: list[str] = []
+        working, most_working = 0, 0
+
+        async def handle(key: str) -> None:
+            nonlocal working, most_working
+            working += 1
+            most_working = max(most_working, working)
+            if key.startswith("waits"):
+                working -= 1
+                async with worker_released():
+                    await gate.wait()
+                working += 1
+            order.append(key)
+            await asyncio.sleep(0.01)
+            working -= 1
+
+        queue.add("waits-1")
+        queue.add("waits-2")
+        queue.add("works")
+        running = asyncio.create_task(
+            run_workers(queue, handle, workers=1, on_error=lambda key, exc: 1.0))
+        await asyncio.sleep(0.1)
+        order.append("gate opened")
+        gate.set()
+        await asyncio.sleep(0.2)
+        running.cancel()
+        return order, most_working
+
+    order, most_working = asyncio.run(scenario())
+
+    assert order[:2] == ["works", "gate opened"]
+    assert sorted(order[2:]) == ["waits-1", "waits-2"]
+    assert most_working == 1  # never more handlers working than workers

@@ -9,7 +9,10 @@ All namespaces share one measurement pool. Without a bound, one namespace with a
 few dozen runs against an endpoint that answers slowly fills every thread, and
 every other namespace's measurements queue behind it. Here each namespace gets at
 most ``limit`` calls in the pool at once; its further calls wait in the event loop
-(not in the pool's queue), so another namespace's call still finds a thread.
+(not in the pool's queue), so another namespace's call still finds a thread. While
+a call waits for a slot, its reconcile gives its work-queue worker back
+(``worker_released``), so the waiting does not starve other namespaces of workers
+either.
 
 A slot is freed when the call ends in its thread, not when the caller stops
 waiting for it: a call the controller gave up on still counts against its own
@@ -25,6 +28,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from analysis.runtime.workqueue import worker_released
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -64,9 +69,19 @@ class TenantSlots:
         if gate is None:
             gate = self._gates[tenant] = _Gate(semaphore=asyncio.Semaphore(self.limit))
         gate.users += 1
+        acquired = False
         try:
-            await gate.semaphore.acquire()
+            if gate.semaphore.locked():
+                async with worker_released():
+                    await gate.semaphore.acquire()
+                    acquired = True
+            else:
+                await gate.semaphore.acquire()
+                acquired = True
         except BaseException:
+            # Cancelled while waiting for the slot, or for a worker after getting it.
+            if acquired:
+                gate.semaphore.release()
             self._leave(tenant, gate)
             raise
         gate.held += 1

@@ -8,19 +8,23 @@ events into one reconcile, and needs no finalizer on user objects (kopf daemons
 require one, and a finalizer left behind blocks deletion while the controller is
 down).
 
-Optionally (``limit_per_group``) at most N keys of one group are in flight at
-once, e.g. N AnalysisRuns of one namespace: a tenant whose reconciles are slow
-then holds at most N workers, and the other tenants' keys still find one.
+A handler that is about to wait for something other than work (the analysis
+controller waiting for one of its namespace's measurement slots) wraps the wait
+in ``worker_released()``: its worker takes the next key meanwhile, and the
+handler gets a worker back before it goes on. So N workers bound the handlers
+doing work, not the handlers waiting their turn, and one tenant whose runs queue
+behind its own slow endpoints cannot hold every worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import itertools
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -39,20 +43,6 @@ class WorkQueue(Generic[K]):
     _due: dict[K, float] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     _wake_timer: asyncio.Event = field(default_factory=asyncio.Event)
-    # Per-group bound (off until limit_per_group): keys in flight per group, and
-    # ready keys of a full group, set aside (still "queued") until one of it is done.
-    _group_of: Callable[[K], Hashable] | None = None
-    _group_limit: int = 0
-    _in_flight: dict[Hashable, int] = field(default_factory=dict)
-    _parked: dict[Hashable, deque[K]] = field(default_factory=dict)
-
-    def limit_per_group(self, *, group: Callable[[K], Hashable], limit: int) -> None:
-        """At most ``limit`` keys with the same ``group(key)`` in flight at once (<= 0: off).
-
-        Call before the workers start.
-        """
-        self._group_of = group if limit > 0 else None
-        self._group_limit = limit
 
     def add(self, key: K) -> None:
         """Process ``key`` soon. A key already queued is not queued twice."""
@@ -80,15 +70,7 @@ class WorkQueue(Generic[K]):
         return len(self._queued)
 
     async def get(self) -> K:
-        while True:
-            key = await self._ready.get()
-            if self._group_of is None:
-                break
-            group = self._group_of(key)
-            if self._in_flight.get(group, 0) < self._group_limit:
-                self._in_flight[group] = self._in_flight.get(group, 0) + 1
-                break
-            self._parked.setdefault(group, deque()).append(key)
+        key = await self._ready.get()
         self._queued.discard(key)
         self._processing.add(key)
         return key
@@ -96,24 +78,9 @@ class WorkQueue(Generic[K]):
     def done(self, key: K) -> None:
         """Mark ``key`` processed; if it changed meanwhile, queue it again."""
         self._processing.discard(key)
-        if self._group_of is not None:
-            self._group_done(self._group_of(key))
         if key in self._dirty_while_processing:
             self._dirty_while_processing.discard(key)
             self.add(key)
-
-    def _group_done(self, group: Hashable) -> None:
-        left = self._in_flight.get(group, 0) - 1
-        if left > 0:
-            self._in_flight[group] = left
-        else:
-            self._in_flight.pop(group, None)
-        parked = self._parked.get(group)
-        if parked:
-            # The group has room again: its oldest waiting key goes back in line.
-            self._ready.put_nowait(parked.popleft())
-            if not parked:
-                del self._parked[group]
 
     async def run_timer(self) -> None:
         """Move delayed keys to the ready queue when they fall due. Runs forever."""
@@ -132,6 +99,58 @@ class WorkQueue(Generic[K]):
                 pass
 
 
+class _Lease:
+    """One handler's claim on a worker; given up while the handler waits in worker_released().
+
+    Several coroutines of one handler (measurements gathered in parallel) share
+    the lease: the worker is given up when the first starts waiting and taken back
+    when the last stops. A handler cancelled while taking it back does not hold
+    it, and ``end`` frees only what is held, so the count of workers never drifts.
+    """
+
+    def __init__(self, capacity: asyncio.Semaphore) -> None:
+        self._capacity = capacity
+        self._holds = True
+        self._waiting = 0
+        self._taking_back = asyncio.Lock()
+
+    @asynccontextmanager
+    async def released(self) -> AsyncIterator[None]:
+        self._waiting += 1
+        if self._holds:
+            self._holds = False
+            self._capacity.release()
+        try:
+            yield
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0:
+                async with self._taking_back:
+                    if not self._holds:
+                        await self._capacity.acquire()
+                        self._holds = True
+
+    def end(self) -> None:
+        if self._holds:
+            self._holds = False
+            self._capacity.release()
+
+
+_LEASE: contextvars.ContextVar[_Lease | None] = contextvars.ContextVar("worker_lease", default=None)
+
+
+@asynccontextmanager
+async def worker_released() -> AsyncIterator[None]:
+    """Inside a handler run by ``run_workers``: let the worker take other keys while
+    this block waits, and wait for a worker again before going on. Elsewhere: nothing."""
+    lease = _LEASE.get()
+    if lease is None:
+        yield
+        return
+    async with lease.released():
+        yield
+
+
 async def run_workers(
     queue: WorkQueue[K],
     handle: Callable[[K], Awaitable[float | None]],
@@ -139,30 +158,46 @@ async def run_workers(
     workers: int,
     on_error: Callable[[K, BaseException], float],
 ) -> None:
-    """Run ``workers`` tasks forever: take a key, ``handle`` it, requeue as it asks.
+    """Handle keys forever, at most ``workers`` at once; requeue each as ``handle`` asks.
 
     ``handle`` returns the seconds until the key needs another look (or None);
-    on an exception ``on_error`` logs it and returns the retry delay.
+    on an exception ``on_error`` logs it and returns the retry delay. A handler
+    waiting inside ``worker_released()`` does not count against ``workers``.
     """
+    capacity = asyncio.Semaphore(workers)
+    running: set[asyncio.Task[None]] = set()
 
-    async def worker() -> None:
+    async def process(key: K, lease: _Lease) -> None:
+        _LEASE.set(lease)  # this task's own context: seen by worker_released() in the handler
+        try:
+            again = await handle(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad object must not stop the workers
+            again = on_error(key, exc)
+        finally:
+            queue.done(key)
+            lease.end()
+        if again is not None:
+            queue.add_after(key, again)
+
+    async def dispatch() -> None:
         while True:
+            # The key first, then a worker: an idle dispatcher must not sit on a
+            # worker that a handler coming back from worker_released() needs.
             key = await queue.get()
             try:
-                again = await handle(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one bad object must not stop the worker
-                again = on_error(key, exc)
-            finally:
+                await capacity.acquire()
+            except BaseException:
                 queue.done(key)
-            if again is not None:
-                queue.add_after(key, again)
+                raise
+            task = asyncio.create_task(process(key, _Lease(capacity)))
+            running.add(task)
+            task.add_done_callback(running.discard)
 
-    tasks = [asyncio.create_task(worker()) for _ in range(workers)]
-    tasks.append(asyncio.create_task(queue.run_timer()))
+    tasks = [asyncio.create_task(dispatch()), asyncio.create_task(queue.run_timer())]
     try:
         await asyncio.gather(*tasks)
     finally:
-        for task in tasks:
+        for task in (*tasks, *running):
             task.cancel()
