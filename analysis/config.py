@@ -1,7 +1,7 @@
 """Process-wide settings of the AnalysisRun controller, filled once by the CLI before kopf starts.
 
 ``analysis`` may not import ``rollouts`` (import-linter contract), so it cannot
-read ``rollouts.config``; the CLI (rollouts/cli/main.py) copies the relevant
+read ``rollouts.config``; the CLI (cli/main.py) copies the relevant
 flags here. analysis/handlers.py reads them at start-up and in its filters.
 """
 

@@ -10,12 +10,12 @@ where ``body`` is the run as the kopf index holds it. One reconcile:
    Secrets on demand in a thread (cached for this reconcile only);
 2. asks the state machine (``analysis.run``) which provider calls are due and
    makes them in a bounded thread pool, at most ``namespace_limit`` calls per
-   namespace at once (analysis/runtime/fairness.py), so one tenant's slow
+   namespace at once (common/fairness.py), so one tenant's slow
    endpoint never delays another's; a provider that raises or hangs becomes
    an Error measurement, never a failed reconcile;
 3. records the observations, assesses metric and run phases, redacts every
    form of every secret value to ``*****`` in messages, values and metadata
-   (analysis.redaction) and clips them (analysis.bounds);
+   (common.redaction) and clips them (analysis.bounds);
 4. merge-patches ``status`` on the main object (AnalysisRun has no status
    subresource) only when it changed, guarded by the resourceVersion it read;
    a status over the byte budget is first degraded, and one that cannot be
@@ -45,25 +45,37 @@ from typing import Any, Protocol, TypeVar
 from analysis import bounds
 from analysis import metrics as prom
 from analysis import run as machine
-from analysis.api import (
-    GROUP,
-    VERSION,
+from analysis.api.models import (
     AnalysisRun,
     AnalysisRunStatus,
     Metric,
+)
+from analysis.api.phases import AnalysisPhase
+from analysis.config import DEFAULT_NAMESPACE_LIMIT
+from analysis.providers.base import MeasurementContext, MetricProvider
+from analysis.providers.prometheus import RESOLVED_QUERY_KEY
+from analysis.run import Observation
+from analysis.templates import (
+    ResolvedRun,
+    resolve_run,
+    run_error_message,
+)
+from common.api import (
+    GROUP,
+    VERSION,
     SpecError,
     format_time,
     parse,
 )
-from analysis.config import DEFAULT_NAMESPACE_LIMIT
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, MetricProvider, Observation
-from analysis.providers.prometheus import RESOLVED_QUERY_KEY
-from analysis.redaction import ACTIVE_SECRETS, ActiveSecrets, Redactor, redactor
-from analysis.runtime.events import post_event
-from analysis.runtime.fairness import TenantSlots
-from analysis.runtime.kubeclient import is_status
-from analysis.templates import ResolvedRun, resolve_run, run_error_message
+from common.events import post_event
+from common.fairness import TenantSlots
+from common.kubeclient import is_status
+from common.redaction import (
+    ACTIVE_SECRETS,
+    ActiveSecrets,
+    Redactor,
+    redactor,
+)
 
 log = logging.getLogger("tidegate.analysis")
 
@@ -298,7 +310,7 @@ class Controller:
     slots: TenantSlots = field(default_factory=lambda: TenantSlots(limit=DEFAULT_NAMESPACE_LIMIT))
     _written: dict[Key, int] = field(default_factory=dict)
     status_budget: int = bounds.STATUS_BUDGET_BYTES
-    # Secrets of the runs in progress, for the log filter (analysis.redaction).
+    # Secrets of the runs in progress, for the log filter (common.redaction).
     log_secrets: ActiveSecrets = field(default_factory=lambda: ACTIVE_SECRETS)
     # resourceVersion of runs whose every status write was refused: nothing to do
     # until someone changes the run.

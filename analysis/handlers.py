@@ -7,7 +7,7 @@ the handlers). Same shape as rollouts/handlers.py:
   reads no object from the API server (Secrets are the exception: they are rare
   and read on demand by the controller);
 * ``@kopf.on.event`` only puts the run's key on the work queue;
-* a fixed pool of workers (analysis.runtime.workqueue) runs
+* a fixed pool of workers (common.workqueue) runs
   ``analysis.controller.Controller.reconcile`` for one key at a time and requeues
   it when the next measurement is due. A reconcile waiting for one of its
   namespace's measurement slots (``CONFIG.namespace_limit``) gives its worker
@@ -32,10 +32,16 @@ from analysis.config import CONFIG
 from analysis.controller import Controller, Key, KubeClient, resource_version
 from analysis.providers.job import GenericJobsApi
 from analysis.providers.registry import build_registry
-from analysis.redaction import install_log_filter
-from analysis.runtime.fairness import TenantSlots
-from analysis.runtime.kubeclient import is_status, new_api_client
-from analysis.runtime.workqueue import WorkQueue, run_workers
+from common.fairness import TenantSlots
+from common.kubeclient import (
+    is_status,
+    new_api_client,
+)
+from common.redaction import install_log_filter
+from common.workqueue import (
+    WorkQueue,
+    run_workers,
+)
 
 log = logging.getLogger("tidegate.analysis")
 

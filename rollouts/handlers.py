@@ -8,11 +8,11 @@ The only module in ``rollouts`` that imports kopf. It keeps kopf thin:
   LIST call;
 * ``@kopf.on.event`` handlers only put the affected Rollout keys on the work queue,
   so a change anywhere re-reconciles that Rollout at once;
-* a fixed pool of workers (analysis.runtime.workqueue) runs observe -> engine.plan
+* a fixed pool of workers (common.workqueue) runs observe -> engine.plan
   -> apply for one key at a time and requeues it when the plan says something is
   due (a pause ending, a scale-down deadline).
 
-Why a queue and not one kopf daemon per Rollout: see analysis/runtime/workqueue.py.
+Why a queue and not one kopf daemon per Rollout: see common/workqueue.py.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ from typing import Any
 
 import kopf
 
-from analysis.runtime.kubeclient import new_api_client
-from analysis.runtime.workqueue import WorkQueue, run_workers
+from common.kubeclient import new_api_client
+from common.workqueue import (
+    WorkQueue,
+    run_workers,
+)
 from rollouts import metrics
 from rollouts.config import CONFIG
 from rollouts.engine.reconcile import plan as make_plan

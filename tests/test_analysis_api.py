@@ -1,4 +1,4 @@
-"""The analysis CRD models (analysis/api.py): lossless round trips and readable errors."""
+"""The analysis CRD models (analysis/api/models.py): lossless round trips and readable errors."""
 
 from __future__ import annotations
 
@@ -10,19 +10,21 @@ from typing import Any
 import pytest
 import yaml
 
-from analysis.api import (
+from analysis.api.models import (
     AnalysisRun,
     AnalysisTemplate,
     ClusterAnalysisTemplate,
-    KubeModel,
     Metric,
+    rule_matches,
+)
+from analysis.api.phases import AnalysisPhase
+from common.api import (
+    KubeModel,
     SpecError,
     format_time,
     parse,
     parse_duration,
-    rule_matches,
 )
-from analysis.phases import AnalysisPhase
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED = FIXTURES / "seed" / "rollout-and-analysis.yaml"

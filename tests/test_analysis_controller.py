@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from analysis.api.phases import AnalysisPhase
 from analysis.controller import Controller, redact_status, status_patch
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, Observation
+from analysis.providers.base import MeasurementContext
+from analysis.run import Observation
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 NS = "ml-serving"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from analysis.api import format_time
+from common.api import format_time
 from rollouts.engine import plan
 from rollouts.engine import status as st
 from rollouts.engine.context import RolloutContext

@@ -1,8 +1,8 @@
 """Issue 7 defect 2: one namespace's slow provider must not delay another namespace's measurements.
 
 Run by pytest, no cluster. The real Controller (analysis/controller.py), its
-per-namespace slots (analysis/runtime/fairness.py) and the real work queue
-(analysis/runtime/workqueue.py) run on a real thread pool; the providers
+per-namespace slots (common/fairness.py) and the real work queue
+(common/workqueue.py) run on a real thread pool; the providers
 are fakes that block on a threading.Event, which stands in for an endpoint that
 never finishes answering. Assertions are on the order of events, not on timings,
 except the measurement safety net, which is shortened to a fraction of a second.
@@ -23,10 +23,15 @@ import pytest
 
 from analysis.config import DEFAULT_NAMESPACE_LIMIT, AnalysisConfig
 from analysis.controller import MEASUREMENT_DEADLINE_SECONDS, Controller
-from analysis.providers.base import MeasurementContext, Observation
+from analysis.providers.base import MeasurementContext
 from analysis.providers.deadline import LONGEST_DEADLINE_SECONDS
-from analysis.runtime.fairness import TenantSlots
-from analysis.runtime.workqueue import WorkQueue, run_workers, worker_released
+from analysis.run import Observation
+from common.fairness import TenantSlots
+from common.workqueue import (
+    WorkQueue,
+    run_workers,
+    worker_released,
+)
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 SLOW, HEALTHY = "tenant-slow", "tenant-healthy"

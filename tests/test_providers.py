@@ -34,8 +34,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, Observation
+from analysis.api.phases import AnalysisPhase
+from analysis.providers.base import MeasurementContext
 from analysis.providers.job import (
     INDEX_ANNOTATION,
     METRIC_NAME_ANNOTATION,
@@ -46,6 +46,7 @@ from analysis.providers.job import (
 from analysis.providers.prometheus import RESOLVED_QUERY_KEY, PrometheusProvider, format_sample
 from analysis.providers.registry import UnsupportedProvider, build_registry
 from analysis.providers.web import JsonPath, JsonPathError, WebProvider
+from analysis.run import Observation
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)  # unix 1700000000

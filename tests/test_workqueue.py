@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from analysis.runtime.workqueue import WorkQueue, run_workers
+from common.workqueue import (
+    WorkQueue,
+    run_workers,
+)
 
 
 def test_a_key_added_twice_is_processed_once() -> None:

@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis.api.phases import AnalysisPhase
 from analysis.conditions._common import ExpressionError, quote_source, type_name
 from analysis.conditions._runtime import BUILTINS, Ctx, build
 from analysis.conditions._syntax import FUNCTIONS, parse
-from analysis.phases import AnalysisPhase
 
 __all__ = [
     "CompiledExpression",

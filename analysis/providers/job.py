@@ -51,8 +51,9 @@ from typing import Any
 import structlog
 from kubernetes.client.exceptions import ApiException
 
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MSG_TERMINATED, MeasurementContext, Observation
+from analysis.api.phases import AnalysisPhase
+from analysis.providers.base import MSG_TERMINATED, MeasurementContext
+from analysis.run import Observation
 
 PROVIDER_KIND = "Job"
 

@@ -47,8 +47,7 @@ from tenacity import (
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from analysis.api import parse_duration
-from analysis.providers.base import MeasurementContext, Observation, SynchronousProvider
+from analysis.providers.base import MeasurementContext, SynchronousProvider
 from analysis.providers.deadline import (
     BodyTooLarge,
     Deadline,
@@ -58,6 +57,8 @@ from analysis.providers.deadline import (
     read_body,
     total_deadline,
 )
+from analysis.run import Observation
+from common.api import parse_duration
 
 PROVIDER_KIND = "Prometheus"
 

@@ -17,11 +17,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MSG_TERMINATED, MeasurementContext, MetricProvider, Observation
+from analysis.api.phases import AnalysisPhase
+from analysis.providers.base import MSG_TERMINATED, MeasurementContext, MetricProvider
 from analysis.providers.job import GenericJobsApi, JobProvider
 from analysis.providers.prometheus import PrometheusProvider
 from analysis.providers.web import WebProvider
+from analysis.run import Observation
 
 PROMETHEUS = "prometheus"
 WEB = "web"

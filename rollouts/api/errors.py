@@ -6,6 +6,6 @@ the message names the object and the field path.
 
 from __future__ import annotations
 
-from analysis.api import SpecError
+from common.api import SpecError
 
 __all__ = ["SpecError"]

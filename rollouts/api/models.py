@@ -18,7 +18,13 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
-from analysis.api import IntOrString, KubeModel, ObjectMeta, SpecError, parse
+from common.api import (
+    IntOrString,
+    KubeModel,
+    ObjectMeta,
+    SpecError,
+    parse,
+)
 from rollouts.api.constants import API_VERSION, KIND_ROLLOUT
 
 # --- analysis references -----------------------------------------------------------------

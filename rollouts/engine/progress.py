@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from analysis.api import format_time
-from analysis.phases import AnalysisPhase
+from analysis.api.phases import AnalysisPhase
+from common.api import format_time
 from rollouts.api.constants import ConditionReason, EventReason, PauseReason
 from rollouts.api.models import RolloutAnalysis
 from rollouts.engine import runs

@@ -20,7 +20,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from analysis.api import SpecError, format_time
+from common.api import (
+    SpecError,
+    format_time,
+)
 from rollouts.api.constants import (
     ANNOTATION_REVISION,
     DEFAULT_REPLICAS,

@@ -14,19 +14,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.api import (
+from analysis.api.models import (
     AnalysisTemplate,
     AnalysisTemplateSpec,
     Argument,
     ClusterAnalysisTemplate,
     DryRun,
     MeasurementRetention,
-    SpecError,
     TemplateRef,
+)
+from analysis.api.phases import AnalysisPhase
+from analysis.api.templates import flatten
+from common.api import (
+    SpecError,
     parse,
 )
-from analysis.phases import AnalysisPhase
-from analysis.templates import flatten
 from rollouts.api.constants import (
     ANNOTATION_REVISION,
     API_VERSION,

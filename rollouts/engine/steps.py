@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from analysis.api import parse_duration
+from common.api import parse_duration
 from rollouts.api.models import CanaryStep, SetCanaryScale
 
 FULL_WEIGHT = 100

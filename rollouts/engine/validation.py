@@ -22,15 +22,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.api import (
+from analysis.api.models import (
     AnalysisTemplateSpec,
     Argument,
     DryRun,
     MeasurementRetention,
-    SpecError,
     TemplateRef,
 )
-from analysis.templates import TemplateLookup, flatten, substitute
+from analysis.api.templates import (
+    TemplateLookup,
+    flatten,
+    substitute,
+)
+from common.api import SpecError
 from rollouts.api.models import CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis
 from rollouts.engine.context import Plan, RolloutContext
 from rollouts.engine.observe import parse_time

@@ -26,7 +26,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from analysis.runtime.events import post_event
+from common.events import post_event
 from rollouts import metrics
 from rollouts.api.constants import (
     ANNOTATION_ABORT,

@@ -29,7 +29,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from analysis.runtime.workqueue import worker_released
+from common.workqueue import worker_released
 
 A = TypeVar("A")
 T = TypeVar("T")

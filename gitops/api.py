@@ -1,6 +1,6 @@
 """Pydantic models of Argo CD's Application and AppProject (argoproj.io/v1alpha1).
 
-Read by the sync module (rollouts/sync/, to come) and by tests that check our
+Read by the sync module (this package, ``gitops``) and by tests that check our
 CRDs and models accept the documents Argo CD users already have. Same rule as
 the Rollout models: unknown fields are kept, so ``parse_application(doc).to_json()
 == doc`` for every valid document; errors name the object and the field path.
@@ -13,7 +13,11 @@ from typing import Any
 
 from pydantic import Field, StrictBool, StrictInt
 
-from analysis.api import KubeModel, ObjectMeta, parse
+from common.api import (
+    KubeModel,
+    ObjectMeta,
+    parse,
+)
 
 API_VERSION = "argoproj.io/v1alpha1"
 

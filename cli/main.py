@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from rollouts.cli import actions
-from rollouts.cli.controller import COMPONENTS, run_controller
+from cli import actions
+from cli.controller import (
+    COMPONENTS,
+    run_controller,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
