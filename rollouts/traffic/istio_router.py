@@ -1,7 +1,7 @@
 """IstioTrafficRouter: the TrafficRouter protocol over VirtualServices and a DestinationRule.
 
-Built once per reconcile by the rollout controller (rollouts/kube/, the lead's)
-with an ``IstioObjectStore``: the small read/replace interface the kube layer
+Built once per reconcile by the rollout controller's apply layer
+(rollouts/kube/apply.py) with an ``IstioObjectStore``: the small read/replace interface the kube layer
 implements over the API server (tests use an in-memory dict). All decisions
 come from the pure functions in istio.py; this class only reads, asks them
 for the new object, and replaces it when they return one, so an unchanged
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from rollouts.traffic import istio
-from rollouts.traffic.base import HeaderRoute, TrafficRoutingError
+from rollouts.traffic.base import TrafficRoutingError
 
 KIND = "Istio"
 
@@ -55,7 +55,6 @@ class IstioTrafficRouter:
         self._rollout = rollout_name
         self._vs_refs = istio.virtual_service_refs(canary_spec, rollout_namespace=rollout_namespace)
         self._dr_ref = istio.destination_rule_ref(canary_spec, rollout_namespace=rollout_namespace)
-        self._managed = istio.managed_route_names(canary_spec)
         self._canary_service = canary_service
         self._stable_service = stable_service
 
@@ -108,30 +107,8 @@ class IstioTrafficRouter:
                     canary_subset=canary_subset,
                     stable_subset=stable_subset,
                     additional_subsets=additional,
-                    managed_routes=self._managed,
                 )
             except istio.RouteSelectionError as error:
-                raise TrafficRoutingError(
-                    MSG_ROUTES.format(key=ref.key, rollout=self._rollout, error=error)
-                ) from error
-            if new is not None:
-                self._store.replace_virtual_service(obj=new)
-
-    def set_header_route(self, header_route: HeaderRoute) -> None:
-        canary_subset, stable_subset, _additional = self._subsets
-        for ref, vs in self._virtual_services():
-            try:
-                new = istio.set_header_route(
-                    vs=vs,
-                    vs_config=ref.config,
-                    header_route=header_route,
-                    managed_route_names=self._managed,
-                    canary_service=self._canary_service,
-                    stable_service=self._stable_service,
-                    canary_subset=canary_subset,
-                    stable_subset=stable_subset,
-                )
-            except ValueError as error:
                 raise TrafficRoutingError(
                     MSG_ROUTES.format(key=ref.key, rollout=self._rollout, error=error)
                 ) from error
@@ -142,11 +119,3 @@ class IstioTrafficRouter:
         # Istio gives no read-back of what Envoy applied; Argo returns nil too,
         # so status.canary.weights.verified stays unset.
         return None
-
-    def remove_managed_routes(self) -> None:
-        if not self._managed:
-            return
-        for _ref, vs in self._virtual_services():
-            new = istio.remove_managed_routes(vs=vs, managed_route_names=self._managed)
-            if new is not None:
-                self._store.replace_virtual_service(obj=new)
