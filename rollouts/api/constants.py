@@ -58,7 +58,6 @@ class ConditionType(enum.StrEnum):
     HEALTHY = "Healthy"
     COMPLETED = "Completed"
     INVALID_SPEC = "InvalidSpec"
-    REPLICA_FAILURE = "ReplicaFailure"
     # Tidegate's own: the API server rejected the ReplicaSet built from the pod template
     # (Argo reports this only as a Progressing reason; a type of its own lets it mark the
     # rollout Degraded until a reconcile creates the ReplicaSet).
@@ -77,7 +76,6 @@ class ConditionReason(enum.StrEnum):
     RETRY = "RolloutRetry"
     ABORTED = "RolloutAborted"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-    RS_NOT_AVAILABLE = "ReplicaSetNotAvailable"
     RS_CREATE_ERROR = "ReplicaSetCreateError"
     AVAILABLE = "AvailableReason"
     HEALTHY = "RolloutHealthy"
@@ -101,8 +99,6 @@ class EventReason(enum.StrEnum):
     TRAFFIC_WEIGHT_UPDATED = "TrafficWeightUpdated"
     SKIP_STEPS = "SkipSteps"
     INVALID_SPEC = "InvalidSpec"
-    SWITCH_SERVICE = "SwitchService"
-    ANALYSIS_RUN_CREATED = "AnalysisRunCreated"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
 
@@ -111,8 +107,6 @@ class PauseReason(enum.StrEnum):
 
     CANARY_PAUSE_STEP = "CanaryPauseStep"
     INCONCLUSIVE_ANALYSIS = "InconclusiveAnalysisRun"
-    INCONCLUSIVE_EXPERIMENT = "InconclusiveExperiment"
-    BLUE_GREEN_PAUSE = "BlueGreenPause"
 
 
 class EventType(enum.StrEnum):
@@ -130,5 +124,4 @@ DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 DEFAULT_SCALE_DOWN_DELAY_SECONDS = 30
 DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS = 30
 DEFAULT_REVISION_HISTORY_LIMIT = 10
-DEFAULT_RUN_HISTORY_LIMIT = 5
 INVALID_SPEC_REQUEUE_SECONDS = 20.0

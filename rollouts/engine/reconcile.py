@@ -48,7 +48,6 @@ from rollouts.engine.validation import References, invalid_message, reference_wa
 MSG_ROLLOUT_UPDATED = "Rollout updated to revision {revision}"
 MSG_RS_CREATED_EVENT = "Created ReplicaSet {name} (revision {revision})"
 MSG_SKIP_STEPS = "Rollback to stable ReplicaSet {name}: skipping all steps"
-MSG_DEADLINE_EVENT = 'ReplicaSet "{name}" has timed out progressing.'
 
 
 def plan(ctx: RolloutContext) -> Plan:
