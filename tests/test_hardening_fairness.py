@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fake_clock import FakeClock, settle
 
 from analysis.config import DEFAULT_NAMESPACE_LIMIT, AnalysisConfig
 from analysis.controller import MEASUREMENT_DEADLINE_SECONDS, Controller
@@ -274,8 +275,8 @@ def test_runs_waiting_for_their_namespace_slots_do_not_hold_the_workers(
 
 def test_a_handler_waiting_in_worker_released_lends_its_worker_and_gets_one_back() -> None:
     async def scenario() -> tuple[list[str], int]:
-        queue: WorkQueue[str] = WorkQueue()
-        gate = asyncio.Event()
+        queue: WorkQueue[str] = WorkQueue(clock=FakeClock())
+        gate, finish = asyncio.Event(), asyncio.Event()
         order: list[str] = []
         working, most_working = 0, 0
 
@@ -289,7 +290,7 @@ def test_a_handler_waiting_in_worker_released_lends_its_worker_and_gets_one_back
                     await gate.wait()
                 working += 1
             order.append(key)
-            await asyncio.sleep(0.01)
+            await finish.wait()
             working -= 1
 
         queue.add("waits-1")
@@ -297,10 +298,12 @@ def test_a_handler_waiting_in_worker_released_lends_its_worker_and_gets_one_back
         queue.add("works")
         running = asyncio.create_task(
             run_workers(queue, handle, workers=1, on_error=lambda key, exc: 1.0))
-        await asyncio.sleep(0.1)
+        await settle()
         order.append("gate opened")
         gate.set()
-        await asyncio.sleep(0.2)
+        await settle()
+        finish.set()
+        await settle()
         running.cancel()
         return order, most_working
 
