@@ -58,7 +58,6 @@ def run_controller(args: argparse.Namespace) -> int:
     _limit_malloc_arenas()
     CONFIG.namespaces = list(args.namespace or [])
     CONFIG.instance_id = args.instance_id or ""
-    CONFIG.metrics_port = args.metrics_port
     CONFIG.workers = args.workers
     from analysis.config import CONFIG as ANALYSIS_CONFIG
 

@@ -15,9 +15,7 @@ INSTANCE_ID_LABEL = "argo-rollouts.argoproj.io/controller-instance-id"
 class ControllerConfig:
     namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
     instance_id: str = ""
-    metrics_port: int = 8090
     workers: int = 16
-    analysis_workers: int = 32
 
     def in_shard(self, labels: dict[str, str] | None) -> bool:
         """Argo's sharding: with an id, only labelled objects; without, only unlabelled ones."""
