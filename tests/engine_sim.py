@@ -1,6 +1,6 @@
-"""A tiny pure "cluster" that applies Plans to plain dicts, for tests and demos.
+"""A tiny pure "cluster" that applies Plans to plain dicts, for the engine's unit tests.
 
-Used by tests/test_engine_*.py to walk a rollout step by step: ReplicaSet pods
+Used by tests/test_engine_rollout.py and tests/test_hardening_*.py to walk a rollout step by step: ReplicaSet pods
 become ready at once (unless ``instant_ready`` is off), AnalysisRuns stay
 Pending until the test sets their phase, time moves only with ``advance``.
 It mirrors what the I/O layer does with a Plan, in the same order.
