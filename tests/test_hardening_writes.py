@@ -1,7 +1,6 @@
 """Issue 7, defect 4: a write the API server rejects (4xx) is reported in status and once as an Event.
 
-Unit tests of rollouts.kube.apply's rejected-write path with a fake client behind the real
-port (rollouts.kube.port; no cluster).
+Unit tests of rollouts.kube.apply's rejected-write path with a fake client (no cluster).
 """
 from __future__ import annotations
 
@@ -14,8 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from rollouts.engine.context import Plan, RolloutContext
 from rollouts.engine.reconcile import plan as make_plan
-from common.kubewrite import EventDeduper
-from rollouts.kube import apply, port
+from rollouts.kube import apply
 
 ROLLOUT: dict[str, Any] = {
     "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
@@ -47,10 +45,10 @@ class FakeCustom:
 
 def _writer(rollout: dict[str, Any], error: ApiException | None,
             events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, FakeCustom]:
+    writer = apply._Writer(None, RolloutContext(rollout=rollout, now=datetime.now(UTC)))
     fake = FakeCustom(error)
-    kube = port.KubeRolloutPort(None, custom=fake, apps=fake, core=fake,
-                                events=lambda api, **kw: events.append(kw))
-    writer = apply._Writer(kube, RolloutContext(rollout=rollout, now=datetime.now(UTC)), reported=EventDeduper())
+    writer.custom = fake
+    monkeypatch.setattr(apply, "post_event", lambda api, **kw: events.append(kw))
     return writer, fake
 
 
@@ -226,9 +224,8 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeCluster, list[dict[str
     events: list[dict[str, Any]] = []
     fake = FakeCluster(_basic_rollout())
     for api in ("CustomObjectsApi", "AppsV1Api", "CoreV1Api"):
-        monkeypatch.setattr(port.client, api, lambda api_client: api_client)
-    monkeypatch.setattr(port, "post_event", lambda api, **kw: events.append(kw))
-    monkeypatch.setattr(apply, "REPORTED", EventDeduper())
+        monkeypatch.setattr(apply.client, api, lambda api_client: api_client)
+    monkeypatch.setattr(apply, "post_event", lambda api, **kw: events.append(kw))
     return fake, events
 
 
