@@ -35,7 +35,7 @@ from rollouts.api.constants import (
     PodTemplateHash,
 )
 from rollouts.api.models import Rollout
-from rollouts.engine import progress, routing, scaling
+from rollouts.engine import mesh, progress, routing, scaling
 from rollouts.engine import status as st
 from rollouts.engine.assemble import MSG_COMPLETED_CONDITION, build_status, deadline_left
 from rollouts.engine.context import Event, Plan, RolloutContext
@@ -325,12 +325,14 @@ def _finish(
     rollout_annotations: dict[str, str | None] = {}
     if annotations.get(ANNOTATION_REVISION) != revision:
         rollout_annotations[ANNOTATION_REVISION] = revision
-    return Plan(
+    writes, traffic_error = mesh.mesh_writes(view.ctx, draft.traffic)
+    result = Plan(
         status=status,
         replica_sets_to_create=replica_sets_to_create,
         replica_set_updates=dict(draft.rs_updates),
         service_selectors={k: PodTemplateHash(v) for k, v in draft.service_selectors.items()},
         traffic=draft.traffic,
+        mesh_writes=writes,
         analysis_runs_to_create=tuple(draft.runs_to_create),
         analysis_runs_to_terminate=tuple(draft.runs_to_terminate),
         events=tuple(draft.events),
@@ -338,3 +340,4 @@ def _finish(
         remove_abort_annotation=draft.remove_abort_annotation,
         requeue_after=min(draft.waits) if draft.waits else None,
     )
+    return result if traffic_error is None else mesh.traffic_error_plan(view.ctx, result, traffic_error)

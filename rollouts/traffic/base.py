@@ -1,7 +1,7 @@
 """The TrafficRouter protocol: Argo's TrafficRoutingReconciler, in Python.
 
-The rollout controller's apply layer (rollouts/kube/apply.py) builds one
-router per reconcile for a rollout that has
+The rollout engine (rollouts/engine/mesh.py) builds one router per
+reconcile, over the documents it observed, for a rollout that has
 ``spec.strategy.canary.trafficRouting`` and calls it in Argo's order:
 ``update_hash``, then ``set_weight`` (``apply_target``).
 
@@ -18,8 +18,9 @@ are fixed for one reconcile (ping-pong already resolved by the caller), so a
 router receives them when it is built.
 
 A router raises ``TrafficRoutingError`` when it cannot do what was asked; the
-caller turns it into a ``TrafficRoutingError`` event and a reconcile error, as
-Argo does. It never raises for "nothing to change".
+engine turns it into the Rollout's status message and one ``TrafficRoutingError``
+Event per distinct message (Argo records an Event per failed reconcile). It
+never raises for "nothing to change".
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """IstioTrafficRouter: the TrafficRouter protocol over VirtualServices and a DestinationRule.
 
-Built once per reconcile by the rollout controller's apply layer
-(rollouts/kube/apply.py) with an ``IstioObjectStore``: the small read/replace interface the kube layer
-implements over the API server (tests use an in-memory dict). All decisions
-come from the pure functions in istio.py; this class only reads, asks them
-for the new object, and replaces it when they return one, so an unchanged
-weight costs no API write. Replace, not patch, as Argo does: the caller's
-store sends the object's resourceVersion, so a concurrent edit makes the
-write conflict and the next reconcile recomputes from fresh state.
+Built once per reconcile by the rollout engine (rollouts/engine/mesh.py) over a
+``PlannedIstioStore``: the objects the reconcile observed, plus the replaces
+the router asks for, recorded instead of sent. All decisions come from the
+pure functions in istio.py; this class only reads, asks them for the new
+object, and replaces it when they return one, so an unchanged weight plans no
+write. The engine hands the recorded documents to the Plan and the kube layer
+sends them as full replaces, as Argo does: each carries the resourceVersion
+read, so a concurrent edit makes the write conflict and the next reconcile
+recomputes from fresh state.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rollouts.traffic import istio
 from rollouts.traffic.base import TrafficRoutingError
 
 KIND = "Istio"
+VIRTUAL_SERVICE, DESTINATION_RULE = "VirtualService", "DestinationRule"
 
 MSG_VS_GONE = "VirtualService '{key}' referenced by rollout '{rollout}' does not exist"
 MSG_DR_GONE = "DestinationRule '{key}' referenced by rollout '{rollout}' does not exist"
@@ -26,7 +28,7 @@ MSG_ROUTES = "VirtualService '{key}' (rollout '{rollout}'): {error}"
 
 
 class IstioObjectStore(Protocol):
-    """Reads and full replaces of Istio objects; implemented by rollouts/kube/."""
+    """Reads and full replaces of Istio objects (PlannedIstioStore; tests use a dict)."""
 
     def get_virtual_service(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
 
@@ -35,6 +37,49 @@ class IstioObjectStore(Protocol):
     def get_destination_rule(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
 
     def replace_destination_rule(self, obj: Mapping[str, Any]) -> None: ...
+
+
+class PlannedIstioStore:
+    """IstioObjectStore over one reconcile's snapshot that records replaces instead of sending them.
+
+    A later read returns the document replaced earlier, so two changes to one object
+    (two ``virtualServices`` entries naming the same VirtualService) become one write.
+    """
+
+    def __init__(
+        self,
+        virtual_services: Mapping[str, Mapping[str, Any] | None],
+        destination_rule: Mapping[str, Any] | None,
+    ) -> None:
+        self._virtual_services = virtual_services
+        self._destination_rule = destination_rule
+        self.replaced: dict[tuple[str, str], dict[str, Any]] = {}
+        """(kind, ``namespace/name``) -> the new document, in the order first replaced."""
+
+    @staticmethod
+    def _key(obj: Mapping[str, Any]) -> str:
+        meta = obj.get("metadata") or {}
+        return istio.vs_key(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+    def get_virtual_service(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        key = istio.vs_key(namespace, name)
+        return self.replaced.get((VIRTUAL_SERVICE, key)) or self._virtual_services.get(key)
+
+    def replace_virtual_service(self, obj: Mapping[str, Any]) -> None:
+        self.replaced[(VIRTUAL_SERVICE, self._key(obj))] = dict(obj)
+
+    def get_destination_rule(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        replaced = self.replaced.get((DESTINATION_RULE, istio.vs_key(namespace, name)))
+        if replaced is not None:
+            return replaced
+        dr = self._destination_rule
+        if dr is None:
+            return None
+        meta = dr.get("metadata") or {}
+        return dr if (meta.get("namespace"), meta.get("name")) == (namespace, name) else None
+
+    def replace_destination_rule(self, obj: Mapping[str, Any]) -> None:
+        self.replaced[(DESTINATION_RULE, self._key(obj))] = dict(obj)
 
 
 class IstioTrafficRouter:
