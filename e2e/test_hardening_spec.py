@@ -143,6 +143,11 @@ def test_a_service_that_never_appears_is_reported_after_the_grace_period(
     # Then after the grace period (not before) it is InvalidSpec, with one Warning naming the Service
     status = cluster.wait_phase("lonely", "Degraded", timeout=GRACE_SECONDS + 20)
     assert 'Service "lonely-canary" does not exist in' in status["message"]
+    # The Event is posted beside the status write, not before it: wait for it to arrive.
+    warnings = wait_until(
+        lambda: [e for e in cluster.events("lonely") if e.type == "Warning"],
+        timeout=10, message="the InvalidSpec Warning Event")
+    time.sleep(2)  # then make sure no second Warning follows it
     warnings = [e for e in cluster.events("lonely") if e.type == "Warning"]
     assert [e.reason for e in warnings] == ["InvalidSpec"]
     first_seen = warnings[0].first_timestamp or warnings[0].event_time
