@@ -35,7 +35,7 @@ from rollouts.api.constants import (
     PodTemplateHash,
 )
 from rollouts.api.models import Rollout
-from rollouts.engine import mesh, progress, routing, scaling
+from rollouts.engine import history, mesh, progress, routing, scaling
 from rollouts.engine import status as st
 from rollouts.engine.assemble import MSG_COMPLETED_CONDITION, build_status, deadline_left
 from rollouts.engine.context import Event, Plan, RolloutContext
@@ -223,7 +223,8 @@ def progress_plan(view: View) -> Plan:
     routing.plan_services(view, draft)
     status = build_status(view, draft)
     _deadline_effects(view, draft, status)
-    return _finish(view, draft, status, revision=progress.revision(view))
+    result = _finish(view, draft, status, revision=progress.revision(view))
+    return dataclasses.replace(result, replica_sets_to_delete=history.replica_sets_to_delete(view))
 
 
 def _evaluate_step(view: View, draft: Draft, scaling_event: bool, now: datetime) -> bool:

@@ -158,6 +158,9 @@ def _rollout_level(rollout: Rollout) -> Iterator[Problem]:
         yield Problem(path="spec.strategy.blueGreen", message=MSG_NOT_SUPPORTED)
     if spec.replicas is not None and spec.replicas < 0:
         yield Problem(path="spec.replicas", message=MSG_NEGATIVE, value=str(spec.replicas))
+    if spec.revision_history_limit is not None and spec.revision_history_limit < 0:
+        yield Problem(path="spec.revisionHistoryLimit", message=MSG_NEGATIVE,
+                      value=str(spec.revision_history_limit))
     if spec.template is None:
         yield Problem(path="spec.template", message=MSG_REQUIRED)
     else:
