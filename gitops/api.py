@@ -1,7 +1,8 @@
 """Pydantic models of Argo CD's Application and AppProject (argoproj.io/v1alpha1).
 
-Read by the sync module (this package, ``gitops``) and by tests that check our
-CRDs and models accept the documents Argo CD users already have. Same rule as
+Today read only by tests (tests/test_gitops_api.py, tests/test_crds.py) that
+check our CRDs and models accept the documents Argo CD users already have; the
+sync module that will read it (this package, ``gitops``) is not written yet. Same rule as
 the Rollout models: unknown fields are kept, so ``parse_application(doc).to_json()
 == doc`` for every valid document; errors name the object and the field path.
 """

@@ -1,6 +1,6 @@
 """Safe evaluation of AnalysisTemplate successCondition / failureCondition.
 
-Called by the AnalysisRun state machine (analysis/run) once a provider returns a
+Called by the AnalysisRun state machine (analysis/run.py) once a provider returns a
 measurement value: ``assess(value, metric.successCondition,
 metric.failureCondition)`` gives the measurement's phase and message, exactly
 as Argo's ``utils/evaluate/evaluate.go: EvaluateResult`` does (reference §3.2).

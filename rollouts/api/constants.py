@@ -1,7 +1,8 @@
 """Argo Rollouts' names, as named constants: labels, annotations, phases, reasons.
 
-Used by the engine (which decides), the I/O layer (which writes) and the CLI and
-dashboard (which read). Every string here is Argo's exact spelling (semantics
+Used by the engine (which decides), the I/O layer rollouts/kube (which writes,
+including the operator actions ``tidegate`` sends through rollouts/kube/actions.py)
+and handlers.py (which filters on labels). Every string here is Argo's exact spelling (semantics
 reference §0, §1.4, §1.11), except the ``tidegate.dev/`` additions.
 """
 

@@ -1,6 +1,6 @@
 """The error a person must fix in a Rollout spec.
 
-Re-exports ``analysis.api.SpecError`` so both controllers raise and catch one type;
+Re-exports ``common.api.SpecError`` so every controller raises and catches one type;
 the message names the object and the field path.
 """
 

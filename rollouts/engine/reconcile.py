@@ -1,8 +1,8 @@
 """The engine's entry point: ``plan(ctx) -> Plan`` for one reconcile of one Rollout.
 
-Called by the rollout daemon in rollouts/handlers.py (through rollouts/kube) with
-everything it observed. Pure and deterministic: the same context gives the same
-plan, and everything is derived from observed objects plus the Rollout's status,
+Called by the rollout controller's work-queue worker (rollouts/handlers.py) with
+everything rollouts/kube/observe.py observed. Pure and deterministic: the same
+context gives the same plan, and everything is derived from observed objects plus the Rollout's status,
 so a restarted controller resumes where it was (no step skipped, no duplicate
 AnalysisRun: a run that exists is followed, never re-created).
 

@@ -4,7 +4,7 @@ Called by the reconcile planner. A run is "current" for (type, pod hash,
 revision[, step index]) when its labels and revision annotation say so and it
 was not terminated: a retry after an abort therefore gets a fresh run, while a
 restarted controller finds the run it created before (no duplicates).
-Templates are flattened with ``analysis.templates.flatten`` (pure).
+Templates are flattened with ``analysis.api.templates.flatten`` (pure).
 """
 
 from __future__ import annotations
