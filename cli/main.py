@@ -16,6 +16,7 @@ from cli.controller import (
     COMPONENTS,
     run_controller,
 )
+from common.logging import LOG_FORMATS, TEXT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--instance-id", default="", help="only handle objects with this controller-instance-id label")
     ctl.add_argument("--metrics-port", type=int, default=8090, help="Prometheus metrics port (0: off)")
     ctl.add_argument("--metrics-local", action="store_true", help="serve metrics on 127.0.0.1 only")
-    ctl.add_argument("--log-format", choices=("text", "json"), default="text")
+    ctl.add_argument("--log-format", choices=LOG_FORMATS, default=TEXT,
+                     help="text for a terminal, json (one object per line) for production")
     ctl.add_argument("--components", default=",".join(COMPONENTS),
                      help="comma-separated subset of: " + ", ".join(COMPONENTS))
     ctl.add_argument("--workers", type=int, default=16, help="concurrent rollout reconciles")

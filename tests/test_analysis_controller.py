@@ -576,12 +576,12 @@ def test_handlers_pick_the_newest_indexed_body_and_retry_conflicts_fast() -> Non
     older = run_body("wired", [metric()])
     newer = copy.deepcopy(older)
     newer["metadata"]["resourceVersion"] = "12"
-    handlers.STATE.index = {(NS, "wired"): [newer, older]}
+    handlers.SHELL.indices = {handlers.INDEX_ID: {(NS, "wired"): [newer, older]}}
     try:
         assert handlers._current((NS, "wired")) is newer
         assert handlers._current((NS, "gone")) is None
     finally:
-        handlers.STATE.index = None
+        handlers.SHELL.indices = {}
 
     assert handlers._on_error((NS, "wired"), ApiException(status=409)) == 0.2
     before = sample("analysis_run_reconcile_error_total", namespace=NS, name="wired") or 0.0
