@@ -1,8 +1,9 @@
 """Process-wide settings of the AnalysisRun controller, filled once by the CLI before kopf starts.
 
 ``analysis`` may not import ``rollouts`` (import-linter contract), so it cannot
-read ``rollouts.config``; the CLI (cli/main.py) copies the relevant
-flags here. analysis/handlers.py reads them at start-up and in its filters.
+read ``rollouts.config``; the composition root (cli/controller.py) copies the
+relevant flags here. analysis/handlers.py reads them at start-up and in its
+shard filter.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Process-wide controller settings, filled once by the CLI before kopf starts.
+"""Process-wide settings of the rollout controller, filled once by the CLI before kopf starts.
 
-The kopf handler modules read these at start-up and in their filters; nothing
+The composition root (cli/controller.py) fills them from its flags;
+rollouts/handlers.py reads them at start-up and in its shard filter; nothing
 else mutates them.
 """
 
