@@ -26,7 +26,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
@@ -64,6 +64,12 @@ class Outcome:
     """The Rollout as our status patch returned it (None when status was unchanged)."""
     only_status: bool = False
     """The status patch was this reconcile's only write."""
+
+
+class WriteTracker(Protocol):
+    """What apply needs of a stale-write guard: it records every Rollout body our writes return."""
+
+    def record(self, key: tuple[str, str], body: Mapping[str, Any]) -> None: ...
 
 
 class VersionTracker:
@@ -298,7 +304,7 @@ class _Writer:
                 if exc.status != 404:
                     raise
 
-    def status(self, plan: Plan, tracker: VersionTracker) -> None:
+    def status(self, plan: Plan, tracker: WriteTracker) -> None:
         patch = merge_patch(self.ctx.rollout.get("status") or {}, plan.status)
         if not patch:
             return
@@ -307,19 +313,19 @@ class _Writer:
         tracker.record((self.namespace, self.name), written)
         self.written_rollout = written if isinstance(written, dict) else None
 
-    def revision_annotations(self, plan: Plan, tracker: VersionTracker) -> None:
+    def revision_annotations(self, plan: Plan, tracker: WriteTracker) -> None:
         """Before the status: a status saying all went well is written only after every write did."""
         current = (self.ctx.rollout.get("metadata") or {}).get("annotations") or {}
         wanted: dict[str, str | None] = {k: v for k, v in plan.rollout_annotations.items() if current.get(k) != v}
         self._annotate(wanted, tracker)
 
-    def abort_annotation(self, plan: Plan, tracker: VersionTracker) -> None:
+    def abort_annotation(self, plan: Plan, tracker: WriteTracker) -> None:
         """After the status: the abort request is dropped only once status records the abort."""
         current = (self.ctx.rollout.get("metadata") or {}).get("annotations") or {}
         if plan.remove_abort_annotation and ANNOTATION_ABORT in current:
             self._annotate({ANNOTATION_ABORT: None}, tracker)
 
-    def _annotate(self, wanted: Mapping[str, str | None], tracker: VersionTracker) -> None:
+    def _annotate(self, wanted: Mapping[str, str | None], tracker: WriteTracker) -> None:
         if not wanted:
             return
         body = {"metadata": {"annotations": dict(wanted)}}
@@ -357,7 +363,7 @@ def _post(port: RolloutPort, involved: Mapping[str, Any], event: Any, at: dateti
 
 
 def execute(
-    port: RolloutPort, ctx: RolloutContext, plan: Plan, tracker: VersionTracker,
+    port: RolloutPort, ctx: RolloutContext, plan: Plan, tracker: WriteTracker,
     event_pool: Executor | None = None, reported: EventDeduper | None = None,
 ) -> Outcome:
     """Perform ``plan``'s writes through ``port``, in order; Events go to ``event_pool`` when given."""
@@ -385,7 +391,7 @@ def execute(
 
 
 def apply_plan(
-    api: Any, ctx: RolloutContext, plan: Plan, tracker: VersionTracker, event_pool: Executor | None = None
+    api: Any, ctx: RolloutContext, plan: Plan, tracker: WriteTracker, event_pool: Executor | None = None
 ) -> Outcome:
     """``execute`` over the kubernetes client (``api`` is the shared ApiClient)."""
     return execute(KubeRolloutPort(api), ctx, plan, tracker, event_pool)
