@@ -110,8 +110,6 @@ def describe(step: CanaryStep) -> str:
         ("analysis", step.analysis),
         ("setCanaryScale", step.set_canary_scale),
         ("experiment", step.experiment),
-        ("setHeaderRoute", step.set_header_route),
-        ("setMirrorRoute", step.set_mirror_route),
         ("plugin", step.plugin),
     ):
         if value is not None:
