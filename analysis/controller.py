@@ -69,6 +69,7 @@ from common.api import (
 from common.events import post_event
 from common.fairness import TenantSlots
 from common.kubeclient import is_status
+from common.kubewrite import CountedWriter
 from common.logging import get_logger
 from common.redaction import (
     ACTIVE_SECRETS,
@@ -150,6 +151,8 @@ class KubeClient:
         self._api = api
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+        # Counted in controller_clientset_k8s_request_total beside the rollout controller's.
+        self._writes = CountedWriter()
 
     def read_secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
         try:
@@ -162,17 +165,18 @@ class KubeClient:
                 for key, value in (secret.data or {}).items()}
 
     def patch_run(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
-        written: Mapping[str, Any] = self._custom.patch_namespaced_custom_object(
-            group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name,
-            body=dict(patch), _content_type=MERGE_PATCH,
-        )
+        written: Mapping[str, Any] = self._writes.send(
+            "AnalysisRun", "patch", lambda: self._custom.patch_namespaced_custom_object(
+                group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name,
+                body=dict(patch), _content_type=MERGE_PATCH,
+            ), count_errors=True)
         return written
 
     def delete_run(self, namespace: str, name: str) -> None:
         try:
-            self._custom.delete_namespaced_custom_object(
+            self._writes.send("AnalysisRun", "delete", lambda: self._custom.delete_namespaced_custom_object(
                 group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name,
-            )
+            ), count_errors=True)
         except Exception as exc:
             if not is_status(exc, 404):
                 raise

@@ -19,7 +19,6 @@ raises WriteRejected, which the handler logs in one line and retries with back-o
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Executor
@@ -31,6 +30,7 @@ from typing import Any, Protocol
 from kubernetes.client.exceptions import ApiException
 
 from common.kubewrite import CountedWriter, EventDeduper, is_conflict, merge_patch, server_message
+from common.logging import get_logger
 from rollouts import metrics
 from rollouts.api.constants import (
     ANNOTATION_ABORT,
@@ -46,7 +46,9 @@ from rollouts.kube.port import KubeRolloutPort, RolloutPort
 
 __all__ = ["Outcome", "VersionTracker", "WriteRejected", "apply_plan", "execute", "is_conflict", "merge_patch"]
 
-log = logging.getLogger("tidegate.rollouts.apply")
+log = get_logger("tidegate.rollouts.apply")
+LOG_EVENT_FAILED = "could not post rollout event"
+LOG_TRAFFIC_ERROR = "rollout traffic routing failed"
 
 REPORTED = EventDeduper()
 """The error reports (rejected writes) already posted as Events, per Rollout: one per
@@ -358,8 +360,8 @@ def _post(port: RolloutPort, involved: Mapping[str, Any], event: Any, at: dateti
                         message=event.message, at=at)
     except ApiException as exc:  # an Event is best effort; the status already says it
         meta = involved["metadata"]
-        log.warning("rollout %s/%s: could not post event %s: %s",
-                    meta["namespace"], meta["name"], event.reason, exc.reason)
+        log.warning(LOG_EVENT_FAILED, namespace=meta["namespace"], name=meta["name"],
+                    reason=str(event.reason), error=str(exc.reason))
 
 
 def execute(
@@ -380,7 +382,7 @@ def execute(
     writer.events(plan, event_pool)
     writer.reported.clear(ctx.rollout)  # no write was rejected: a rejection coming back is news
     if plan.traffic_error is not None and plan.events:
-        log.warning("rollout %s/%s: %s", writer.namespace, writer.name, plan.traffic_error)
+        log.warning(LOG_TRAFFIC_ERROR, namespace=writer.namespace, name=writer.name, error=plan.traffic_error)
     canary = ((ctx.rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}
     router = "Istio" if "istio" in (canary.get("trafficRouting") or {}) else ""
     return Outcome(
