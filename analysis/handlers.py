@@ -39,7 +39,7 @@ from common.fairness import TenantSlots
 from common.kubeclient import new_api_client
 from common.logging import get_logger
 from common.redaction import install_log_filter
-from common.shell import Shell, VersionTracker, configure_operator, in_shard
+from common.shell import Shell, configure_operator, in_shard
 
 log = get_logger("tidegate.analysis")
 
@@ -50,9 +50,7 @@ def _count_error(key: Key) -> None:
     metrics.observe_error(namespace=key[0], name=key[1])
 
 
-TRACKER = VersionTracker()
-SHELL = Shell(kind="analysisrun", logger="tidegate.analysis", count_error=_count_error,
-              tracker=TRACKER)
+SHELL = Shell(kind="analysisrun", logger="tidegate.analysis", count_error=_count_error)
 
 
 class _State:
@@ -117,7 +115,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         measure_pool=measure_pool,
         api_pool=api_pool,
         slots=TenantSlots(limit=CONFIG.namespace_limit),
-        written=TRACKER,
+        written=SHELL.tracker,
     )
     SHELL.start(reconcile, workers=CONFIG.workers, on_error=_on_error)
     log.info("analysis controller started", workers=CONFIG.workers,

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from common.kubeclient import is_status
 from common.logging import get_logger
@@ -69,14 +69,6 @@ def newest(store: Iterable[dict[str, Any]] | None) -> dict[str, Any] | None:
     if not store:
         return None
     return max(store, key=lambda b: resource_version(b) or 0)
-
-
-class StaleGuard(Protocol):
-    """What the shell needs of a stale-write guard (``VersionTracker`` is the one)."""
-
-    def is_stale(self, key: Key, body: Mapping[str, Any]) -> bool: ...
-
-    def forget(self, key: Key) -> None: ...
 
 
 class VersionTracker:
@@ -138,7 +130,7 @@ class Shell:
     count_error: Callable[[Key], None] = lambda key: None
     queue: WorkQueue[Key] = field(default_factory=WorkQueue)
     indices: dict[str, Mapping[Key, Any]] = field(default_factory=dict)
-    tracker: StaleGuard = field(default_factory=VersionTracker)
+    tracker: VersionTracker = field(default_factory=VersionTracker)
     pools: list[ThreadPoolExecutor] = field(default_factory=list)
     workers: asyncio.Task[None] | None = None
 

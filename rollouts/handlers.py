@@ -54,8 +54,7 @@ def _count_error(key: Key) -> None:
     metrics.RECONCILE_ERRORS.labels(namespace=key[0], name=key[1]).inc()
 
 
-SHELL = Shell(kind="rollout", logger="tidegate.rollouts", count_error=_count_error,
-              tracker=apply.VersionTracker())
+SHELL = Shell(kind="rollout", logger="tidegate.rollouts", count_error=_count_error)
 
 
 class _State:
