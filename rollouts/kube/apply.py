@@ -19,7 +19,6 @@ raises WriteRejected, which the handler logs in one line and retries with back-o
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
-from common.kubewrite import CountedWriter, EventDeduper, is_conflict, merge_patch, server_message
+from common.kubewrite import CountedWriter, EventDeduper, merge_patch, server_message
 from common.logging import get_logger
+from common.shell import VersionTracker
 from rollouts import metrics
 from rollouts.api.constants import (
     ANNOTATION_ABORT,
@@ -44,7 +44,7 @@ from rollouts.engine.context import MeshKind, MeshWrite, Plan, RolloutContext
 from rollouts.engine.status import FALSE, MSG_NOT_HEALTHY, TRUE, Cond, set_condition
 from rollouts.kube.port import KubeRolloutPort, RolloutPort
 
-__all__ = ["Outcome", "VersionTracker", "WriteRejected", "apply_plan", "execute", "is_conflict", "merge_patch"]
+__all__ = ["Outcome", "VersionTracker", "WriteRejected", "WriteTracker", "apply_plan", "execute"]
 
 log = get_logger("tidegate.rollouts.apply")
 LOG_EVENT_FAILED = "could not post rollout event"
@@ -69,36 +69,10 @@ class Outcome:
 
 
 class WriteTracker(Protocol):
-    """What apply needs of a stale-write guard: it records every Rollout body our writes return."""
+    """What apply needs of a stale-write guard (common.shell.VersionTracker, re-exported here
+    for rollouts/handlers.py): it records every Rollout body our writes return."""
 
     def record(self, key: tuple[str, str], body: Mapping[str, Any]) -> None: ...
-
-
-class VersionTracker:
-    """The newest Rollout resourceVersion this controller wrote, per key (Argo's version tracker)."""
-
-    def __init__(self) -> None:
-        self._written: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _version(body: Mapping[str, Any]) -> int:
-        try:
-            return int((body.get("metadata") or {}).get("resourceVersion") or 0)
-        except ValueError:
-            return 0
-
-    def record(self, key: tuple[str, str], body: Mapping[str, Any]) -> None:
-        with self._lock:
-            self._written[key] = max(self._written.get(key, 0), self._version(body))
-
-    def is_stale(self, key: tuple[str, str], body: Mapping[str, Any]) -> bool:
-        with self._lock:
-            return self._version(body) < self._written.get(key, 0)
-
-    def forget(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._written.pop(key, None)
 
 
 # A 4xx answer to a write derived from the user's spec is the user's error, not a transient
@@ -107,11 +81,9 @@ USER_ERROR_CODES = frozenset({400, 403, 404, 413, 422})
 MAX_REJECTION_MESSAGE = 1024
 CONDITION_RS_CREATE_ERROR = str(ConditionType.REPLICA_SET_CREATE_ERROR)
 CONDITION_INVALID_SPEC = str(ConditionType.INVALID_SPEC)
-CONDITION_HEALTHY = str(ConditionType.HEALTHY)
 # Conditions of the plan that a rejected write leaves true: both are computed from observed
 # pods and ReplicaSets (an update in flight is not Completed even when a write failed).
 _OBSERVED_CONDITIONS = (ConditionType.AVAILABLE, ConditionType.COMPLETED)
-REASON_WRITE_REJECTED = "WriteRejected"
 MSG_WRITE_REJECTED = "Rollout {namespace}/{name}: the API server rejected the {kind} {verb} ({code}): {message}"
 MSG_REPORT_FAILED = "{message} (the status patch reporting it failed too: {code})"
 MSG_EVENT_FAILED = "{message} (the Event reporting it failed: {code})"
