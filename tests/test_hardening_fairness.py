@@ -243,7 +243,7 @@ def test_runs_waiting_for_their_namespace_slots_do_not_hold_the_workers(
     workers = 3
 
     async def scenario() -> list[str]:
-        queue: WorkQueue[tuple[str, str]] = WorkQueue()
+        queue: WorkQueue[tuple[str, str]] = WorkQueue(clock=FakeClock())
         order: list[str] = []
 
         async def handle(key: tuple[str, str]) -> None:
@@ -256,7 +256,7 @@ def test_runs_waiting_for_their_namespace_slots_do_not_hold_the_workers(
             queue.add((SLOW, f"slow-{i}"))
         running = asyncio.create_task(
             run_workers(queue, handle, workers=workers, on_error=lambda key, exc: 1.0))
-        await asyncio.sleep(0.1)  # every worker has taken a slow run
+        await settle()  # every worker has taken a slow run
         kube.bodies[(HEALTHY, "healthy")] = run_body(HEALTHY, "healthy")
         queue.add((HEALTHY, "healthy"))
         for _ in range(int(PATIENCE_SECONDS / 0.01)):
