@@ -70,7 +70,7 @@ class Outcome:
 
 class WriteTracker(Protocol):
     """What apply needs of a stale-write guard (common.shell.VersionTracker, re-exported here
-    for rollouts/handlers.py): it records every Rollout body our writes return."""
+    as apply.VersionTracker): it records every Rollout body our writes return."""
 
     def record(self, key: tuple[str, str], body: Mapping[str, Any]) -> None: ...
 
