@@ -1212,3 +1212,20 @@ def test_exporter_server_honours_control_and_counters_grow() -> None:
         )
     finally:
         server.stop()
+
+
+def test_prometheus_spec_password_is_redacted_in_every_form() -> None:
+    # The basicAuth password written in the metric itself is not a run arg: it is
+    # redacted through the same helper as run secrets, so its encoded forms go too.
+    from urllib.parse import quote
+
+    from analysis.providers.prometheus import _redact
+
+    password = "p@ss w/rd+&"
+    text = f"raw {password} url {quote(password, safe='')} b64 {base64.b64encode(password.encode()).decode()}"
+    out = _redact(ctx=ctx_for(prom_metric("http://127.0.0.1:1", "scalar")), text=text,
+                  extra=(password,))
+    assert password not in out
+    assert quote(password, safe="") not in out
+    assert base64.b64encode(password.encode()).decode() not in out
+    assert out.count("*****") == 3

@@ -59,6 +59,7 @@ from analysis.providers.deadline import (
 )
 from analysis.run import Observation
 from common.api import parse_duration
+from common.redaction import redact
 
 PROVIDER_KIND = "Prometheus"
 
@@ -468,11 +469,8 @@ def _is_connection_failure(exc: BaseException) -> bool:
 
 
 def _redact(*, ctx: MeasurementContext, text: str, extra: tuple[str, ...]) -> str:
-    text = ctx.redact(text)
-    for secret in extra:
-        if secret:
-            text = text.replace(secret, "*****")
-    return text
+    """The run's secrets and the spec's own password (``extra``), in every encoded form."""
+    return redact(text, (*ctx.secrets, *extra))
 
 
 def _safe_url(address: str) -> str:
