@@ -27,7 +27,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY, generate_latest
 
@@ -367,6 +367,10 @@ _AROUND = st.text(st.characters(blacklist_characters="*", blacklist_categories=(
 def test_no_form_survives_redaction(secret: str, before: str, after: str, form: str) -> None:
     from common.redaction import redact
 
+    # requests reads a raw "#" in a URL as the start of the fragment and sends only
+    # what comes before it: that wire form is a piece of the secret, not an encoding
+    # of it (Hypothesis found "00000#" -> "00000"), so the property does not apply.
+    assume(form != "url-as-requests-sends-it" or "#" not in secret)
     encoded = FORMS[form](secret)
     assert encoded not in redact(before + encoded + after, [secret])
 
