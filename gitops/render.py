@@ -285,8 +285,9 @@ def render_helm(
     api_versions: Sequence[str],
     timeout: float,
 ) -> list[dict[str, Any]]:
-    args = ["helm", "template", spec.release_name or app_name, ".",
-            "--namespace", spec.namespace or namespace]
+    args = ["helm", "template", spec.release_name or app_name, "."]
+    if spec.namespace or namespace:
+        args += ["--namespace", spec.namespace or namespace]
     for path in _value_files(root, app_dir, spec, value_roots):
         args += ["--values", str(path)]
     inline = _inline_values(spec)

@@ -324,11 +324,12 @@ class RepoCache:
                     raise self._error(MSG_NOT_FOUND, url=url, revision=revision)
             return revision
         refs = self._ls_remote_shared(url, revision)
-        sha = _match_ref(refs, revision)
+        matched = _match_ref(refs, revision)
         with self._lock(url):
-            if sha is not None:
+            if matched is not None:
+                ref, sha = matched
                 if not self._has_commit(url, sha):
-                    self._fetch(url, revision)
+                    self._fetch(url, revision, ref=ref)
                 if not self._has_commit(url, sha):
                     raise self._error(MSG_NOT_FOUND, url=url, revision=revision)
                 return sha
@@ -395,12 +396,16 @@ class RepoCache:
         os.replace(tmp, git_dir)
         return git_dir
 
-    def _fetch(self, url: str, revision: str) -> None:
+    def _fetch(self, url: str, revision: str, *, ref: str | None = None) -> None:
+        """Fetch every branch and tag (and ``ref``, when it is neither, e.g. refs/pull/1/head)."""
         git_dir = self._ensure_repo(url)
+        _clear_stale_locks(git_dir)
+        refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        if ref is not None and ref != HEAD and not ref.startswith(("refs/heads/", "refs/tags/")):
+            refspecs.append(f"+{ref}:{ref}")
         self._git(
             ["--git-dir", str(git_dir), "fetch", "--quiet", "--force", "--prune",
-             "--no-write-fetch-head", "--", url,
-             "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+             "--no-write-fetch-head", "--", url, *refspecs],
             url=url, revision=revision, verb="fetch", remote=True,
         )
 
@@ -593,15 +598,30 @@ class _Flight:
         return dict(self._refs)
 
 
-def _match_ref(refs: Mapping[str, str], revision: str) -> str | None:
-    """git's order for a name: itself, refs/<name>, refs/tags/<name>, refs/heads/<name>."""
+def _match_ref(refs: Mapping[str, str], revision: str) -> tuple[str, str] | None:
+    """(ref, sha) in git's order for a name: itself, refs/<name>, refs/tags/, refs/heads/."""
     if revision == HEAD:
-        return refs.get(HEAD)
+        return (HEAD, refs[HEAD]) if HEAD in refs else None
     for candidate in (revision, f"refs/{revision}", f"refs/tags/{revision}",
                       f"refs/heads/{revision}"):
         if candidate.startswith("refs/") and candidate in refs:
-            return refs[candidate]
+            return candidate, refs[candidate]
     return None
+
+
+def _clear_stale_locks(git_dir: Path) -> None:
+    """Remove lock files a killed git left behind (a fetch past its deadline).
+
+    Safe because the caller holds this repository's lock and one process owns
+    the cache root: no other git runs in ``git_dir`` now.
+    """
+    for lock in (git_dir / "packed-refs.lock", git_dir / "shallow.lock",
+                 git_dir / "config.lock", git_dir / "HEAD.lock"):
+        lock.unlink(missing_ok=True)
+    refs = git_dir / "refs"
+    if refs.is_dir():
+        for lock in refs.rglob("*.lock"):
+            lock.unlink(missing_ok=True)
 
 
 def _check_symlinks(tree: Path, *, url: str, commit: str) -> None:

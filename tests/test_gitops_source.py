@@ -494,3 +494,27 @@ def test_tool_deadline_kills_its_children_too() -> None:
     with pytest.raises(proc.ToolTimeout):
         proc.run(["sh", "-c", "sleep 30 & sleep 30; wait"], env=dict(os.environ), timeout=0.5)
     assert time.monotonic() - started < 5
+
+
+def test_a_ref_outside_branches_and_tags_is_fetched_by_name(remote: Remote, cache: RepoCache) -> None:
+    remote.commit({"a.yaml": "a: 1\n"})
+    remote.push()
+    pr = remote.commit({"a.yaml": "a: pr\n"})
+    remote.push("HEAD:refs/pull/7/head")
+
+    checkout = cache.checkout(remote.url, "refs/pull/7/head")
+
+    assert checkout.commit == pr and (checkout.path / "a.yaml").read_text() == "a: pr\n"
+
+
+def test_locks_left_by_a_killed_fetch_do_not_wedge_the_cache(remote: Remote, cache: RepoCache) -> None:
+    remote.commit({"a.yaml": "a: 1\n"})
+    remote.push()
+    cache.resolve(remote.url, "main")
+    git_dir = next((cache.root / "repos").iterdir())
+    (git_dir / "packed-refs.lock").write_text("")
+    (git_dir / "refs" / "heads" / "main.lock").write_text("")
+    second = remote.commit({"a.yaml": "a: 2\n"})
+    remote.push()
+
+    assert cache.resolve(remote.url, "main") == second
