@@ -15,9 +15,11 @@ import sys
 from common.logging import REQUEST_LOGGERS, configure, quiet_request_loggers
 from rollouts.config import CONFIG
 
-__all__ = ["COMPONENTS", "REQUEST_LOGGERS", "quiet_request_loggers", "run_controller"]
+__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "REQUEST_LOGGERS", "quiet_request_loggers", "run_controller"]
 
-COMPONENTS = ("rollouts", "analysis")
+COMPONENTS = ("rollouts", "analysis", "gitops")
+# gitops (the sync module, issue 9) runs only when asked for until it is complete.
+DEFAULT_COMPONENTS = ("rollouts", "analysis")
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
@@ -63,6 +65,15 @@ def run_controller(args: argparse.Namespace) -> int:
         import rollouts.handlers  # noqa: F401  (registers kopf handlers)
     if "analysis" in components:
         import analysis.handlers  # noqa: F401  (registers kopf handlers)
+    if "gitops" in components:
+        from gitops.config import CONFIG as GITOPS_CONFIG
+
+        GITOPS_CONFIG.instance_id = CONFIG.instance_id
+        GITOPS_CONFIG.app_namespaces = list(getattr(args, "app_namespace", None) or
+                                            GITOPS_CONFIG.app_namespaces)
+        GITOPS_CONFIG.workers = getattr(args, "gitops_workers", GITOPS_CONFIG.workers)
+        GITOPS_CONFIG.reconcile_seconds = getattr(args, "app_resync", GITOPS_CONFIG.reconcile_seconds)
+        import gitops.handlers  # noqa: F401  (registers kopf handlers)
     kopf.run(
         standalone=True,
         clusterwide=not CONFIG.namespaces,

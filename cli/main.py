@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from cli import actions
 from cli.controller import (
     COMPONENTS,
+    DEFAULT_COMPONENTS,
     run_controller,
 )
 from common.logging import LOG_FORMATS, TEXT
@@ -30,10 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--metrics-local", action="store_true", help="serve metrics on 127.0.0.1 only")
     ctl.add_argument("--log-format", choices=LOG_FORMATS, default=TEXT,
                      help="text for a terminal, json (one object per line) for production")
-    ctl.add_argument("--components", default=",".join(COMPONENTS),
+    ctl.add_argument("--components", default=",".join(DEFAULT_COMPONENTS),
                      help="comma-separated subset of: " + ", ".join(COMPONENTS))
     ctl.add_argument("--workers", type=int, default=16, help="concurrent rollout reconciles")
     ctl.add_argument("--analysis-workers", type=int, default=30, help="concurrent AnalysisRun reconciles")
+    ctl.add_argument("--app-namespace", action="append",
+                     help="gitops: watch Applications in this namespace (repeatable; default argocd)")
+    ctl.add_argument("--gitops-workers", type=int, default=8, help="concurrent Application reconciles")
+    ctl.add_argument("--app-resync", type=float, default=120.0,
+                     help="gitops: seconds between polls of an Application's source (timeout.reconciliation)")
     ctl.add_argument("--verbose", "-v", action="store_true")
     ctl.set_defaults(func=run_controller)
 
