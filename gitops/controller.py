@@ -70,6 +70,7 @@ MSG_DESTINATION = ("application destination {server!r} is not supported yet: Tid
                    "to its own cluster ({default} or name: {name})")
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+SOURCE_TYPES = {"helm": "Helm", "kustomize": "Kustomize", "directory": "Directory"}  # status.sourceType
 
 
 class Sources(Protocol):
@@ -121,6 +122,7 @@ class Observed:
     versions: dict[ResourceKey, str]
     sync: dict[ResourceKey, str]
     prune: list[ResourceKey]
+    source_type: str = "Directory"
 
 
 @dataclass
@@ -135,7 +137,9 @@ class AppController:
     def __init__(self, *, kube: GitopsPort, repos: Sources, render: Render,
                  source_errors: tuple[type[BaseException], ...] = (),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 settings: Settings | None = None, written: Recorder | None = None) -> None:
+                 settings: Settings | None = None, written: Recorder | None = None,
+                 detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
+                 ) -> None:
         self.kube = kube
         self.repos = repos
         self.render = render
@@ -143,6 +147,7 @@ class AppController:
         self.clock = clock
         self.settings = settings or Settings()
         self.written = written
+        self.detect = detect
 
     # --- the reconcile ---------------------------------------------------------------------
 
@@ -206,6 +211,8 @@ class AppController:
             revision = self.repos.resolve(source.repo_url, source.target_revision or "HEAD")
         checkout = self.repos.checkout(source.repo_url, revision)
         manifests = self.render(source, Path(checkout.path), app_name=name, namespace=namespace)
+        source_type = SOURCE_TYPES.get(self.detect(source, Path(checkout.path) / (source.path or ".")),
+                                       "Directory")
         versions_by_kind = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
                             str(d.get("apiVersion")) for d in manifests}
         targets = target_objects(
@@ -220,7 +227,10 @@ class AppController:
                 continue
             key = key_of(doc)
             versions[key] = str(doc["apiVersion"])
-            current = self.kube.get(versions[key], key)
+            try:
+                current = self.kube.get(versions[key], key)
+            except KubeError:
+                current = None  # a kind not served yet (its CRD comes in this sync): missing
             if current is None:
                 sync[key] = OUT_OF_SYNC
                 continue
@@ -248,7 +258,7 @@ class AppController:
                 sync[key] = OUT_OF_SYNC
                 prune.append(key)
         return Observed(revision=revision, targets=targets, live=live, versions=versions, sync=sync,
-                        prune=prune)
+                        prune=prune, source_type=source_type)
 
     # --- operations ------------------------------------------------------------------------
 
@@ -306,6 +316,7 @@ class AppController:
             if not pending:
                 waiting, failed = self._check_step(step.tasks, index)
                 if failed:
+                    self._run_sync_fail(plan, observed, results)
                     return self._finish(op_state, results, FAILED, MSG_TASKS_FAILED, now), delay
                 if waiting:
                     more = f" and {len(waiting) - 1} more resources" if len(waiting) > 1 else ""
@@ -316,6 +327,7 @@ class AppController:
             errors = [self._run(task, observed, results) for task in pending]
             reasons = [e for e in errors if e]
             if reasons:
+                self._run_sync_fail(plan, observed, results)
                 message = MSG_APPLY_FAILED.format(reason=reasons[0])
                 return self._finish(op_state, results, FAILED, message, now), delay
             if number == len(plan.steps) - 1:
@@ -327,6 +339,11 @@ class AppController:
         results.extend(skipped)
         message = MSG_SYNCED_ALL if results else MSG_SYNCED_NONE
         return self._finish(op_state, results, SUCCEEDED, message, now), delay
+
+    def _run_sync_fail(self, plan: SyncPlan, observed: Observed, results: list[dict[str, Any]]) -> None:
+        """Apply the SyncFail hooks once the operation has failed (not waited for: the operation ends)."""
+        for task in plan.sync_fail:
+            self._run(task, observed, results)
 
     def _check_step(self, tasks: Sequence[Task], index: dict[tuple[str, ...], dict[str, Any]],
                     ) -> tuple[list[str], bool]:
@@ -446,7 +463,7 @@ class AppController:
                                     "destination": app.spec.destination.to_json()}},
             "health": {"status": app_health.value},
             "resources": resources,
-            "sourceType": "Directory",
+            "sourceType": observed.source_type,
         }
         status.pop("conditions", None)
         if op_state:

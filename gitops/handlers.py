@@ -29,10 +29,11 @@ import kopf
 from common.kubeclient import new_api_client
 from common.logging import get_logger
 from common.shell import Shell, VersionTracker, configure_operator, in_shard
+from gitops.api import ApplicationSource
 from gitops.config import CONFIG
 from gitops.controller import AppController, Settings
 from gitops.kube import GitopsKube, KubeError
-from gitops.render import RenderError, render_source
+from gitops.render import RenderError, detect_tool, render_source
 from gitops.source import RepoCache, SourceError
 
 log = get_logger("tidegate.gitops")
@@ -77,6 +78,14 @@ async def reconcile(key: Key) -> float | None:
     return await loop.run_in_executor(STATE.pool, STATE.controller.reconcile, key, body)
 
 
+def _detect(source: ApplicationSource, path: Path) -> str:
+    """The tool a source renders with (status.sourceType); a source render refuses says so itself."""
+    try:
+        return detect_tool(source, path)
+    except RenderError:
+        return "directory"
+
+
 @kopf.on.startup(id="gitops-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     configure_operator(settings)
@@ -92,6 +101,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         settings=Settings(reconcile_seconds=CONFIG.reconcile_seconds,
                           wave_delay_seconds=CONFIG.wave_delay_seconds),
         written=TRACKER,
+        detect=_detect,
     )
     SHELL.start(reconcile, workers=CONFIG.workers)
     log.info("gitops controller started", workers=CONFIG.workers,

@@ -227,3 +227,49 @@ def test_the_refresh_annotation_is_removed() -> None:
     env.kube.app["metadata"]["annotations"] = {"argocd.argoproj.io/refresh": "normal"}
     env.reconcile()
     assert env.kube.app["metadata"]["annotations"] == {}
+
+
+def job_hook(name: str, phase: str) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "spec": {},
+            "metadata": {"name": name, "annotations": {"argocd.argoproj.io/hook": phase}}}
+
+
+def test_sync_fail_hooks_run_when_the_sync_fails() -> None:
+    env = Env([cm("config", 0), job_hook("notify", "SyncFail")])
+    env.kube.reject["config"] = "denied"
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Failed"
+    assert [(r["name"], r["syncPhase"], r.get("hookType")) for r in op["syncResult"]["resources"]] == [
+        ("dest", "PreSync", None), ("config", "Sync", None), ("notify", "SyncFail", "SyncFail")]
+
+
+def test_sync_fail_hooks_do_not_run_on_success() -> None:
+    env = Env([cm("config", 0), job_hook("notify", "SyncFail")])
+    for _ in range(3):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Succeeded"
+    assert "notify" not in env.kube.applied
+
+
+def test_a_presync_hook_job_blocks_until_complete() -> None:
+    env = Env([cm("config", 0), job_hook("migrate", "PreSync")])
+    env.reconcile()
+    env.reconcile()
+    env.reconcile()
+    assert env.kube.applied == ["dest", "migrate"]
+    assert env.status["operationState"]["message"] == "waiting for healthy state of batch/Job/migrate"
+    env.kube.objects[ResourceKey("batch", "Job", "dest", "migrate")]["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}]}
+    env.reconcile()
+    env.reconcile()
+    assert env.kube.applied == ["dest", "migrate", "config"]
+    assert env.status["operationState"]["phase"] == "Succeeded"
+
+
+def test_source_type_comes_from_the_tool() -> None:
+    env = Env([cm("config", 0)])
+    env.controller.detect = lambda source, path: "kustomize"
+    env.reconcile()
+    assert env.status["sourceType"] == "Kustomize"
