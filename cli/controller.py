@@ -73,6 +73,8 @@ def run_controller(args: argparse.Namespace) -> int:
                                             GITOPS_CONFIG.app_namespaces)
         GITOPS_CONFIG.workers = getattr(args, "gitops_workers", GITOPS_CONFIG.workers)
         GITOPS_CONFIG.reconcile_seconds = getattr(args, "app_resync", GITOPS_CONFIG.reconcile_seconds)
+        GITOPS_CONFIG.sync_timeout_seconds = getattr(args, "sync_timeout",
+                                                     GITOPS_CONFIG.sync_timeout_seconds)
         import gitops.handlers  # noqa: F401  (registers kopf handlers)
     kopf.run(
         standalone=True,

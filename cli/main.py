@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--gitops-workers", type=int, default=8, help="concurrent Application reconciles")
     ctl.add_argument("--app-resync", type=float, default=120.0,
                      help="gitops: seconds between polls of an Application's source (timeout.reconciliation)")
+    ctl.add_argument("--sync-timeout", type=float, default=600.0,
+                     help="gitops: seconds a sync operation may run before it fails (0: no limit)")
     ctl.add_argument("--verbose", "-v", action="store_true")
     ctl.set_defaults(func=run_controller)
 

@@ -18,6 +18,7 @@ class GitopsConfig:
     workers: int = 8
     reconcile_seconds: float = 120.0  # argocd-cm timeout.reconciliation (Argo CD's default)
     wave_delay_seconds: float = 2.0  # ARGOCD_SYNC_WAVE_DELAY
+    sync_timeout_seconds: float = 600.0  # Argo CD's --sync-timeout, finite here (0: none)
     cache_dir: Path | None = None  # the repo cache; None: a fresh temporary directory (one process owns one)
     instance_id: str = ""
 

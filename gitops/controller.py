@@ -66,6 +66,7 @@ MSG_SYNCED_NONE = "successfully synced (no more tasks)"
 MSG_TASKS_FAILED = "one or more synchronization tasks completed unsuccessfully"
 MSG_APPLY_FAILED = "one or more objects failed to apply, reason: {reason}"
 MSG_WAITING = "waiting for healthy state of {first}{more}"
+MSG_DEADLINE = "sync deadline of {seconds:g}s exceeded while {waiting}"
 MSG_DESTINATION = ("application destination {server!r} is not supported yet: Tidegate syncs only "
                    "to its own cluster ({default} or name: {name})")
 
@@ -129,6 +130,9 @@ class Observed:
 class Settings:
     reconcile_seconds: float = 120.0
     wave_delay_seconds: float = 2.0
+    # A finite default deadline for an operation that waits (Argo CD has none by default,
+    # argo-cd #17314); the failure names what it waited for. 0: no deadline.
+    sync_timeout_seconds: float = 600.0
 
 
 class AppController:
@@ -321,6 +325,12 @@ class AppController:
                 if waiting:
                     more = f" and {len(waiting) - 1} more resources" if len(waiting) > 1 else ""
                     message = MSG_WAITING.format(first=waiting[0], more=more)
+                    started = _parse_stamp(op_state.get("startedAt"))
+                    limit = self.settings.sync_timeout_seconds
+                    if limit and started and (now - started).total_seconds() > limit:
+                        self._run_sync_fail(plan, observed, results)
+                        message = MSG_DEADLINE.format(seconds=limit, waiting=message)
+                        return self._finish(op_state, results, FAILED, message, now), delay
                     return {**op_state, "message": message,
                             "syncResult": {**result, "resources": results}}, delay
                 continue

@@ -99,7 +99,8 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         render=render_source,
         source_errors=(SourceError, RenderError, KubeError),
         settings=Settings(reconcile_seconds=CONFIG.reconcile_seconds,
-                          wave_delay_seconds=CONFIG.wave_delay_seconds),
+                          wave_delay_seconds=CONFIG.wave_delay_seconds,
+                          sync_timeout_seconds=CONFIG.sync_timeout_seconds),
         written=TRACKER,
         detect=_detect,
     )

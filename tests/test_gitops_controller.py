@@ -273,3 +273,18 @@ def test_source_type_comes_from_the_tool() -> None:
     env.controller.detect = lambda source, path: "kustomize"
     env.reconcile()
     assert env.status["sourceType"] == "Kustomize"
+
+
+def test_a_sync_that_waits_too_long_fails_naming_what_it_waited_for() -> None:
+    env = Env([pvc("cache", 0), cm("late", 1)])
+    env.controller.settings.sync_timeout_seconds = 30
+    for _ in range(3):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Running"
+    env.now += timedelta(seconds=40)
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Failed"
+    assert op["message"] == ("sync deadline of 30s exceeded while waiting for healthy state of "
+                             "/PersistentVolumeClaim/cache")
+    assert "late" not in env.kube.applied
