@@ -365,6 +365,8 @@ class AppController:
             if entry.get("status") == RESULT_FAILED:
                 failed = True
                 continue
+            if entry.get("hookPhase") == SUCCEEDED:
+                continue  # done once is done (a HookSucceeded hook is gone by now)
             if task.action is TaskAction.PRUNE:
                 gone = self.kube.get(task.api_version, task.key) is None
                 entry["hookPhase"] = SUCCEEDED if gone else RUNNING

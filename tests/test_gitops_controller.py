@@ -288,3 +288,17 @@ def test_a_sync_that_waits_too_long_fails_naming_what_it_waited_for() -> None:
     assert op["message"] == ("sync deadline of 30s exceeded while waiting for healthy state of "
                              "/PersistentVolumeClaim/cache")
     assert "late" not in env.kube.applied
+
+
+def test_a_hook_succeeded_hook_is_deleted_and_the_sync_goes_on() -> None:
+    hook = job_hook("migrate", "PreSync")
+    hook["metadata"]["annotations"]["argocd.argoproj.io/hook-delete-policy"] = "HookSucceeded"
+    env = Env([cm("config", 0), hook])
+    env.reconcile()
+    env.kube.objects[ResourceKey("batch", "Job", "dest", "migrate")]["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}]}
+    for _ in range(3):
+        env.reconcile()
+    assert env.kube.deleted == ["migrate"]
+    assert env.kube.applied == ["dest", "migrate", "config"]
+    assert env.status["operationState"]["phase"] == "Succeeded"
