@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv prereqs check lint typecheck contracts unit e2e test cluster-up cluster-down demo bench clean
+.PHONY: all venv prereqs tools check lint typecheck contracts unit e2e test cluster-up cluster-down demo bench clean
 
 all: check
 
@@ -21,10 +21,10 @@ prereqs:
 	@e2e/cluster/prereqs.sh
 
 lint: venv
-	$(BIN)/ruff check rollouts analysis tests e2e bench examples
+	$(BIN)/ruff check common rollouts analysis gitops cli tests e2e bench examples
 
 typecheck: venv
-	$(BIN)/mypy rollouts analysis
+	$(BIN)/mypy common rollouts analysis gitops cli
 
 contracts: venv
 	$(BIN)/lint-imports
@@ -45,8 +45,13 @@ cluster-down:
 e2e: venv prereqs
 	@e2e/run.sh $(BIN)/pytest e2e -m e2e -p no:cacheprovider -q $(PYTEST_ARGS)
 
+## tools: build (once, cached by version) the pinned binaries; the sync module's unit
+## tests render with the real helm and kustomize, so `make test` builds them before `check`
+tools: prereqs
+	@e2e/cluster/build.sh >/dev/null
+
 ## make test: everything; the README's test command and what CI runs
-test: check e2e
+test: tools check e2e
 
 ## make demo: the main job on the embedded local cluster
 demo: venv prereqs

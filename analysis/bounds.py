@@ -24,8 +24,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from analysis.phases import AnalysisPhase
-from analysis.redaction import Redactor
+from analysis.api.phases import AnalysisPhase
+from common.redaction import Redactor
 
 # A measured value is shown for people; its head says what it was.
 MAX_VALUE_CHARS = 4 * 1024

@@ -1,15 +1,15 @@
 """Process-wide settings of the AnalysisRun controller, filled once by the CLI before kopf starts.
 
 ``analysis`` may not import ``rollouts`` (import-linter contract), so it cannot
-read ``rollouts.config``; the CLI (rollouts/cli/main.py) copies the relevant
-flags here. analysis/handlers.py reads them at start-up and in its filters.
+read ``rollouts.config``; the composition root (cli/controller.py) copies the
+relevant flags here. analysis/handlers.py reads them at start-up and in its
+shard filter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-INSTANCE_ID_LABEL = "argo-rollouts.argoproj.io/controller-instance-id"
 DEFAULT_WORKERS = 30  # Argo's --analysis-threads default
 # Provider calls mostly wait on sockets; a thread blocked there costs little, and
 # the per-namespace limit below keeps a quarter of them for each of four tenants.
@@ -40,11 +40,6 @@ class AnalysisConfig:
     # (without holding a work-queue worker), the other namespaces do not.
     # 0 turns the bound off.
     namespace_limit: int = DEFAULT_NAMESPACE_LIMIT
-
-    def in_shard(self, labels: dict[str, str] | None) -> bool:
-        """Argo's sharding: with an id, only labelled objects; without, only unlabelled ones."""
-        value = (labels or {}).get(INSTANCE_ID_LABEL)
-        return value == self.instance_id if self.instance_id else value is None
 
 
 CONFIG = AnalysisConfig()

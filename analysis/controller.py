@@ -10,12 +10,12 @@ where ``body`` is the run as the kopf index holds it. One reconcile:
    Secrets on demand in a thread (cached for this reconcile only);
 2. asks the state machine (``analysis.run``) which provider calls are due and
    makes them in a bounded thread pool, at most ``namespace_limit`` calls per
-   namespace at once (analysis/runtime/fairness.py), so one tenant's slow
+   namespace at once (common/fairness.py), so one tenant's slow
    endpoint never delays another's; a provider that raises or hangs becomes
    an Error measurement, never a failed reconcile;
 3. records the observations, assesses metric and run phases, redacts every
    form of every secret value to ``*****`` in messages, values and metadata
-   (analysis.redaction) and clips them (analysis.bounds);
+   (common.redaction) and clips them (analysis.bounds);
 4. merge-patches ``status`` on the main object (AnalysisRun has no status
    subresource) only when it changed, guarded by the resourceVersion it read;
    a status over the byte budget is first degraded, and one that cannot be
@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -45,27 +44,42 @@ from typing import Any, Protocol, TypeVar
 from analysis import bounds
 from analysis import metrics as prom
 from analysis import run as machine
-from analysis.api import (
-    GROUP,
-    VERSION,
+from analysis.api.models import (
     AnalysisRun,
     AnalysisRunStatus,
     Metric,
+)
+from analysis.api.phases import AnalysisPhase
+from analysis.config import DEFAULT_NAMESPACE_LIMIT
+from analysis.providers.base import MeasurementContext, MetricProvider
+from analysis.providers.prometheus import RESOLVED_QUERY_KEY
+from analysis.run import Observation
+from analysis.templates import (
+    ResolvedRun,
+    resolve_run,
+    run_error_message,
+)
+from common.api import (
+    GROUP,
+    VERSION,
     SpecError,
     format_time,
     parse,
 )
-from analysis.config import DEFAULT_NAMESPACE_LIMIT
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, MetricProvider, Observation
-from analysis.providers.prometheus import RESOLVED_QUERY_KEY
-from analysis.redaction import ACTIVE_SECRETS, ActiveSecrets, Redactor, redactor
-from analysis.runtime.events import post_event
-from analysis.runtime.fairness import TenantSlots
-from analysis.runtime.kubeclient import is_status
-from analysis.templates import ResolvedRun, resolve_run, run_error_message
+from common.events import post_event
+from common.fairness import TenantSlots
+from common.kubeclient import is_status
+from common.kubewrite import CountedWriter
+from common.logging import get_logger
+from common.redaction import (
+    ACTIVE_SECRETS,
+    ActiveSecrets,
+    Redactor,
+    redactor,
+)
+from common.shell import VersionTracker, resource_version
 
-log = logging.getLogger("tidegate.analysis")
+log = get_logger("tidegate.analysis")
 
 Key = tuple[str, str]  # (namespace, name) of an AnalysisRun
 PLURAL = "analysisruns"
@@ -90,17 +104,19 @@ MSG_NO_SLOT = (
     "other AnalysisRuns for endpoints that answer slowly"
 )
 LOG_THREAD_LEFT = (
-    "%s/%s: metric %s: gave up waiting for the %s provider after %gs; its thread keeps "
-    "one of the namespace's measurement slots until the call returns"
+    "gave up waiting for the provider; its thread keeps one of the namespace's "
+    "measurement slots until the call returns"
 )
+LOG_GC_FAILED = "garbage collection of a metric failed"
+LOG_EVENT_FAILED = "could not post the AnalysisRun event"
+LOG_TTL_EXPIRED = "deleted: ttlStrategy expired"
 MSG_MALFORMED = "AnalysisRun spec cannot be read: {error}"
 # The API server's answers to a write it will never accept, however often it is retried.
 REJECTED_STATUS_CODES = frozenset({413, 422})
 TOO_LARGE_MARKERS = ("request entity too large", "request is too large", "too large")
 MAX_EVENT_MESSAGE_CHARS = 1024
 LOG_STATUS_NOT_STORED = (
-    "%s/%s: the API server refused even the shortest Error status (%s); "
-    "not retrying until the run changes"
+    "the API server refused even the shortest Error status; not retrying until the run changes"
 )
 _WARNING_PHASES = frozenset({AnalysisPhase.FAILED, AnalysisPhase.ERROR, AnalysisPhase.INCONCLUSIVE})
 
@@ -135,6 +151,8 @@ class KubeClient:
         self._api = api
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+        # Counted in controller_clientset_k8s_request_total beside the rollout controller's.
+        self._writes = CountedWriter()
 
     def read_secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
         try:
@@ -147,17 +165,18 @@ class KubeClient:
                 for key, value in (secret.data or {}).items()}
 
     def patch_run(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
-        written: Mapping[str, Any] = self._custom.patch_namespaced_custom_object(
-            group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name,
-            body=dict(patch), _content_type=MERGE_PATCH,
-        )
+        written: Mapping[str, Any] = self._writes.send(
+            "AnalysisRun", "patch", lambda: self._custom.patch_namespaced_custom_object(
+                group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name,
+                body=dict(patch), _content_type=MERGE_PATCH,
+            ), count_errors=True)
         return written
 
     def delete_run(self, namespace: str, name: str) -> None:
         try:
-            self._custom.delete_namespaced_custom_object(
+            self._writes.send("AnalysisRun", "delete", lambda: self._custom.delete_namespaced_custom_object(
                 group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name,
-            )
+            ), count_errors=True)
         except Exception as exc:
             if not is_status(exc, 404):
                 raise
@@ -236,12 +255,6 @@ def ttl_remaining(run: AnalysisRun, now: datetime) -> float | None:
     return (status.completed_at + timedelta(seconds=seconds) - now).total_seconds()
 
 
-def resource_version(body: Mapping[str, Any]) -> int | None:
-    """An object's resourceVersion as a number (the API server's are), or None."""
-    text = str((body.get("metadata") or {}).get("resourceVersion") or "")
-    return int(text) if text.isdigit() else None
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -277,8 +290,8 @@ def _call_provider(task: _Task) -> Observation:
         try:
             task.provider.garbage_collect(task.ctx, task.retention)
         except Exception:  # cleanup is best effort; the measurement stands
-            log.warning("%s/%s: garbage collection of metric %s failed", task.ctx.namespace,
-                        task.ctx.run_name, task.metric.name, exc_info=True)
+            log.warning(LOG_GC_FAILED, namespace=task.ctx.namespace, name=task.ctx.run_name,
+                        metric=task.metric.name, exc_info=True)
     return observation
 
 
@@ -296,9 +309,11 @@ class Controller:
     measurement_deadline: float = MEASUREMENT_DEADLINE_SECONDS
     # Provider calls in flight per namespace, in front of measure_pool.
     slots: TenantSlots = field(default_factory=lambda: TenantSlots(limit=DEFAULT_NAMESPACE_LIMIT))
-    _written: dict[Key, int] = field(default_factory=dict)
+    # The stale-write guard: the resourceVersion of our last status write per run
+    # (analysis/handlers.py shares it with its controller shell).
+    written: VersionTracker = field(default_factory=VersionTracker)
     status_budget: int = bounds.STATUS_BUDGET_BYTES
-    # Secrets of the runs in progress, for the log filter (analysis.redaction).
+    # Secrets of the runs in progress, for the log filter (common.redaction).
     log_secrets: ActiveSecrets = field(default_factory=lambda: ACTIVE_SECRETS)
     # resourceVersion of runs whose every status write was refused: nothing to do
     # until someone changes the run.
@@ -309,7 +324,7 @@ class Controller:
 
     def forget(self, key: Key) -> None:
         """The run is gone: drop what we remember about it and its metric series."""
-        self._written.pop(key, None)
+        self.written.forget(key)
         self._unwritable.pop(key, None)
         self.log_secrets.forget(key)
         prom.forget_run(namespace=key[0], name=key[1])
@@ -346,7 +361,7 @@ class Controller:
         to resolve args and assess again: each measurement then costs one
         reconcile, not two. None means "reconcile normally".
         """
-        if self._written.get(key) != resource_version(body) or run.spec.terminate:
+        if self.written.last(key) != resource_version(body) or run.spec.terminate:
             return None
         try:
             wait = self._wakeup(run, run.spec.metrics)
@@ -444,8 +459,9 @@ class Controller:
         except TimeoutError:
             pass
         if started:
-            log.warning(LOG_THREAD_LEFT, task.ctx.namespace, task.ctx.run_name, task.metric.name,
-                        task.provider.kind, self.measurement_deadline)
+            log.warning(LOG_THREAD_LEFT, namespace=task.ctx.namespace, name=task.ctx.run_name,
+                        metric=task.metric.name, provider=task.provider.kind,
+                        seconds=self.measurement_deadline)
             message = MSG_PROVIDER_HUNG.format(kind=task.provider.kind,
                                                seconds=self.measurement_deadline)
         else:
@@ -493,9 +509,7 @@ class Controller:
         # The resourceVersion makes the write conditional on the run we assessed.
         document = {"metadata": {"resourceVersion": version}, "status": patch}
         written = await self._in(self.api_pool, self.kube.patch_run, key[0], key[1], document)
-        written_version = resource_version(written)
-        if written_version is not None:
-            self._written[key] = written_version
+        self.written.record(key, written)
 
     async def _write_refused(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],
                              new: Mapping[str, Any], refused: tuple[int, str, str],
@@ -518,8 +532,8 @@ class Controller:
             version = resource_version(body)
             if version is not None:
                 self._unwritable[key] = version
-            log.warning(LOG_STATUS_NOT_STORED, key[0], key[1],
-                        redact.clip(f"{again[0]} {again[1]}", limit=bounds.SHORT_CHARS))
+            log.warning(LOG_STATUS_NOT_STORED, namespace=key[0], name=key[1],
+                        error=redact.clip(f"{again[0]} {again[1]}", limit=bounds.SHORT_CHARS))
         return error
 
     async def _announce(self, body: Mapping[str, Any], phase: str, message: str,
@@ -534,8 +548,8 @@ class Controller:
                            EVENT_REASON.format(phase=phase), shown)
         except Exception:
             meta = body.get("metadata") or {}
-            log.warning("%s/%s: could not post the AnalysisRun%s event", meta.get("namespace"),
-                        meta.get("name"), phase, exc_info=True)
+            log.warning(LOG_EVENT_FAILED, namespace=meta.get("namespace"), name=meta.get("name"),
+                        phase=phase, exc_info=True)
 
     def _publish(self, key: Key, run: AnalysisRun, metrics: Sequence[Metric], *,
                  secrets: Sequence[str] = ()) -> None:
@@ -565,13 +579,11 @@ class Controller:
         if remaining is None or remaining > 0:
             return remaining
         await self._in(self.api_pool, self.kube.delete_run, key[0], key[1])
-        log.info("%s/%s: deleted: ttlStrategy expired", key[0], key[1])
+        log.info(LOG_TTL_EXPIRED, namespace=key[0], name=key[1])
         return None
 
     def _is_stale(self, key: Key, body: Mapping[str, Any]) -> bool:
-        written = self._written.get(key)
-        seen = resource_version(body)
-        return written is not None and seen is not None and seen < written
+        return self.written.is_stale(key, body)
 
     def _malformed_status(self, body: Mapping[str, Any], err: SpecError) -> AnalysisRunStatus:
         """An Error status for a run whose spec does not even parse (only phase and message)."""

@@ -7,11 +7,16 @@ the handlers). Same shape as rollouts/handlers.py:
   reads no object from the API server (Secrets are the exception: they are rare
   and read on demand by the controller);
 * ``@kopf.on.event`` only puts the run's key on the work queue;
-* a fixed pool of workers (analysis.runtime.workqueue) runs
+* a fixed pool of workers (common.workqueue) runs
   ``analysis.controller.Controller.reconcile`` for one key at a time and requeues
   it when the next measurement is due. A reconcile waiting for one of its
   namespace's measurement slots (``CONFIG.namespace_limit``) gives its worker
   back meanwhile, so a tenant with slow endpoints cannot hold every worker.
+
+The state, start-up and clean-up, retry after an error, the newest body of a
+key, the shard filter and kopf's settings are the shared controller shell's
+(common/shell.py); the stale-write guard is the shell's ``VersionTracker``,
+which the controller keeps current as it writes.
 
 No daemons, no change-detecting handlers, no finalizers: kopf writes nothing to
 AnalysisRuns. Both controllers may run in one kopf process, so every id here is
@@ -21,45 +26,45 @@ prefixed ``analysis-`` and the state below is this module's own.
 from __future__ import annotations
 
 import asyncio
-import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from analysis import metrics
 from analysis.config import CONFIG
-from analysis.controller import Controller, Key, KubeClient, resource_version
+from analysis.controller import Controller, Key, KubeClient
 from analysis.providers.job import GenericJobsApi
 from analysis.providers.registry import build_registry
-from analysis.redaction import install_log_filter
-from analysis.runtime.fairness import TenantSlots
-from analysis.runtime.kubeclient import is_status, new_api_client
-from analysis.runtime.workqueue import WorkQueue, run_workers
+from common.fairness import TenantSlots
+from common.kubeclient import new_api_client
+from common.logging import get_logger
+from common.redaction import install_log_filter
+from common.shell import Shell, configure_operator, in_shard
 
-log = logging.getLogger("tidegate.analysis")
+log = get_logger("tidegate.analysis")
 
 INDEX_ID = "analysis_runs"  # a kwarg name for kopf; distinct from the rollout side's index
-RETRY_AFTER_ERROR_SECONDS = 5.0
-RETRY_AFTER_CONFLICT_SECONDS = 0.2
+
+
+def _count_error(key: Key) -> None:
+    metrics.observe_error(namespace=key[0], name=key[1])
+
+
+SHELL = Shell(kind="analysisrun", logger="tidegate.analysis", count_error=_count_error)
 
 
 class _State:
-    """What the workers share: the queue, the controller, the index, the pools."""
+    """What only the analysis workers share: the controller (built at start-up)."""
 
     def __init__(self) -> None:
-        self.queue: WorkQueue[Key] = WorkQueue()
         self.controller: Controller | None = None
-        self.index: Any = None
-        self.pools: list[ThreadPoolExecutor] = []
-        self.workers: asyncio.Task[None] | None = None
 
 
 STATE = _State()
 
 
 def _in_shard(labels: Any, **_: Any) -> bool:
-    return CONFIG.in_shard(dict(labels or {}))
+    return in_shard(labels, instance_id=CONFIG.instance_id)
 
 
 @kopf.index("argoproj.io", "v1alpha1", "analysisruns", id=INDEX_ID, when=_in_shard)
@@ -70,16 +75,12 @@ def analysisruns_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> 
 @kopf.on.event("argoproj.io", "v1alpha1", "analysisruns", id="analysis-run-changed",
                when=_in_shard)
 def analysisrun_changed(namespace: str, name: str, **_: Any) -> None:
-    STATE.queue.add((namespace, name))
+    SHELL.queue.add((namespace, name))
 
 
 def _current(key: Key) -> dict[str, Any] | None:
     """The newest body of the run in the index (None once it is deleted or left the shard)."""
-    store = STATE.index.get(key) if STATE.index is not None else None
-    if not store:
-        return None
-    newest: dict[str, Any] = max(store, key=lambda body: resource_version(body) or 0)
-    return newest
+    return SHELL.newest(INDEX_ID, key)
 
 
 async def reconcile(key: Key) -> float | None:
@@ -93,46 +94,36 @@ async def reconcile(key: Key) -> float | None:
 
 
 def _on_error(key: Key, exc: BaseException) -> float:
-    if is_status(exc, 409):
-        log.info("analysisrun %s/%s: conflict, retrying", key[0], key[1])
-        return RETRY_AFTER_CONFLICT_SECONDS
-    log.error("analysisrun %s/%s: reconcile failed", key[0], key[1], exc_info=exc)
-    metrics.observe_error(namespace=key[0], name=key[1])
-    return RETRY_AFTER_ERROR_SECONDS
+    return SHELL.retry_delay(key, exc)
 
 
 @kopf.on.startup(id="analysis-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
-    # Tidegate posts its own Events with Argo's reasons; kopf's handler chatter would be noise.
-    settings.posting.enabled = False
+    configure_operator(settings)
     # Any log line (a library's exception, a traceback) may quote a run's secret.
     install_log_filter()
-    STATE.index = kwargs[INDEX_ID]
+    SHELL.use_indices(kwargs, INDEX_ID)
     api = await asyncio.to_thread(
         new_api_client, pool_size=max(CONFIG.measurement_threads, CONFIG.api_threads) + 8)
     from kubernetes import client  # the job provider's API; built once, shared by all runs
 
-    measure_pool = ThreadPoolExecutor(CONFIG.measurement_threads, thread_name_prefix="measure")
-    api_pool = ThreadPoolExecutor(CONFIG.api_threads, thread_name_prefix="analysis-api")
-    STATE.pools = [measure_pool, api_pool]
+    measure_pool = SHELL.pool(CONFIG.measurement_threads, name="measure")
+    api_pool = SHELL.pool(CONFIG.api_threads, name="analysis-api")
     STATE.controller = Controller(
         kube=KubeClient(api),
         providers=build_registry(batch_api=GenericJobsApi(api), core_api=client.CoreV1Api(api)),
         measure_pool=measure_pool,
         api_pool=api_pool,
         slots=TenantSlots(limit=CONFIG.namespace_limit),
+        written=SHELL.tracker,
     )
-    STATE.workers = asyncio.create_task(
-        run_workers(STATE.queue, reconcile, workers=CONFIG.workers, on_error=_on_error))
-    log.info("analysis controller started: %d workers, %d measurement threads, "
-             "%d per namespace, instance-id=%r", CONFIG.workers, CONFIG.measurement_threads,
-             CONFIG.namespace_limit, CONFIG.instance_id)
+    SHELL.start(reconcile, workers=CONFIG.workers, on_error=_on_error)
+    log.info("analysis controller started", workers=CONFIG.workers,
+             measurement_threads=CONFIG.measurement_threads,
+             namespace_limit=CONFIG.namespace_limit, instance_id=CONFIG.instance_id)
 
 
 @kopf.on.cleanup(id="analysis-cleanup")
 async def cleanup(**_: Any) -> None:
-    if STATE.workers is not None:
-        STATE.workers.cancel()
-    for pool in STATE.pools:
-        # Do not wait for a hung provider call; its result has nowhere to go.
-        pool.shutdown(wait=False, cancel_futures=True)
+    # Do not wait for a hung provider call; its result has nowhere to go.
+    SHELL.stop()

@@ -22,26 +22,27 @@ import enum
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from analysis import bounds, conditions
-from analysis.api import (
+from analysis.api.models import (
     AnalysisRun,
     AnalysisRunSpec,
     AnalysisRunStatus,
-    KubeModel,
     Measurement,
     Metric,
     MetricResult,
     RunSummary,
-    parse_duration,
     rule_matches,
 )
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import Observation
-from analysis.redaction import redactor as make_redactor
+from analysis.api.phases import AnalysisPhase
+from common.api import (
+    KubeModel,
+    parse_duration,
+)
+from common.redaction import redactor as make_redactor
 
 DEFAULT_MEASUREMENT_RETENTION = 10
 DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4
@@ -60,6 +61,29 @@ REASON_COUNT_NO_STREAK = (
 
 _BAD_PHASES = frozenset({AnalysisPhase.FAILED, AnalysisPhase.ERROR, AnalysisPhase.INCONCLUSIVE})
 ModelT = TypeVar("ModelT", bound=KubeModel)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one provider call saw.
+
+    Either ``value`` is set and ``phase`` is None (the run state machine then
+    judges the value with the metric's success/failure conditions), or the
+    provider decided the phase itself (job provider, or Error on any failure).
+    ``resume_at`` set means the measurement is still in flight (a Job running):
+    the controller calls ``resume`` at that time.
+    """
+
+    value: Any = None
+    phase: AnalysisPhase | None = None
+    message: str = ""
+    display_value: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    resume_at: datetime | None = None
+
+    @classmethod
+    def error(cls, message: str, **metadata: str) -> Observation:
+        return cls(phase=AnalysisPhase.ERROR, message=message, metadata=dict(metadata))
 
 
 class MeasurementKind(enum.StrEnum):

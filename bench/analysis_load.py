@@ -48,10 +48,10 @@ import psutil  # noqa: E402
 from kubernetes import client  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 
-from analysis.api import parse_duration  # noqa: E402
-from analysis.runtime.kubeclient import new_api_client  # noqa: E402
 from bench import _common as common  # noqa: E402
 from bench import evaluator_bench  # noqa: E402
+from common.api import parse_duration  # noqa: E402
+from common.kubeclient import new_api_client  # noqa: E402
 from e2e.analysis_kit import (  # noqa: E402
     analysis_run,
     prometheus_metric,
@@ -91,7 +91,7 @@ class Controller:
         if profile is not None:
             # cProfile of the whole process, written at exit (py-spy is not installed)
             command = [sys.executable, "-m", "cProfile", "-o", str(profile),
-                       "-m", "rollouts.cli.main", *command[1:]]
+                       "-m", "cli.main", *command[1:]]
         if workers:
             command += ["--analysis-workers", str(workers)]
         self.proc, self.log = common.launch_controller(command, log_path, pythonpath)

@@ -54,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kubernetes import client  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 
-from analysis.runtime.kubeclient import new_api_client  # noqa: E402
 from bench import _common as common  # noqa: E402
+from common.kubeclient import new_api_client  # noqa: E402
 from rollouts.kube.actions import promote_patches  # noqa: E402
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"

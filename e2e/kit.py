@@ -220,7 +220,7 @@ class Controller:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rollouts.cli.main", "controller", "--namespace", self.namespace,
+            [sys.executable, "-m", "cli.main", "controller", "--namespace", self.namespace,
              "--metrics-port", "0"],
             env={**self.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )

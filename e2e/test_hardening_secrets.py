@@ -161,7 +161,7 @@ class VerboseController(Controller):
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rollouts.cli.main", "controller", "--namespace",
+            [sys.executable, "-m", "cli.main", "controller", "--namespace",
              self.namespace, "--verbose", "--metrics-port", str(self.metrics_port),
              "--metrics-local"],
             env={**self.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO, stdout=log,

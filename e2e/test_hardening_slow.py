@@ -146,7 +146,7 @@ class AnalysisController(Controller):
         log = self.log_path.open("ab")
         watched = [arg for ns in self.namespaces for arg in ("--namespace", ns)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rollouts.cli.main", "controller", "--components", "analysis",
+            [sys.executable, "-m", "cli.main", "controller", "--components", "analysis",
              *watched, "--metrics-port", "0"],
             env={**self.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )

@@ -8,17 +8,21 @@ The only module in ``rollouts`` that imports kopf. It keeps kopf thin:
   LIST call;
 * ``@kopf.on.event`` handlers only put the affected Rollout keys on the work queue,
   so a change anywhere re-reconciles that Rollout at once;
-* a fixed pool of workers (analysis.runtime.workqueue) runs observe -> engine.plan
+* a fixed pool of workers (common.workqueue) runs observe -> engine.plan
   -> apply for one key at a time and requeues it when the plan says something is
   due (a pause ending, a scale-down deadline).
 
-Why a queue and not one kopf daemon per Rollout: see analysis/runtime/workqueue.py.
+The state, start-up and clean-up, retry after an error, the newest body of a
+key, the stale-write guard, the shard filter and kopf's settings are the shared
+controller shell's (common/shell.py); this module adds what only Rollouts need:
+the reverse references, the follow-up pass and the back-off for rejected writes.
+
+Why a queue and not one kopf daemon per Rollout: see common/workqueue.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,36 +31,39 @@ from typing import Any
 
 import kopf
 
-from analysis.runtime.kubeclient import new_api_client
-from analysis.runtime.workqueue import WorkQueue, run_workers
+from common.kubeclient import new_api_client
+from common.logging import get_logger
+from common.shell import Shell, configure_operator, in_shard
 from rollouts import metrics
 from rollouts.config import CONFIG
 from rollouts.engine.reconcile import plan as make_plan
 from rollouts.kube import apply, observe
 
-log = logging.getLogger("tidegate.rollouts")
+log = get_logger("tidegate.rollouts")
 
 Key = tuple[str, str]  # (namespace, name) of a Rollout
 RefKey = tuple[str, str, str]  # (kind, namespace, name) of an object a Rollout references
 ROLLOUT_KIND = "Rollout"
-RETRY_AFTER_ERROR_SECONDS = 5.0
 FOLLOW_UP_PASSES = 1
 EVENT_THREADS = 4
+INDICES = ("rollouts", "replicasets", "analysisruns", "services", "virtualservices",
+           "destinationrules", "analysistemplates", "clusteranalysistemplates")
+
+
+def _count_error(key: Key) -> None:
+    metrics.RECONCILE_ERRORS.labels(namespace=key[0], name=key[1]).inc()
+
+
+SHELL = Shell(kind="rollout", logger="tidegate.rollouts", count_error=_count_error)
 
 
 class _State:
-    """What the workers share: the queue, the API client, indices and reverse references."""
+    """What only the rollout workers share: the API client, its pools and reverse references."""
 
     def __init__(self) -> None:
-        self.queue: WorkQueue[Key] = WorkQueue()
         self.api: Any = None
-        self.indices: dict[str, Any] = {}
         self.references: dict[RefKey, set[Key]] = defaultdict(set)
         self.referenced_by: dict[Key, set[RefKey]] = {}
-        self.tracker = apply.VersionTracker()
-        self.workers: asyncio.Task[None] | None = None
-        # Our own pools: asyncio.to_thread would share the loop's default executor
-        # (min(32, cpus + 4) threads: 6 on 2 cores), silently capping --workers.
         self.pool: ThreadPoolExecutor | None = None
         self.event_pool: ThreadPoolExecutor | None = None
 
@@ -65,7 +72,7 @@ STATE = _State()
 
 
 def _in_shard(labels: Any, **_: Any) -> bool:
-    return CONFIG.in_shard(dict(labels or {}))
+    return in_shard(labels, instance_id=CONFIG.instance_id)
 
 
 def _owner_rollouts(meta: Any) -> list[str]:
@@ -122,25 +129,25 @@ def clusteranalysistemplates_index(name: str, body: kopf.Body, **_: Any) -> dict
 
 @kopf.on.event("argoproj.io", "v1alpha1", "rollouts", id="rollout-changed", when=_in_shard)
 def rollout_changed(namespace: str, name: str, **_: Any) -> None:
-    STATE.queue.add((namespace, name))
+    SHELL.queue.add((namespace, name))
 
 
 @kopf.on.event("apps", "v1", "replicasets", id="replicaset-changed",
                labels={"rollouts-pod-template-hash": kopf.PRESENT})
 def replicaset_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
     for owner in _owner_rollouts(meta):
-        STATE.queue.add((namespace, owner))
+        SHELL.queue.add((namespace, owner))
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "analysisruns", id="analysisrun-changed")
 def analysisrun_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
     for owner in _owner_rollouts(meta):
-        STATE.queue.add((namespace, owner))
+        SHELL.queue.add((namespace, owner))
 
 
 def _wake_referencing(kind: str, namespace: str, name: str) -> None:
     for key in STATE.references.get((kind, namespace, name), ()):
-        STATE.queue.add(key)
+        SHELL.queue.add(key)
 
 
 @kopf.on.event("", "v1", "services", id="service-changed")
@@ -183,14 +190,11 @@ def _remember_references(key: Key, refs: Iterable[RefKey]) -> None:
 def _forget(key: Key) -> None:
     _remember_references(key, ())
     STATE.referenced_by.pop(key, None)
-    STATE.tracker.forget(key)
+    SHELL.tracker.forget(key)
 
 
 def _single(index_name: str, key: Key) -> dict[str, Any] | None:
-    store = STATE.indices[index_name].get(key)
-    if not store:
-        return None
-    return max(store, key=lambda body: int(body.get("metadata", {}).get("resourceVersion") or 0))  # type: ignore[no-any-return]
+    return SHELL.newest(index_name, key)
 
 
 async def reconcile(key: Key) -> float | None:
@@ -201,20 +205,20 @@ async def reconcile(key: Key) -> float | None:
         return None
     if body.get("metadata", {}).get("deletionTimestamp"):
         return None
-    if STATE.tracker.is_stale(key, body):
+    if SHELL.is_stale(key, body):
         return None  # our own newer write is on its way back through the watch
     loop = asyncio.get_running_loop()
     requeue: float | None = None
     for _ in range(1 + FOLLOW_UP_PASSES):
         started = loop.time()
         snapshot = observe.snapshot(
-            namespace=key[0], body=body, lookup=_single, multi=STATE.indices,
+            namespace=key[0], body=body, lookup=_single, multi=SHELL.indices,
             now=datetime.now(UTC), instance_id=CONFIG.instance_id,
         )
         _remember_references(key, snapshot.references)
         plan = make_plan(snapshot.context)
         outcome = await loop.run_in_executor(
-            STATE.pool, apply.apply_plan, STATE.api, snapshot.context, plan, STATE.tracker, STATE.event_pool
+            STATE.pool, apply.apply_plan, STATE.api, snapshot.context, plan, SHELL.tracker, STATE.event_pool
         )
         metrics.observe_reconcile(key=key, seconds=loop.time() - started,
                                   phase=str((outcome.status or {}).get("phase", "")),
@@ -253,44 +257,25 @@ def _on_error(key: Key, exc: BaseException) -> float:
     if isinstance(exc, apply.WriteRejected):
         # The user's error, already in status and an Event: one line, no traceback, slower retries.
         delay = _rejected_delay(key)
-        log.warning("rollout %s/%s: write rejected, retrying in %.0fs: %s", key[0], key[1], delay, exc.message)
+        log.warning("rollout write rejected, retrying", namespace=key[0], name=key[1],
+                    delay=delay, error=exc.message)
         return delay
     _REJECTED_BACKOFF.pop(key, None)
-    if apply.is_conflict(exc):
-        log.info("rollout %s/%s: conflict, retrying: %s", key[0], key[1], exc)
-        return 0.2
-    log.exception("rollout %s/%s: reconcile failed", key[0], key[1], exc_info=exc)
-    metrics.RECONCILE_ERRORS.labels(namespace=key[0], name=key[1]).inc()
-    return RETRY_AFTER_ERROR_SECONDS
+    return SHELL.retry_delay(key, exc)
 
 
 @kopf.on.startup(id="rollouts-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
-    # Tidegate posts its own Events with Argo's reasons; kopf's handler chatter would be noise.
-    settings.posting.enabled = False
-    settings.watching.server_timeout = 270
-    settings.watching.client_timeout = 300
-    settings.persistence.finalizer = "tidegate.dev/finalizer"
-    settings.networking.request_timeout = 30
-    settings.batching.worker_limit = 2000
-    STATE.indices = {name: kwargs[name] for name in (
-        "rollouts", "replicasets", "analysisruns", "services", "virtualservices",
-        "destinationrules", "analysistemplates", "clusteranalysistemplates",
-    )}
+    configure_operator(settings)
+    SHELL.use_indices(kwargs, *INDICES)
     STATE.api = await asyncio.to_thread(new_api_client, pool_size=max(CONFIG.workers * 2, 8) + EVENT_THREADS)
-    STATE.pool = ThreadPoolExecutor(CONFIG.workers, thread_name_prefix="rollout-apply")
-    STATE.event_pool = ThreadPoolExecutor(EVENT_THREADS, thread_name_prefix="rollout-events")
-    STATE.workers = asyncio.create_task(
-        run_workers(STATE.queue, reconcile, workers=CONFIG.workers, on_error=_on_error)
-    )
-    log.info("rollout controller started: %d workers, namespaces=%s, instance-id=%r",
-             CONFIG.workers, CONFIG.namespaces or "all", CONFIG.instance_id)
+    STATE.pool = SHELL.pool(CONFIG.workers, name="rollout-apply")
+    STATE.event_pool = SHELL.pool(EVENT_THREADS, name="rollout-events")
+    SHELL.start(reconcile, workers=CONFIG.workers, on_error=_on_error)
+    log.info("rollout controller started", workers=CONFIG.workers,
+             namespaces=CONFIG.namespaces or "all", instance_id=CONFIG.instance_id)
 
 
 @kopf.on.cleanup(id="rollouts-cleanup")
 async def cleanup(**_: Any) -> None:
-    if STATE.workers is not None:
-        STATE.workers.cancel()
-    for pool in (STATE.pool, STATE.event_pool):
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    SHELL.stop()

@@ -1,7 +1,8 @@
 """Prometheus metrics of the rollout controller, named as Argo names them.
 
-Updated by handlers.py after each reconcile and by kube/apply.py for events and
-API writes; served by the CLI's metrics endpoint (``--metrics-port``).
+Updated by handlers.py after each reconcile and by kube/apply.py for events (API
+writes are counted by common.kubewrite.API_WRITES, shared by every controller);
+served by the CLI's metrics endpoint (``--metrics-port``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ RECONCILE_ERRORS = Counter(
 )
 ROLLOUT_EVENTS = Counter(
     "rollout_events_total", "Kubernetes events emitted for rollouts.", ["type", "reason"],
-)
-API_WRITES = Counter(
-    "controller_clientset_k8s_request_total", "Write requests sent to the API server.",
-    ["kind", "verb", "status_code"],
 )
 
 _last_phase: dict[tuple[str, str], tuple[str, str, str]] = {}

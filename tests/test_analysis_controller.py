@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from analysis.api.phases import AnalysisPhase
 from analysis.controller import Controller, redact_status, status_patch
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, Observation
+from analysis.providers.base import MeasurementContext
+from analysis.run import Observation
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 NS = "ml-serving"
@@ -575,12 +576,12 @@ def test_handlers_pick_the_newest_indexed_body_and_retry_conflicts_fast() -> Non
     older = run_body("wired", [metric()])
     newer = copy.deepcopy(older)
     newer["metadata"]["resourceVersion"] = "12"
-    handlers.STATE.index = {(NS, "wired"): [newer, older]}
+    handlers.SHELL.indices = {handlers.INDEX_ID: {(NS, "wired"): [newer, older]}}
     try:
         assert handlers._current((NS, "wired")) is newer
         assert handlers._current((NS, "gone")) is None
     finally:
-        handlers.STATE.index = None
+        handlers.SHELL.indices = {}
 
     assert handlers._on_error((NS, "wired"), ApiException(status=409)) == 0.2
     before = sample("analysis_run_reconcile_error_total", namespace=NS, name="wired") or 0.0

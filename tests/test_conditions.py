@@ -19,6 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analysis.api.phases import AnalysisPhase
 from analysis.conditions import (
     CompiledExpression,
     ExpressionError,
@@ -28,7 +29,6 @@ from analysis.conditions import (
 )
 from analysis.conditions._common import MAX_DEPTH, MAX_SOURCE_LENGTH
 from analysis.conditions._regex import Regex
-from analysis.phases import AnalysisPhase
 
 CORPUS_PATH = Path(__file__).parent / "fixtures" / "expressions.yaml"
 CORPUS: list[dict[str, Any]] = yaml.safe_load(CORPUS_PATH.read_text(encoding="utf-8"))

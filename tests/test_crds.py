@@ -1,7 +1,7 @@
 """Checks of the CustomResourceDefinitions in crds/, without a cluster.
 
-Who runs this: `make check` / pytest. It guards three things before the lead
-applies the CRDs to a real kube-apiserver:
+Who runs this: `make check` / pytest. It guards three things before the e2e
+harness applies the CRDs to a real kube-apiserver:
 
 1. each CRD file declares the names, scope, subresources and printer columns that
    kubectl, the HPA and Argo-compatible clients expect;

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 import yaml
+from engine_sim import World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rollouts.api.models import parse_rollout
 from rollouts.engine import plan
-from rollouts.engine.sim import World
 from rollouts.engine.steps import make_step_view, set_weight_at
 
-SEED = Path(__file__).parent / "fixtures" / "rollouts" / "seed-rollout-and-analysis.yaml"
+SEED = Path(__file__).parent / "fixtures" / "seed" / "rollout-and-analysis.yaml"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 RO = "inference-rollout"
 

@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
-from analysis.api import SpecError
-from rollouts.api.gitops import parse_app_project, parse_application
+from common.api import SpecError
+from gitops.api import (
+    parse_app_project,
+    parse_application,
+)
 
 SEED = Path(__file__).parent / "fixtures" / "seed" / "application-and-project.yaml"
 

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from engine_sim import World
 
-from analysis.api import format_time
+from common.api import format_time
 from rollouts.engine import plan
 from rollouts.engine import status as st
 from rollouts.engine.context import RolloutContext
 from rollouts.engine.hashing import pod_template_hash
-from rollouts.engine.sim import World
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)
 OLD = "2024-01-01T10:00:00Z"

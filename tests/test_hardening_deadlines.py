@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from analysis.phases import AnalysisPhase
+from analysis.api.phases import AnalysisPhase
 from analysis.providers import prometheus, web
 from analysis.providers.base import MeasurementContext
 from analysis.providers.deadline import LONGEST_DEADLINE_SECONDS

@@ -1,8 +1,8 @@
 """Issue 7 defect 2: one namespace's slow provider must not delay another namespace's measurements.
 
 Run by pytest, no cluster. The real Controller (analysis/controller.py), its
-per-namespace slots (analysis/runtime/fairness.py) and the real work queue
-(analysis/runtime/workqueue.py) run on a real thread pool; the providers
+per-namespace slots (common/fairness.py) and the real work queue
+(common/workqueue.py) run on a real thread pool; the providers
 are fakes that block on a threading.Event, which stands in for an endpoint that
 never finishes answering. Assertions are on the order of events, not on timings,
 except the measurement safety net, which is shortened to a fraction of a second.
@@ -20,13 +20,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fake_clock import FakeClock, settle
 
 from analysis.config import DEFAULT_NAMESPACE_LIMIT, AnalysisConfig
 from analysis.controller import MEASUREMENT_DEADLINE_SECONDS, Controller
-from analysis.providers.base import MeasurementContext, Observation
+from analysis.providers.base import MeasurementContext
 from analysis.providers.deadline import LONGEST_DEADLINE_SECONDS
-from analysis.runtime.fairness import TenantSlots
-from analysis.runtime.workqueue import WorkQueue, run_workers, worker_released
+from analysis.run import Observation
+from common.fairness import TenantSlots
+from common.workqueue import (
+    WorkQueue,
+    run_workers,
+    worker_released,
+)
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 SLOW, HEALTHY = "tenant-slow", "tenant-healthy"
@@ -117,6 +123,12 @@ def pool() -> Iterator[ThreadPoolExecutor]:
     executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _busy(slots: TenantSlots, tenant: str) -> int:
+    """How many of ``tenant``'s calls hold a slot now (their thread has not ended)."""
+    gate = slots._gates.get(tenant)
+    return 0 if gate is None else gate.held
+
+
 def controller_for(pool: ThreadPoolExecutor, provider: BlockingProvider, kube: ManyRunsKube, *,
                    deadline: float = MEASUREMENT_DEADLINE_SECONDS, limit: int = LIMIT) -> Controller:
     return Controller(kube=kube, providers=lambda metric: provider, measure_pool=pool,
@@ -174,15 +186,15 @@ def test_the_safety_net_charges_a_thread_it_left_behind_to_its_own_namespace(
 
     async def scenario() -> tuple[int, int]:
         await reconcile(controller, kube, SLOW, "stuck")
-        held_after_net = controller.slots.busy(SLOW)
+        held_after_net = _busy(controller.slots, SLOW)
         await reconcile(controller, kube, SLOW, "queued-behind")
         await reconcile(controller, kube, HEALTHY, "healthy")
         provider.release.set()
         for _ in range(100):  # the freed slot comes back through the event loop
-            if controller.slots.busy(SLOW) == 0:
+            if _busy(controller.slots, SLOW) == 0:
                 break
             await asyncio.sleep(0.01)
-        return held_after_net, controller.slots.busy(SLOW)
+        return held_after_net, _busy(controller.slots, SLOW)
 
     held_after_net, held_at_end = asyncio.run(scenario())
 
@@ -231,7 +243,7 @@ def test_runs_waiting_for_their_namespace_slots_do_not_hold_the_workers(
     workers = 3
 
     async def scenario() -> list[str]:
-        queue: WorkQueue[tuple[str, str]] = WorkQueue()
+        queue: WorkQueue[tuple[str, str]] = WorkQueue(clock=FakeClock())
         order: list[str] = []
 
         async def handle(key: tuple[str, str]) -> None:
@@ -244,7 +256,7 @@ def test_runs_waiting_for_their_namespace_slots_do_not_hold_the_workers(
             queue.add((SLOW, f"slow-{i}"))
         running = asyncio.create_task(
             run_workers(queue, handle, workers=workers, on_error=lambda key, exc: 1.0))
-        await asyncio.sleep(0.1)  # every worker has taken a slow run
+        await settle()  # every worker has taken a slow run
         kube.bodies[(HEALTHY, "healthy")] = run_body(HEALTHY, "healthy")
         queue.add((HEALTHY, "healthy"))
         for _ in range(int(PATIENCE_SECONDS / 0.01)):
@@ -269,8 +281,8 @@ def test_runs_waiting_for_their_namespace_slots_do_not_hold_the_workers(
 
 def test_a_handler_waiting_in_worker_released_lends_its_worker_and_gets_one_back() -> None:
     async def scenario() -> tuple[list[str], int]:
-        queue: WorkQueue[str] = WorkQueue()
-        gate = asyncio.Event()
+        queue: WorkQueue[str] = WorkQueue(clock=FakeClock())
+        gate, finish = asyncio.Event(), asyncio.Event()
         order: list[str] = []
         working, most_working = 0, 0
 
@@ -284,7 +296,7 @@ def test_a_handler_waiting_in_worker_released_lends_its_worker_and_gets_one_back
                     await gate.wait()
                 working += 1
             order.append(key)
-            await asyncio.sleep(0.01)
+            await finish.wait()
             working -= 1
 
         queue.add("waits-1")
@@ -292,10 +304,12 @@ def test_a_handler_waiting_in_worker_released_lends_its_worker_and_gets_one_back
         queue.add("works")
         running = asyncio.create_task(
             run_workers(queue, handle, workers=1, on_error=lambda key, exc: 1.0))
-        await asyncio.sleep(0.1)
+        await settle()
         order.append("gate opened")
         gate.set()
-        await asyncio.sleep(0.2)
+        await settle()
+        finish.set()
+        await settle()
         running.cancel()
         return order, most_working
 

@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from rollouts.cli.controller import REQUEST_LOGGERS, quiet_request_loggers
+from cli.controller import (
+    REQUEST_LOGGERS,
+    quiet_request_loggers,
+)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Issue 7, defect 7: spec problems caught before the first weight change, and the small ones.
 
-Pure engine tests through the World simulator (rollouts/engine/sim.py):
+Pure engine tests through the World simulator (tests/engine_sim.py):
 
 a. every step's and the background analysis's templates and args are checked before
    any traffic moves (InvalidSpec naming the spec path);
@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from engine_sim import World
 
-from rollouts.engine.sim import World
 from rollouts.engine.validation import (
     MAX_ANNOTATION_BYTES,
     MAX_DERIVED_OBJECT_BYTES,

@@ -29,11 +29,15 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from analysis import conditions
-from analysis.api import Metric
+from analysis.api.models import Metric
+from analysis.api.phases import AnalysisPhase
 from analysis.controller import Controller
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, Observation
-from analysis.templates import InvalidMetricError, validate_metric
+from analysis.providers.base import MeasurementContext
+from analysis.run import Observation
+from analysis.templates import (
+    InvalidMetricError,
+    validate_metric,
+)
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 NS = "ml-serving"

@@ -20,7 +20,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from analysis.phases import AnalysisPhase
+from analysis.api.phases import AnalysisPhase
 from analysis.providers.base import MeasurementContext
 from analysis.providers.job import (
     METRIC_NAME_ANNOTATION,

@@ -1,6 +1,7 @@
 """Issue 7, defect 4: a write the API server rejects (4xx) is reported in status and once as an Event.
 
-Unit tests of rollouts.kube.apply's rejected-write path with a fake client (no cluster).
+Unit tests of rollouts.kube.apply's rejected-write path with a fake client behind the real
+port (rollouts.kube.port; no cluster).
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from common.kubewrite import EventDeduper
 from rollouts.engine.context import Plan, RolloutContext
 from rollouts.engine.reconcile import plan as make_plan
-from rollouts.kube import apply
+from rollouts.kube import apply, port
 
 ROLLOUT: dict[str, Any] = {
     "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
@@ -45,10 +47,10 @@ class FakeCustom:
 
 def _writer(rollout: dict[str, Any], error: ApiException | None,
             events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, FakeCustom]:
-    writer = apply._Writer(None, RolloutContext(rollout=rollout, now=datetime.now(UTC)))
     fake = FakeCustom(error)
-    writer.custom = fake
-    monkeypatch.setattr(apply, "post_event", lambda api, **kw: events.append(kw))
+    kube = port.KubeRolloutPort(None, custom=fake, apps=fake, core=fake,
+                                events=lambda api, **kw: events.append(kw))
+    writer = apply._Writer(kube, RolloutContext(rollout=rollout, now=datetime.now(UTC)), reported=EventDeduper())
     return writer, fake
 
 
@@ -173,21 +175,21 @@ class FakeCluster:
     def patch_namespaced_custom_object(self, group: str, version: str, ns: str, plural: str, name: str,
                                        body: dict[str, Any]) -> dict[str, Any]:
         self._maybe_refuse(f"patch-{plural}")
-        from rollouts.engine.sim import merge_patch as apply_patch
+        from engine_sim import merge_patch as apply_patch
         apply_patch(self.rollout, body)
         return self._written()
 
     def patch_namespaced_custom_object_status(self, group: str, version: str, ns: str, plural: str, name: str,
                                               body: dict[str, Any]) -> dict[str, Any]:
         self._maybe_refuse("patch-status")
-        from rollouts.engine.sim import merge_patch as apply_patch
+        from engine_sim import merge_patch as apply_patch
         apply_patch(self.rollout.setdefault("status", {}), body["status"])
         return self._written()
 
     # AppsV1Api
     def patch_namespaced_replica_set(self, name: str, ns: str, body: dict[str, Any]) -> None:
         self._maybe_refuse("patch-replicasets")
-        from rollouts.engine.sim import merge_patch as apply_patch
+        from engine_sim import merge_patch as apply_patch
         apply_patch(self.replica_sets[name], body)
         self._ready()
 
@@ -224,8 +226,9 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeCluster, list[dict[str
     events: list[dict[str, Any]] = []
     fake = FakeCluster(_basic_rollout())
     for api in ("CustomObjectsApi", "AppsV1Api", "CoreV1Api"):
-        monkeypatch.setattr(apply.client, api, lambda api_client: api_client)
-    monkeypatch.setattr(apply, "post_event", lambda api, **kw: events.append(kw))
+        monkeypatch.setattr(port.client, api, lambda api_client: api_client)
+    monkeypatch.setattr(port, "post_event", lambda api, **kw: events.append(kw))
+    monkeypatch.setattr(apply, "REPORTED", EventDeduper())
     return fake, events
 
 

@@ -34,8 +34,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MeasurementContext, Observation
+from analysis.api.phases import AnalysisPhase
+from analysis.providers.base import MeasurementContext
 from analysis.providers.job import (
     INDEX_ANNOTATION,
     METRIC_NAME_ANNOTATION,
@@ -46,6 +46,7 @@ from analysis.providers.job import (
 from analysis.providers.prometheus import RESOLVED_QUERY_KEY, PrometheusProvider, format_sample
 from analysis.providers.registry import UnsupportedProvider, build_registry
 from analysis.providers.web import JsonPath, JsonPathError, WebProvider
+from analysis.run import Observation
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)  # unix 1700000000
@@ -1211,3 +1212,20 @@ def test_exporter_server_honours_control_and_counters_grow() -> None:
         )
     finally:
         server.stop()
+
+
+def test_prometheus_spec_password_is_redacted_in_every_form() -> None:
+    # The basicAuth password written in the metric itself is not a run arg: it is
+    # redacted through the same helper as run secrets, so its encoded forms go too.
+    from urllib.parse import quote
+
+    from analysis.providers.prometheus import _redact
+
+    password = "p@ss w/rd+&"
+    text = f"raw {password} url {quote(password, safe='')} b64 {base64.b64encode(password.encode()).decode()}"
+    out = _redact(ctx=ctx_for(prom_metric("http://127.0.0.1:1", "scalar")), text=text,
+                  extra=(password,))
+    assert password not in out
+    assert quote(password, safe="") not in out
+    assert base64.b64encode(password.encode()).decode() not in out
+    assert out.count("*****") == 3

@@ -20,11 +20,12 @@ from rollouts.api import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rollouts"
+SEED = Path(__file__).parent / "fixtures" / "seed" / "rollout-and-analysis.yaml"
 
 
 def _rollouts() -> list[tuple[str, dict[str, Any]]]:
     found = []
-    for path in sorted(FIXTURES.glob("*.yaml")):
+    for path in [*sorted(FIXTURES.glob("*.yaml")), SEED]:
         if path.name.startswith("malformed"):
             continue
         for doc in yaml.safe_load_all(path.read_text()):
@@ -40,7 +41,7 @@ def test_round_trip_is_identity(name: str, doc: dict[str, Any]) -> None:
 
 
 def test_seed_fields_are_typed() -> None:
-    doc = yaml.safe_load((FIXTURES / "seed-rollout-and-analysis.yaml").read_text().split("---")[0])
+    doc = yaml.safe_load(SEED.read_text().split("---")[0])
     canary = parse_rollout(doc).spec.strategy.canary  # type: ignore[union-attr]
     assert canary is not None and canary.steps is not None
     assert canary.steps[0].set_weight == 10
@@ -81,7 +82,7 @@ def test_status_keys_keep_argo_spelling() -> None:
     ],
 )
 def test_bad_input_names_object_and_field(mutate: Any, expected: str) -> None:
-    doc = yaml.safe_load((FIXTURES / "seed-rollout-and-analysis.yaml").read_text().split("---")[0])
+    doc = yaml.safe_load(SEED.read_text().split("---")[0])
     mutate(doc)
     with pytest.raises(SpecError) as err:
         parse_rollout(doc)

@@ -10,12 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analysis.api import AnalysisRun, AnalysisRunStatus, Metric, MetricResult
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import Observation
+from analysis.api.models import (
+    AnalysisRun,
+    AnalysisRunStatus,
+    Metric,
+    MetricResult,
+)
+from analysis.api.phases import AnalysisPhase
 from analysis.run import (
     DueMeasurement,
     MeasurementKind,
+    Observation,
     assess_metric,
     assess_run,
     due_measurements,

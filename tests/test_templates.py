@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from analysis.api import (
+from analysis.api.models import (
     AnalysisRunSpec,
     AnalysisTemplateSpec,
     Argument,
@@ -14,15 +14,17 @@ from analysis.api import (
     Metric,
     TemplateRef,
 )
-from analysis.templates import (
+from analysis.api.templates import (
     ArgumentError,
-    InvalidMetricError,
     TemplateError,
     flatten,
+    substitute,
+)
+from analysis.templates import (
+    InvalidMetricError,
     resolve_args,
     resolve_run,
     run_error_message,
-    substitute,
     validate_metric,
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -19,13 +19,12 @@ from hypothesis import strategies as st
 
 from rollouts.traffic import istio
 from rollouts.traffic.base import (
-    HeaderMatch,
-    HeaderRoute,
     TrafficRoutingError,
     TrafficTarget,
     apply_target,
 )
 from rollouts.traffic.istio_router import IstioTrafficRouter
+from rollouts.traffic.istio_types import VirtualService
 
 FIXTURES = Path(__file__).parent / "fixtures" / "istio"
 NS = "shop"
@@ -160,11 +159,10 @@ def test_weight_out_of_range_is_rejected(weight: int) -> None:
         )
 
 
-def test_routes_omitted_patches_the_only_non_managed_route_even_if_named() -> None:
+def test_routes_omitted_patches_the_only_route_even_if_named() -> None:
     # Argo #4741: the named single route was silently skipped.
     vs = load("vs-host-split.yaml")
-    vs["spec"]["http"][1]["name"] = "canary-header"  # now a managed route
-    vs["spec"]["http"][1]["route"] = [{"destination": {"host": "canary-svc"}, "weight": 100}]
+    del vs["spec"]["http"][1]
 
     new = istio.desired_virtual_service(
         vs=vs,
@@ -172,7 +170,6 @@ def test_routes_omitted_patches_the_only_non_managed_route_even_if_named() -> No
         canary_weight=40,
         canary_service="canary-svc",
         stable_service="stable-svc",
-        managed_routes=["canary-header"],
     )
 
     assert new is not None
@@ -180,7 +177,6 @@ def test_routes_omitted_patches_the_only_non_managed_route_even_if_named() -> No
         ("stable-svc", 60),
         ("canary-svc.shop.svc.cluster.local", 40),
     ]
-    assert new["spec"]["http"][1] == vs["spec"]["http"][1]
 
 
 def test_routes_omitted_with_two_candidates_raises() -> None:
@@ -314,6 +310,34 @@ def test_tls_and_tcp_routes(
 # ---------------------------------------------------------- current_weights
 
 
+def current_weights(
+    vs: Mapping[str, Any],
+    vs_config: Mapping[str, Any],
+    canary_service: str,
+    stable_service: str,
+    canary_subset: str | None = None,
+    stable_subset: str | None = None,
+) -> tuple[int, int] | None:
+    """(canary_weight, stable_weight) of the first selected route; None if unreadable.
+
+    A test reader of what desired_virtual_service wrote, with the route choice
+    and destination roles the product code uses. HTTP routes come first, then
+    TLS, then TCP, as they are written.
+    """
+    matcher = istio._matcher(canary_service, stable_service, canary_subset, stable_subset)
+    typed = cast(VirtualService, vs)
+    selection = istio._select(vs=typed, vs_config=vs_config)
+    if selection.errors:
+        return None
+    for _kind, route in istio._selected_routes(vs=typed, selection=selection):
+        destinations = route.get("route") or []
+        alone = len(destinations) == 1
+        found = {matcher.role(d): istio._weight_of(d, alone=alone) for d in destinations}
+        if istio._Role.CANARY in found and istio._Role.STABLE in found:
+            return found[istio._Role.CANARY], found[istio._Role.STABLE]
+    return None
+
+
 @pytest.mark.parametrize(
     ("fixture", "vs_config", "subsets", "expected"),
     [
@@ -331,7 +355,7 @@ def test_current_weights(
     subsets: tuple[str | None, str | None],
     expected: tuple[int, int] | None,
 ) -> None:
-    got = istio.current_weights(
+    got = current_weights(
         vs=load(fixture),
         vs_config=vs_config,
         canary_service="canary-svc",
@@ -351,7 +375,7 @@ def test_current_weights_reads_back_what_was_written() -> None:
         stable_service="stable-svc",
     )
     assert new is not None
-    assert istio.current_weights(
+    assert current_weights(
         vs=new,
         vs_config={"routes": ["primary"]},
         canary_service="canary-svc",
@@ -428,32 +452,6 @@ def test_destination_rule_empty_hash_removes_label() -> None:
     )
     assert new is not None
     assert new["spec"]["subsets"][1]["labels"] == {"app": "shop"}
-
-
-def test_restore_destination_rule_undoes_update_hash() -> None:
-    dr = load("dr-subsets.yaml")
-    dr["spec"]["subsets"].append({"name": "bare"})
-    managed = istio.desired_destination_rule(
-        dr=dr,
-        canary_subset="canary",
-        stable_subset="bare",
-        canary_hash="c",
-        stable_hash="s",
-        additional_subsets=["stable", "experiment", "legacy"],
-        rollout_name="shop",
-    )
-    assert managed is not None
-
-    restored = istio.restore_destination_rule(dr=managed, rollout_name="shop")
-
-    assert restored == dr
-    assert istio.restore_destination_rule(dr=restored, rollout_name="shop") is None
-
-
-def test_restore_leaves_a_dr_managed_by_another_rollout() -> None:
-    dr = load("dr-subsets.yaml")
-    dr["metadata"]["annotations"] = {"argo-rollouts.argoproj.io/managed-by-rollouts": "other"}
-    assert istio.restore_destination_rule(dr=dr, rollout_name="shop") is None
 
 
 # --------------------------------------------------------------- validation
@@ -770,107 +768,6 @@ def test_validate_references(
 def test_field_error_renders_like_kubernetes() -> None:
     error = istio.FieldError(path=VS_NAME, value="vs", message="boom")
     assert str(error) == f'{VS_NAME}: Invalid value: "vs": boom'
-
-
-def test_routes_omitted_ignores_managed_routes_in_validation() -> None:
-    canary = host_canary(virtualService={"name": "shop-vsvc"})
-    canary["trafficRouting"]["managedRoutes"] = [{"name": "legacy"}]
-    assert _validate(canary=canary) == []
-
-
-# ----------------------------------------------------------- managed routes
-
-MANAGED = ["header-a", "header-b"]
-
-
-def test_header_routes_go_on_top_in_managed_order() -> None:
-    vs = load("vs-host-split.yaml")
-    args: dict[str, Any] = {
-        "vs_config": {"routes": ["primary"]},
-        "managed_route_names": MANAGED,
-        "canary_service": "canary-svc",
-        "stable_service": "stable-svc",
-    }
-    with_b = istio.set_header_route(
-        vs=vs,
-        header_route=HeaderRoute(name="header-b", match=[HeaderMatch("x-canary", "yes")]),
-        **args,
-    )
-    assert with_b is not None
-    with_both = istio.set_header_route(
-        vs=with_b,
-        header_route=HeaderRoute(
-            name="header-a",
-            match=[HeaderMatch("x-user", "^qa-.*", kind="regex"), HeaderMatch("x-beta", "1")],
-        ),
-        **args,
-    )
-    assert with_both is not None
-
-    http = with_both["spec"]["http"]
-    assert [r.get("name") for r in http] == ["header-a", "header-b", "primary", "legacy"]
-    assert http[0] == {
-        "name": "header-a",
-        "match": [
-            {"headers": {"x-user": {"regex": "^qa-.*"}}},
-            {"headers": {"x-beta": {"exact": "1"}}},
-        ],
-        "route": [
-            {
-                "destination": {
-                    "host": "canary-svc.shop.svc.cluster.local",
-                    "port": {"number": 80},
-                },
-                "weight": 100,
-            }
-        ],
-    }
-    assert http[2:] == vs["spec"]["http"]
-    # Same step again: nothing to write.
-    again = istio.set_header_route(
-        vs=with_both,
-        header_route=HeaderRoute(name="header-b", match=[HeaderMatch("x-canary", "yes")]),
-        **args,
-    )
-    assert again is None
-
-    removed = istio.remove_managed_routes(vs=with_both, managed_route_names=MANAGED)
-    assert removed == vs
-    assert istio.remove_managed_routes(vs=vs, managed_route_names=MANAGED) is None
-
-    only_a = istio.set_header_route(vs=with_both, header_route=HeaderRoute(name="header-b"), **args)
-    assert only_a is not None
-    assert [r.get("name") for r in only_a["spec"]["http"]] == ["header-a", "primary", "legacy"]
-
-
-def test_header_route_subset_level_targets_canary_subset() -> None:
-    new = istio.set_header_route(
-        vs=load("vs-subset-split.yaml"),
-        vs_config={"routes": ["primary"]},
-        header_route=HeaderRoute(name="header-a", match=[HeaderMatch("x-canary", "v", "prefix")]),
-        managed_route_names=MANAGED,
-        canary_service="",
-        stable_service="",
-        canary_subset="canary",
-        stable_subset="stable",
-    )
-    assert new is not None
-    assert new["spec"]["http"][0]["route"] == [
-        {"destination": {"host": "shop", "subset": "canary"}, "weight": 100}
-    ]
-    assert new["spec"]["http"][0]["match"] == [{"headers": {"x-canary": {"prefix": "v"}}}]
-
-
-def test_header_route_must_be_managed() -> None:
-    with pytest.raises(ValueError, match="managedRoutes"):
-        istio.set_header_route(
-            vs=load("vs-host-split.yaml"),
-            vs_config={"routes": ["primary"]},
-            header_route=HeaderRoute(name="rogue", match=[HeaderMatch("x", "y")]),
-            managed_route_names=MANAGED,
-            canary_service="canary-svc",
-            stable_service="stable-svc",
-        )
 
 
 # ------------------------------------------------------------------- router

@@ -1,6 +1,6 @@
 """Safe evaluation of AnalysisTemplate successCondition / failureCondition.
 
-Called by the AnalysisRun state machine (analysis/run) once a provider returns a
+Called by the AnalysisRun state machine (analysis/run.py) once a provider returns a
 measurement value: ``assess(value, metric.successCondition,
 metric.failureCondition)`` gives the measurement's phase and message, exactly
 as Argo's ``utils/evaluate/evaluate.go: EvaluateResult`` does (reference §3.2).
@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis.api.phases import AnalysisPhase
 from analysis.conditions._common import ExpressionError, quote_source, type_name
 from analysis.conditions._runtime import BUILTINS, Ctx, build
 from analysis.conditions._syntax import FUNCTIONS, parse
-from analysis.phases import AnalysisPhase
 
 __all__ = [
     "CompiledExpression",

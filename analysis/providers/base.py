@@ -8,35 +8,13 @@ Observation with phase Error and a message a person can act on.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from analysis.phases import AnalysisPhase
-from analysis.redaction import redact
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What one provider call saw.
-
-    Either ``value`` is set and ``phase`` is None (the run state machine then
-    judges the value with the metric's success/failure conditions), or the
-    provider decided the phase itself (job provider, or Error on any failure).
-    ``resume_at`` set means the measurement is still in flight (a Job running):
-    the controller calls ``resume`` at that time.
-    """
-
-    value: Any = None
-    phase: AnalysisPhase | None = None
-    message: str = ""
-    display_value: str = ""
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    resume_at: datetime | None = None
-
-    @classmethod
-    def error(cls, message: str, **metadata: str) -> Observation:
-        return cls(phase=AnalysisPhase.ERROR, message=message, metadata=dict(metadata))
+from analysis.api.phases import AnalysisPhase
+from analysis.run import Observation
+from common.redaction import redact
 
 
 @dataclass(frozen=True)

@@ -48,11 +48,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import structlog
 from kubernetes.client.exceptions import ApiException
 
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MSG_TERMINATED, MeasurementContext, Observation
+from analysis.api.phases import AnalysisPhase
+from analysis.providers.base import MSG_TERMINATED, MeasurementContext
+from analysis.run import Observation
+from common.logging import get_logger
 
 PROVIDER_KIND = "Job"
 
@@ -104,7 +105,7 @@ REASON_NOT_OWNED = (
     "and ownerReference must all name this run)"
 )
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 class JobProvider:
@@ -208,7 +209,7 @@ class JobProvider:
             _log.warning(
                 "job garbage collection failed",
                 namespace=ctx.namespace,
-                run=ctx.run_name,
+                name=ctx.run_name,
                 metric=metric,
                 error=ctx.redact(_api_error(exc)),
             )
@@ -315,6 +316,7 @@ class JobProvider:
                 _log.warning(
                     "could not delete a Job stuck pulling its image",
                     namespace=namespace,
+                    name=ctx.run_name,
                     job=name,
                     error=_api_error(exc),
                 )
@@ -341,7 +343,8 @@ class JobProvider:
             )
         except Exception as exc:
             # Not being able to look is not a verdict: keep waiting on the Job.
-            _log.warning("could not list a Job's pods", job=name, error=_api_error(exc))
+            _log.warning("could not list a Job's pods", namespace=namespace, job=name,
+                         error=_api_error(exc))
             return None
         for pod in pods.get("items") or ():
             status = _field(_as_dict(pod), "status") or {}
@@ -534,7 +537,8 @@ def _refusal(ctx: MeasurementContext, *, namespace: str, name: str, reason: str)
         job_name=name,
         reason=reason,
     )
-    _log.warning("refused a Job named in measurement metadata", message=ctx.redact(message))
+    _log.warning("refused a Job named in measurement metadata", namespace=ctx.namespace,
+                 name=ctx.run_name, message=ctx.redact(message))
     return Observation.error(ctx.redact(message))
 
 

@@ -47,8 +47,7 @@ from tenacity import (
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from analysis.api import parse_duration
-from analysis.providers.base import MeasurementContext, Observation, SynchronousProvider
+from analysis.providers.base import MeasurementContext, SynchronousProvider
 from analysis.providers.deadline import (
     BodyTooLarge,
     Deadline,
@@ -58,6 +57,9 @@ from analysis.providers.deadline import (
     read_body,
     total_deadline,
 )
+from analysis.run import Observation
+from common.api import parse_duration
+from common.redaction import redact
 
 PROVIDER_KIND = "Prometheus"
 
@@ -467,11 +469,8 @@ def _is_connection_failure(exc: BaseException) -> bool:
 
 
 def _redact(*, ctx: MeasurementContext, text: str, extra: tuple[str, ...]) -> str:
-    text = ctx.redact(text)
-    for secret in extra:
-        if secret:
-            text = text.replace(secret, "*****")
-    return text
+    """The run's secrets and the spec's own password (``extra``), in every encoded form."""
+    return redact(text, (*ctx.secrets, *extra))
 
 
 def _safe_url(address: str) -> str:

@@ -1,8 +1,9 @@
 """Which provider measures a metric: lookup by the key under ``metric.provider``.
 
-Called by the AnalysisRun controller for every due measurement:
+analysis/handlers.py builds one lookup at start-up (``build_registry``) and
+hands it to the AnalysisRun controller (analysis/controller.py), which calls
+it for every due measurement:
 
-    lookup = build_registry(batch_api=kubernetes.client.BatchV1Api())
     observation = lookup(metric).run(ctx)
 
 A metric names exactly one provider (``provider: {prometheus: {...}}``).
@@ -17,11 +18,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from analysis.phases import AnalysisPhase
-from analysis.providers.base import MSG_TERMINATED, MeasurementContext, MetricProvider, Observation
+from analysis.api.phases import AnalysisPhase
+from analysis.providers.base import MSG_TERMINATED, MeasurementContext, MetricProvider
 from analysis.providers.job import GenericJobsApi, JobProvider
 from analysis.providers.prometheus import PrometheusProvider
 from analysis.providers.web import WebProvider
+from analysis.run import Observation
 
 PROMETHEUS = "prometheus"
 WEB = "web"
@@ -119,16 +121,3 @@ def build_registry(*, batch_api: Any = None, core_api: Any = None) -> ProviderLo
         )
 
     return lookup
-
-
-_default: list[ProviderLookup] = []
-_default_lock = threading.Lock()
-
-
-def provider_for(metric: Mapping[str, Any]) -> MetricProvider:
-    """The provider for ``metric`` from a process-wide default registry."""
-    with _default_lock:
-        if not _default:
-            _default.append(build_registry())
-        lookup = _default[0]
-    return lookup(metric)

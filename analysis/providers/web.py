@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from analysis.providers.base import MeasurementContext, Observation, SynchronousProvider
+from analysis.providers.base import MeasurementContext, SynchronousProvider
 from analysis.providers.deadline import (
     BodyTooLarge,
     bounded_timeout,
@@ -33,6 +33,7 @@ from analysis.providers.deadline import (
     read_body,
     total_deadline,
 )
+from analysis.run import Observation
 
 PROVIDER_KIND = "WebMetric"
 

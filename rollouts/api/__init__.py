@@ -1,6 +1,8 @@
 """Rollout API: pydantic models of argoproj.io/v1alpha1 Rollout and Argo's names.
 
-Imported by the engine, the I/O layer (rollouts/kube), handlers, CLI and dashboard.
+Imported by every other layer of ``rollouts``: the engine (which decides from the
+parsed spec), traffic, the I/O layer (rollouts/kube, including the operator
+actions the CLI calls) and handlers.py. Imports only ``common``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Argo Rollouts' names, as named constants: labels, annotations, phases, reasons.
 
-Used by the engine (which decides), the I/O layer (which writes) and the CLI and
-dashboard (which read). Every string here is Argo's exact spelling (semantics
+Used by the engine (which decides), the I/O layer rollouts/kube (which writes,
+including the operator actions ``tidegate`` sends through rollouts/kube/actions.py)
+and handlers.py (which filters on labels). Every string here is Argo's exact spelling (semantics
 reference §0, §1.4, §1.11), except the ``tidegate.dev/`` additions.
 """
 
@@ -58,7 +59,6 @@ class ConditionType(enum.StrEnum):
     HEALTHY = "Healthy"
     COMPLETED = "Completed"
     INVALID_SPEC = "InvalidSpec"
-    REPLICA_FAILURE = "ReplicaFailure"
     # Tidegate's own: the API server rejected the ReplicaSet built from the pod template
     # (Argo reports this only as a Progressing reason; a type of its own lets it mark the
     # rollout Degraded until a reconcile creates the ReplicaSet).
@@ -77,7 +77,6 @@ class ConditionReason(enum.StrEnum):
     RETRY = "RolloutRetry"
     ABORTED = "RolloutAborted"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-    RS_NOT_AVAILABLE = "ReplicaSetNotAvailable"
     RS_CREATE_ERROR = "ReplicaSetCreateError"
     AVAILABLE = "AvailableReason"
     HEALTHY = "RolloutHealthy"
@@ -101,8 +100,6 @@ class EventReason(enum.StrEnum):
     TRAFFIC_WEIGHT_UPDATED = "TrafficWeightUpdated"
     SKIP_STEPS = "SkipSteps"
     INVALID_SPEC = "InvalidSpec"
-    SWITCH_SERVICE = "SwitchService"
-    ANALYSIS_RUN_CREATED = "AnalysisRunCreated"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
 
@@ -111,8 +108,6 @@ class PauseReason(enum.StrEnum):
 
     CANARY_PAUSE_STEP = "CanaryPauseStep"
     INCONCLUSIVE_ANALYSIS = "InconclusiveAnalysisRun"
-    INCONCLUSIVE_EXPERIMENT = "InconclusiveExperiment"
-    BLUE_GREEN_PAUSE = "BlueGreenPause"
 
 
 class EventType(enum.StrEnum):
@@ -130,5 +125,4 @@ DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 DEFAULT_SCALE_DOWN_DELAY_SECONDS = 30
 DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS = 30
 DEFAULT_REVISION_HISTORY_LIMIT = 10
-DEFAULT_RUN_HISTORY_LIMIT = 5
 INVALID_SPEC_REQUEUE_SECONDS = 20.0

@@ -1,11 +1,11 @@
 """The error a person must fix in a Rollout spec.
 
-Re-exports ``analysis.api.SpecError`` so both controllers raise and catch one type;
+Re-exports ``common.api.SpecError`` so every controller raises and catches one type;
 the message names the object and the field path.
 """
 
 from __future__ import annotations
 
-from analysis.api import SpecError
+from common.api import SpecError
 
 __all__ = ["SpecError"]

@@ -1,7 +1,8 @@
 """Pydantic models of the Rollout CRD (argoproj.io/v1alpha1) and ``parse_rollout``.
 
-Used by the engine (read-only: it decides from the parsed spec and writes a plain
-status dict), by validation, the CLI and the dashboard. Field names follow Argo's
+Parsed once per reconcile by ``RolloutContext`` (rollouts/engine/context.py) and
+then read by the engine (read-only: it decides from the parsed spec and writes a
+plain status dict), including its validation. Field names follow Argo's
 ``types.go`` (semantics reference §1.1 and §1.11).
 
 Compatibility rule, shared with ``analysis.api``: unknown fields are kept
@@ -18,7 +19,13 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
-from analysis.api import IntOrString, KubeModel, ObjectMeta, SpecError, parse
+from common.api import (
+    IntOrString,
+    KubeModel,
+    ObjectMeta,
+    SpecError,
+    parse,
+)
 from rollouts.api.constants import API_VERSION, KIND_ROLLOUT
 
 # --- analysis references -----------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The pure canary engine: observed state + clock -> Plan (no I/O, no kubernetes, no kopf).
 
-Entry point: ``plan(ctx: RolloutContext) -> Plan``, called by the rollout daemon
-(rollouts/handlers.py via rollouts/kube). ``sim.World`` applies plans to plain
-dicts for tests and demos.
+Entry point: ``plan(ctx: RolloutContext) -> Plan``, called once per reconcile by
+the rollout controller's work-queue worker (rollouts/handlers.py), with the
+context rollouts/kube/observe.py built; rollouts/kube/apply.py sends the Plan.
+tests/engine_sim.py applies plans to plain dicts for the unit tests.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from analysis.api import format_time
+from common.api import format_time
 from rollouts.api.constants import (
     DEFAULT_PROGRESS_DEADLINE_SECONDS,
     ConditionReason,

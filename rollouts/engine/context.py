@@ -2,12 +2,14 @@
 
 Built by the I/O layer (rollouts/kube, rollouts/handlers.py) from what it
 observed, passed to ``rollouts.engine.reconcile.plan``, and the Plan is applied
-by the I/O layer: create, then update, then status, then annotation removal.
-Nothing here does I/O.
+by rollouts/kube/apply.py, which decides nothing: every write is spelled out
+here, down to the VirtualService and DestinationRule documents, and apply only
+sends those that change something. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,6 +78,32 @@ class TrafficIntent:
     stable_hash: PodTemplateHash
 
 
+class MeshKind(enum.StrEnum):
+    """The Istio objects a traffic-routed Rollout writes."""
+
+    VIRTUAL_SERVICE = "VirtualService"
+    DESTINATION_RULE = "DestinationRule"
+
+
+@dataclass(frozen=True)
+class MeshWrite:
+    """A full replace of one Istio object: the new document, with the resourceVersion read.
+
+    Computed by rollouts/engine/mesh.py from the observed object; present only when
+    it differs from it. A concurrent edit makes the replace conflict (409) and the
+    next reconcile computes it again from fresh state, as Argo does.
+    """
+
+    kind: MeshKind
+    document: Doc
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``, as RolloutContext.virtual_services is keyed."""
+        meta = self.document.get("metadata") or {}
+        return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
 @dataclass(frozen=True)
 class ReplicaSetUpdate:
     """A change to one existing ReplicaSet; None fields mean "leave as is".
@@ -99,9 +127,19 @@ class Plan:
     service_selectors: Mapping[str, PodTemplateHash] = field(default_factory=dict)
     """Service name -> the ``rollouts-pod-template-hash`` its selector must carry."""
     traffic: TrafficIntent | None = None
+    """What the mesh must make true (kept for status, tests and the simulator)."""
+    mesh_writes: tuple[MeshWrite, ...] = ()
+    """The concrete Istio replaces for ``traffic``, DestinationRule first (hashes before
+    weights, so the canary subset selects the new pods before weight moves to it)."""
+    traffic_error: str | None = None
+    """Why ``traffic`` could not be turned into Istio documents; then the status says it
+    (``message``), one Event per distinct message, and the plan writes no traffic."""
     analysis_runs_to_create: tuple[Doc, ...] = ()
     analysis_runs_to_terminate: tuple[str, ...] = ()
     """Run names to merge-patch with ``{"spec": {"terminate": true}}``."""
+    replica_sets_to_delete: tuple[str, ...] = ()
+    """Owned ReplicaSet names to delete (old revisions beyond ``revisionHistoryLimit``);
+    sent after the status patch, a missing one counts as deleted."""
     events: tuple[Event, ...] = ()
     spec_patch: Doc | None = None
     """A merge patch for the Rollout itself, e.g. ``{"spec": {"replicas": 1}}``."""

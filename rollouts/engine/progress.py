@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from analysis.api import format_time
-from analysis.phases import AnalysisPhase
+from analysis.api.phases import AnalysisPhase
+from common.api import format_time
 from rollouts.api.constants import ConditionReason, EventReason, PauseReason
 from rollouts.api.models import RolloutAnalysis
 from rollouts.engine import runs
@@ -26,12 +26,10 @@ MSG_BACKGROUND_ANALYSIS_ABORT = "Background analysis phase error/failed: {messag
 MSG_ABORTED_EVENT = "Rollout aborted update to revision {revision}"
 MSG_STEP_COMPLETED = "Rollout step {index}/{count} completed ({step})"
 MSG_PAUSED_EVENT = "Rollout is paused ({reason})"
-MSG_RESUMED_EVENT = "Rollout is resumed"
 MSG_COMPLETED_EVENT = "Rollout completed update to revision {revision} ({hash}): {why}"
 WHY_INITIAL = "Initial deploy"
 WHY_ALL_STEPS = "Completed all {count} canary steps"
 WHY_FULL_PROMOTION = "Full promotion requested"
-WHY_NO_STEPS = "Completed all 0 canary steps"
 
 
 def fully_promoted(view: View) -> bool:

@@ -1,8 +1,8 @@
 """The engine's entry point: ``plan(ctx) -> Plan`` for one reconcile of one Rollout.
 
-Called by the rollout daemon in rollouts/handlers.py (through rollouts/kube) with
-everything it observed. Pure and deterministic: the same context gives the same
-plan, and everything is derived from observed objects plus the Rollout's status,
+Called by the rollout controller's work-queue worker (rollouts/handlers.py) with
+everything rollouts/kube/observe.py observed. Pure and deterministic: the same
+context gives the same plan, and everything is derived from observed objects plus the Rollout's status,
 so a restarted controller resumes where it was (no step skipped, no duplicate
 AnalysisRun: a run that exists is followed, never re-created).
 
@@ -20,7 +20,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from analysis.api import SpecError, format_time
+from common.api import (
+    SpecError,
+    format_time,
+)
 from rollouts.api.constants import (
     ANNOTATION_REVISION,
     DEFAULT_REPLICAS,
@@ -32,7 +35,7 @@ from rollouts.api.constants import (
     PodTemplateHash,
 )
 from rollouts.api.models import Rollout
-from rollouts.engine import progress, routing, scaling
+from rollouts.engine import history, mesh, progress, routing, scaling
 from rollouts.engine import status as st
 from rollouts.engine.assemble import MSG_COMPLETED_CONDITION, build_status, deadline_left
 from rollouts.engine.context import Event, Plan, RolloutContext
@@ -45,7 +48,6 @@ from rollouts.engine.validation import References, invalid_message, reference_wa
 MSG_ROLLOUT_UPDATED = "Rollout updated to revision {revision}"
 MSG_RS_CREATED_EVENT = "Created ReplicaSet {name} (revision {revision})"
 MSG_SKIP_STEPS = "Rollback to stable ReplicaSet {name}: skipping all steps"
-MSG_DEADLINE_EVENT = 'ReplicaSet "{name}" has timed out progressing.'
 
 
 def plan(ctx: RolloutContext) -> Plan:
@@ -221,7 +223,8 @@ def progress_plan(view: View) -> Plan:
     routing.plan_services(view, draft)
     status = build_status(view, draft)
     _deadline_effects(view, draft, status)
-    return _finish(view, draft, status, revision=progress.revision(view))
+    result = _finish(view, draft, status, revision=progress.revision(view))
+    return dataclasses.replace(result, replica_sets_to_delete=history.replica_sets_to_delete(view))
 
 
 def _evaluate_step(view: View, draft: Draft, scaling_event: bool, now: datetime) -> bool:
@@ -323,12 +326,14 @@ def _finish(
     rollout_annotations: dict[str, str | None] = {}
     if annotations.get(ANNOTATION_REVISION) != revision:
         rollout_annotations[ANNOTATION_REVISION] = revision
-    return Plan(
+    writes, traffic_error = mesh.mesh_writes(view.ctx, draft.traffic)
+    result = Plan(
         status=status,
         replica_sets_to_create=replica_sets_to_create,
         replica_set_updates=dict(draft.rs_updates),
         service_selectors={k: PodTemplateHash(v) for k, v in draft.service_selectors.items()},
         traffic=draft.traffic,
+        mesh_writes=writes,
         analysis_runs_to_create=tuple(draft.runs_to_create),
         analysis_runs_to_terminate=tuple(draft.runs_to_terminate),
         events=tuple(draft.events),
@@ -336,3 +341,4 @@ def _finish(
         remove_abort_annotation=draft.remove_abort_annotation,
         requeue_after=min(draft.waits) if draft.waits else None,
     )
+    return result if traffic_error is None else mesh.traffic_error_plan(view.ctx, result, traffic_error)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rollouts.api.constants import DEFAULT_MAX_SURGE, DEFAULT_MAX_UNAVAILABLE
+
 PERCENT_SUFFIX = "%"
 
 
@@ -42,8 +44,8 @@ def resolve_fenceposts(
     max_surge: int | str | None, max_unavailable: int | str | None, replicas: int
 ) -> tuple[int, int]:
     """(surge, unavailable): surge rounds up, unavailable down; both 0 means unavailable 1."""
-    surge = resolve_int_or_percent(max_surge, replicas, "25%", round_up=True)
-    unavailable = resolve_int_or_percent(max_unavailable, replicas, "25%", round_up=False)
+    surge = resolve_int_or_percent(max_surge, replicas, DEFAULT_MAX_SURGE, round_up=True)
+    unavailable = resolve_int_or_percent(max_unavailable, replicas, DEFAULT_MAX_UNAVAILABLE, round_up=False)
     if surge == 0 and unavailable == 0:
         unavailable = 1
     return surge, unavailable

@@ -1,8 +1,8 @@
 """Traffic weight and Service selectors for one reconcile (§2 "weight sequencing").
 
 Called by ``reconcile.plan`` after scaling decisions. Produces the TrafficIntent
-the I/O layer hands to the router, ``status.canary.weights`` and the Service
-selectors. Pure.
+(which engine/mesh.py turns into Istio documents), ``status.canary.weights`` and
+the Service selectors. Pure.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Called by the reconcile planner. A run is "current" for (type, pod hash,
 revision[, step index]) when its labels and revision annotation say so and it
 was not terminated: a retry after an abort therefore gets a fresh run, while a
 restarted controller finds the run it created before (no duplicates).
-Templates are flattened with ``analysis.templates.flatten`` (pure).
+Templates are flattened with ``analysis.api.templates.flatten`` (pure).
 """
 
 from __future__ import annotations
@@ -14,19 +14,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.api import (
+from analysis.api.models import (
     AnalysisTemplate,
     AnalysisTemplateSpec,
     Argument,
     ClusterAnalysisTemplate,
     DryRun,
     MeasurementRetention,
-    SpecError,
     TemplateRef,
+)
+from analysis.api.phases import AnalysisPhase
+from analysis.api.templates import flatten
+from common.api import (
+    SpecError,
     parse,
 )
-from analysis.phases import AnalysisPhase
-from analysis.templates import flatten
 from rollouts.api.constants import (
     ANNOTATION_REVISION,
     API_VERSION,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from analysis.api import format_time
+from common.api import format_time
 from rollouts.api.constants import (
     ANNOTATION_DESIRED_REPLICAS,
     ANNOTATION_REVISION,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from analysis.api import parse_duration
+from common.api import parse_duration
 from rollouts.api.models import CanaryStep, SetCanaryScale
 
 FULL_WEIGHT = 100
@@ -110,8 +110,6 @@ def describe(step: CanaryStep) -> str:
         ("analysis", step.analysis),
         ("setCanaryScale", step.set_canary_scale),
         ("experiment", step.experiment),
-        ("setHeaderRoute", step.set_header_route),
-        ("setMirrorRoute", step.set_mirror_route),
         ("plugin", step.plugin),
     ):
         if value is not None:

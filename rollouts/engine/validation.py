@@ -22,15 +22,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.api import (
+from analysis.api.models import (
     AnalysisTemplateSpec,
     Argument,
     DryRun,
     MeasurementRetention,
-    SpecError,
     TemplateRef,
 )
-from analysis.templates import TemplateLookup, flatten, substitute
+from analysis.api.templates import (
+    TemplateLookup,
+    flatten,
+    substitute,
+)
+from common.api import SpecError
 from rollouts.api.models import CanaryStep, CanaryStrategy, Rollout, RolloutAnalysis
 from rollouts.engine.context import Plan, RolloutContext
 from rollouts.engine.observe import parse_time
@@ -154,6 +158,9 @@ def _rollout_level(rollout: Rollout) -> Iterator[Problem]:
         yield Problem(path="spec.strategy.blueGreen", message=MSG_NOT_SUPPORTED)
     if spec.replicas is not None and spec.replicas < 0:
         yield Problem(path="spec.replicas", message=MSG_NEGATIVE, value=str(spec.replicas))
+    if spec.revision_history_limit is not None and spec.revision_history_limit < 0:
+        yield Problem(path="spec.revisionHistoryLimit", message=MSG_NEGATIVE,
+                      value=str(spec.revision_history_limit))
     if spec.template is None:
         yield Problem(path="spec.template", message=MSG_REQUIRED)
     else:

@@ -1,6 +1,6 @@
 """Operator actions on a Rollout, written as the same patches Argo's kubectl plugin writes.
 
-Called by the CLI (rollouts/cli/actions.py) and the dashboard. Each function reads
+Called by the CLI (cli/actions.py). Each function reads
 the Rollout once and sends the minimal spec and/or status merge patches; the
 controller then reacts to the changed object like any other change.
 """

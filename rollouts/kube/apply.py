@@ -1,11 +1,16 @@
 """Apply a Plan from the pure engine to the API server, writing only what changes.
 
 Called by rollouts/handlers.py in a worker thread (the kubernetes client blocks).
-Order: Rollout spec defaults, ReplicaSets created, ReplicaSets scaled/annotated,
-Service selectors, traffic router, AnalysisRuns created/terminated, the Rollout's
-revision annotation, status (one merge patch, skipped when equal), removal of the
-abort annotation, then Events. Creating an object that already exists counts as
-success: a restart or a lagging index never duplicates a child.
+It decides nothing: every write is spelled out in the Plan, down to the Istio
+documents; this module compares each with what the reconcile observed, sends
+the ones that change something through the RolloutPort (port.py; a recording
+fake in tests), and counts them (common.kubewrite). Order: Rollout spec
+defaults, ReplicaSets created, ReplicaSets scaled/annotated, Service selectors,
+DestinationRule then VirtualServices, AnalysisRuns created/terminated, the
+Rollout's revision annotation, status (one merge patch, skipped when equal),
+removal of the abort annotation, old ReplicaSets deleted, then Events.
+Creating an object that already exists counts as success: a restart or a
+lagging index never duplicates a child.
 
 A 4xx answer to any of these writes (they all derive from the user's spec) is the
 user's error: ``_Writer.rejected`` reports it in status and once as an Event, and
@@ -14,19 +19,18 @@ raises WriteRejected, which the handler logs in one line and retries with back-o
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from analysis.runtime.events import post_event
+from common.kubewrite import CountedWriter, EventDeduper, merge_patch, server_message
+from common.logging import get_logger
+from common.shell import VersionTracker
 from rollouts import metrics
 from rollouts.api.constants import (
     ANNOTATION_ABORT,
@@ -36,15 +40,21 @@ from rollouts.api.constants import (
     ConditionType,
     RolloutPhase,
 )
-from rollouts.engine.context import Plan, RolloutContext
+from rollouts.engine.context import MeshKind, MeshWrite, Plan, RolloutContext
 from rollouts.engine.status import FALSE, MSG_NOT_HEALTHY, TRUE, Cond, set_condition
-from rollouts.traffic.base import TrafficRoutingError, TrafficTarget, apply_target
-from rollouts.traffic.istio_router import IstioTrafficRouter
+from rollouts.kube.port import KubeRolloutPort, RolloutPort
 
-log = logging.getLogger("tidegate.rollouts.apply")
-GROUP, VERSION = "argoproj.io", "v1alpha1"
-ISTIO_GROUP = "networking.istio.io"
-REASON_TRAFFIC_ERROR = "TrafficRoutingError"
+__all__ = ["Outcome", "VersionTracker", "WriteRejected", "WriteTracker", "apply_plan", "execute"]
+
+log = get_logger("tidegate.rollouts.apply")
+LOG_EVENT_FAILED = "could not post rollout event"
+LOG_TRAFFIC_ERROR = "rollout traffic routing failed"
+
+REPORTED = EventDeduper()
+"""The error reports (rejected writes) already posted as Events, per Rollout: one per
+distinct message even when the status saying it cannot be written. A reconcile that
+applies without a rejection forgets its Rollout's, so the same error coming back is
+reported again."""
 
 
 @dataclass
@@ -58,35 +68,11 @@ class Outcome:
     """The status patch was this reconcile's only write."""
 
 
-class VersionTracker:
-    """The newest Rollout resourceVersion this controller wrote, per key (Argo's version tracker)."""
+class WriteTracker(Protocol):
+    """What apply needs of a stale-write guard (common.shell.VersionTracker, re-exported here
+    as apply.VersionTracker): it records every Rollout body our writes return."""
 
-    def __init__(self) -> None:
-        self._written: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _version(body: Mapping[str, Any]) -> int:
-        try:
-            return int((body.get("metadata") or {}).get("resourceVersion") or 0)
-        except ValueError:
-            return 0
-
-    def record(self, key: tuple[str, str], body: Mapping[str, Any]) -> None:
-        with self._lock:
-            self._written[key] = max(self._written.get(key, 0), self._version(body))
-
-    def is_stale(self, key: tuple[str, str], body: Mapping[str, Any]) -> bool:
-        with self._lock:
-            return self._version(body) < self._written.get(key, 0)
-
-    def forget(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._written.pop(key, None)
-
-
-def is_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, ApiException) and exc.status == 409
+    def record(self, key: tuple[str, str], body: Mapping[str, Any]) -> None: ...
 
 
 # A 4xx answer to a write derived from the user's spec is the user's error, not a transient
@@ -95,11 +81,9 @@ USER_ERROR_CODES = frozenset({400, 403, 404, 413, 422})
 MAX_REJECTION_MESSAGE = 1024
 CONDITION_RS_CREATE_ERROR = str(ConditionType.REPLICA_SET_CREATE_ERROR)
 CONDITION_INVALID_SPEC = str(ConditionType.INVALID_SPEC)
-CONDITION_HEALTHY = str(ConditionType.HEALTHY)
 # Conditions of the plan that a rejected write leaves true: both are computed from observed
 # pods and ReplicaSets (an update in flight is not Completed even when a write failed).
 _OBSERVED_CONDITIONS = (ConditionType.AVAILABLE, ConditionType.COMPLETED)
-REASON_WRITE_REJECTED = "WriteRejected"
 MSG_WRITE_REJECTED = "Rollout {namespace}/{name}: the API server rejected the {kind} {verb} ({code}): {message}"
 MSG_REPORT_FAILED = "{message} (the status patch reporting it failed too: {code})"
 MSG_EVENT_FAILED = "{message} (the Event reporting it failed: {code})"
@@ -115,14 +99,6 @@ class WriteRejected(Exception):
 
 def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, ApiException) and exc.status in USER_ERROR_CODES
-
-
-def _server_message(exc: ApiException) -> str:
-    try:
-        text = str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except (ValueError, AttributeError):
-        text = str(exc.reason)
-    return text[:MAX_REJECTION_MESSAGE]
 
 
 def rejection_status(
@@ -145,66 +121,44 @@ def rejection_status(
     return {"phase": str(RolloutPhase.DEGRADED), "message": f"{condition_type}: {message}", "conditions": conditions}
 
 
-def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """The RFC 7386 merge patch turning ``old`` into ``new`` (empty when equal)."""
-    patch: dict[str, Any] = {}
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            nested = merge_patch(before, value)
-            if nested:
-                patch[key] = nested
-        elif value is None and key not in old:
-            continue
-        elif before != value or key not in old:
-            patch[key] = value
-    return patch
-
-
 class _Writer:
-    """One reconcile's writes, counted (the benchmark reports API writes per step)."""
+    """One reconcile's writes through the port, counted (the benchmark reports API writes per step)."""
 
-    def __init__(self, api: Any, ctx: RolloutContext, planned: Mapping[str, Any] | None = None) -> None:
-        self.api = api
+    def __init__(self, port: RolloutPort, ctx: RolloutContext, planned: Mapping[str, Any] | None = None,
+                 reported: EventDeduper | None = None) -> None:
+        self.port = port
         self.ctx = ctx
         self.planned = planned
         """The status the engine planned (what a rejected write keeps of it: see rejection_status)."""
+        self.reported = REPORTED if reported is None else reported
         self.replica_sets_done = False
         """Every ReplicaSet create of this reconcile succeeded (a ReplicaSetCreateError is stale)."""
-        self.custom = client.CustomObjectsApi(api)
-        self.apps = client.AppsV1Api(api)
-        self.core = client.CoreV1Api(api)
         meta = ctx.rollout["metadata"]
         self.namespace: str = meta["namespace"]
         self.name: str = meta["name"]
-        self.writes = 0
+        self.counted = CountedWriter()
         self.written_rollout: dict[str, Any] | None = None
 
-    def count(self, kind: str, verb: str, code: int = 200) -> None:
-        self.writes += 1
-        metrics.API_WRITES.labels(kind=kind, verb=verb, status_code=str(code)).inc()
+    @property
+    def writes(self) -> int:
+        return self.counted.writes
 
-    def create(self, kind: str, fn: Any, *args: Any) -> None:
+    def create(self, kind: str, call: Any) -> None:
+        """A create: 409 (it exists: a restart or a lagging index) is success."""
         try:
-            fn(*args)
-            self.count(kind, "create", 201)
+            self.counted.send(kind, "create", call, code=201, count_errors=True)
         except ApiException as exc:
-            self.count(kind, "create", exc.status or 0)
             if exc.status != 409:
                 raise self.rejected(kind, "create", exc) from None
 
-    def guarded(self, kind: str, verb: str, fn: Any, *args: Any) -> Any:
+    def guarded(self, kind: str, verb: str, call: Any) -> Any:
         """A write to an existing object: a 404 there means it vanished (retry), any other 4xx is the spec's."""
         try:
-            result = fn(*args)
+            return self.counted.send(kind, verb, call)
         except ApiException as exc:
             if exc.status == 404:
                 raise
             raise self.rejected(kind, verb, exc) from None
-        self.count(kind, verb)
-        return result
 
     def rejected(self, kind: str, verb: str, exc: ApiException) -> Exception:
         """Say in status (and once in an Event) that the API server rejected a write; return what to raise."""
@@ -212,7 +166,7 @@ class _Writer:
             error: Exception = exc
             return error
         message = MSG_WRITE_REJECTED.format(namespace=self.namespace, name=self.name, kind=kind, verb=verb,
-                                            code=exc.status, message=_server_message(exc))
+                                            code=exc.status, message=server_message(exc, MAX_REJECTION_MESSAGE))
         condition_type = CONDITION_RS_CREATE_ERROR if kind == "ReplicaSet" else CONDITION_INVALID_SPEC
         # After our own status patch, the Rollout it returned is what the next patch changes.
         current = (self.written_rollout or self.ctx.rollout).get("status") or {}
@@ -227,17 +181,18 @@ class _Writer:
         patch = merge_patch(current, reported)
         if patch:
             try:
-                self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, self.namespace, "rollouts", self.name, {"status": patch})
-                self.count("Rollout", "patch-status")
+                self.counted.send("Rollout", "patch-status",
+                                  lambda: self.port.patch_rollout_status(self.namespace, self.name, patch))
             except ApiException as report_exc:
                 # The rejected write may have been this very status; the Event and the
                 # one log line still say it, and the next attempt is backed off.
                 message = MSG_REPORT_FAILED.format(message=message, code=report_exc.status)
-        if not already:
+        # The status is the durable record (a restart posts no second Event); the deduper
+        # covers a status that cannot be written.
+        if not already and self.reported.should_post(self.ctx.rollout, condition_type, message):
             try:
-                post_event(self.api, involved=self.ctx.rollout, event_type="Warning",
-                           reason=condition_type, message=message)
+                self.port.post_event(self.ctx.rollout, event_type="Warning", reason=condition_type,
+                                     message=message)
             except ApiException as event_exc:  # best effort, as every Event
                 message = MSG_EVENT_FAILED.format(message=message, code=event_exc.status)
         return WriteRejected(message)
@@ -246,16 +201,11 @@ class _Writer:
 
     def rollout_spec(self, patch: Mapping[str, Any] | None) -> None:
         if patch:
-            self.guarded("Rollout", "patch", self.custom.patch_namespaced_custom_object,
-                         GROUP, VERSION, self.namespace, "rollouts", self.name, dict(patch))
+            self.guarded("Rollout", "patch", lambda: self.port.patch_rollout(self.namespace, self.name, patch))
 
     def replica_sets(self, plan: Plan) -> None:
         for manifest in plan.replica_sets_to_create:
-            # Through the generic endpoint, not AppsV1Api: the typed client re-validates the
-            # user's pod template with its own models and rejects valid JSON the API server
-            # accepts (e.g. an integer quantity such as `nvidia.com/gpu: 1`).
-            self.create("ReplicaSet", self.custom.create_namespaced_custom_object,
-                        "apps", "v1", self.namespace, "replicasets", manifest)
+            self.create("ReplicaSet", lambda m=manifest: self.port.create_replica_set(self.namespace, m))
         self.replica_sets_done = True
         observed = {rs["metadata"]["name"]: rs for rs in self.ctx.replica_sets}
         for name, update in plan.replica_set_updates.items():
@@ -268,8 +218,8 @@ class _Writer:
             if changed:
                 body["metadata"] = {"annotations": changed}
             if body:
-                self.guarded("ReplicaSet", "patch", self.apps.patch_namespaced_replica_set,
-                             name, self.namespace, body)
+                self.guarded("ReplicaSet", "patch",
+                             lambda n=name, b=body: self.port.patch_replica_set(self.namespace, n, b))
 
     def services(self, plan: Plan) -> None:
         for service_name, pod_hash in plan.service_selectors.items():
@@ -284,76 +234,76 @@ class _Writer:
                 "metadata": {"annotations": {ANNOTATION_MANAGED_BY: self.name}},
                 "spec": {"selector": {LABEL_POD_TEMPLATE_HASH: pod_hash}},
             }
-            self.guarded("Service", "patch", self.core.patch_namespaced_service,
-                         service_name, self.namespace, body)
+            self.guarded("Service", "patch",
+                         lambda n=service_name, b=body: self.port.patch_service(self.namespace, n, b))
 
-    def traffic(self, plan: Plan) -> None:
-        intent = plan.traffic
-        canary = ((self.ctx.rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}
-        if intent is None or "istio" not in (canary.get("trafficRouting") or {}):
-            return
-        router = IstioTrafficRouter(
-            store=_IndexedIstioStore(self),
-            rollout_name=self.name,
-            rollout_namespace=self.namespace,
-            canary_spec=canary,
-            canary_service=canary.get("canaryService") or "",
-            stable_service=canary.get("stableService") or "",
-        )
-        target = TrafficTarget(
-            canary_weight=int(intent.canary_weight),
-            canary_hash=str(intent.canary_hash),
-            stable_hash=str(intent.stable_hash),
-            canary_service=canary.get("canaryService") or "",
-            stable_service=canary.get("stableService") or "",
-        )
-        apply_target(router, target)
+    def _observed_mesh(self, write: MeshWrite) -> Mapping[str, Any] | None:
+        if write.kind is MeshKind.VIRTUAL_SERVICE:
+            return self.ctx.virtual_services.get(write.key)
+        return self.ctx.destination_rule
+
+    def mesh(self, plan: Plan) -> None:
+        """The plan's Istio replaces, in its order; one equal to what was observed is not sent."""
+        for write in plan.mesh_writes:
+            if self._observed_mesh(write) == write.document:
+                continue
+            if write.kind is MeshKind.VIRTUAL_SERVICE:
+                self.guarded(str(write.kind), "update",
+                             lambda d=write.document: self.port.replace_virtual_service(d))
+            else:
+                self.guarded(str(write.kind), "update",
+                             lambda d=write.document: self.port.replace_destination_rule(d))
 
     def analysis_runs(self, plan: Plan) -> None:
         for manifest in plan.analysis_runs_to_create:
-            self.create("AnalysisRun", self.custom.create_namespaced_custom_object,
-                        GROUP, VERSION, self.namespace, "analysisruns", manifest)
+            self.create("AnalysisRun", lambda m=manifest: self.port.create_analysis_run(self.namespace, m))
         observed = {run["metadata"]["name"]: run for run in self.ctx.analysis_runs}
         for name in plan.analysis_runs_to_terminate:
             run = observed.get(name)
             if run is not None and (run.get("spec") or {}).get("terminate"):
                 continue
             try:
-                self.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, "analysisruns", name, {"spec": {"terminate": True}}
-                )
-                self.count("AnalysisRun", "patch")
+                self.counted.send("AnalysisRun", "patch", partial(
+                    self.port.patch_analysis_run, self.namespace, name, {"spec": {"terminate": True}}))
             except ApiException as exc:
                 if exc.status != 404:
                     raise
 
-    def status(self, plan: Plan, tracker: VersionTracker) -> None:
+    def old_replica_sets(self, plan: Plan) -> None:
+        """Delete what the plan names (revisionHistoryLimit); one already gone is done."""
+        for name in plan.replica_sets_to_delete:
+            try:
+                self.counted.send("ReplicaSet", "delete", partial(self.port.delete_replica_set, self.namespace, name))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+    def status(self, plan: Plan, tracker: WriteTracker) -> None:
         patch = merge_patch(self.ctx.rollout.get("status") or {}, plan.status)
         if not patch:
             return
-        written = self.guarded("Rollout", "patch-status", self.custom.patch_namespaced_custom_object_status,
-                               GROUP, VERSION, self.namespace, "rollouts", self.name, {"status": patch})
+        written = self.guarded("Rollout", "patch-status",
+                               lambda: self.port.patch_rollout_status(self.namespace, self.name, patch))
         tracker.record((self.namespace, self.name), written)
         self.written_rollout = written if isinstance(written, dict) else None
 
-    def revision_annotations(self, plan: Plan, tracker: VersionTracker) -> None:
+    def revision_annotations(self, plan: Plan, tracker: WriteTracker) -> None:
         """Before the status: a status saying all went well is written only after every write did."""
         current = (self.ctx.rollout.get("metadata") or {}).get("annotations") or {}
         wanted: dict[str, str | None] = {k: v for k, v in plan.rollout_annotations.items() if current.get(k) != v}
         self._annotate(wanted, tracker)
 
-    def abort_annotation(self, plan: Plan, tracker: VersionTracker) -> None:
+    def abort_annotation(self, plan: Plan, tracker: WriteTracker) -> None:
         """After the status: the abort request is dropped only once status records the abort."""
         current = (self.ctx.rollout.get("metadata") or {}).get("annotations") or {}
         if plan.remove_abort_annotation and ANNOTATION_ABORT in current:
             self._annotate({ANNOTATION_ABORT: None}, tracker)
 
-    def _annotate(self, wanted: Mapping[str, str | None], tracker: VersionTracker) -> None:
+    def _annotate(self, wanted: Mapping[str, str | None], tracker: WriteTracker) -> None:
         if not wanted:
             return
-        written = self.guarded("Rollout", "patch", self.custom.patch_namespaced_custom_object,
-                               GROUP, VERSION, self.namespace, "rollouts", self.name,
-                               {"metadata": {"annotations": dict(wanted)}})
+        body = {"metadata": {"annotations": dict(wanted)}}
+        written = self.guarded("Rollout", "patch", lambda: self.port.patch_rollout(self.namespace, self.name, body))
         tracker.record((self.namespace, self.name), written)
 
     def events(self, plan: Plan, pool: Executor | None) -> None:
@@ -371,68 +321,40 @@ class _Writer:
         for event in plan.events:
             metrics.ROLLOUT_EVENTS.labels(type=str(event.type), reason=str(event.reason)).inc()
             if pool is None:
-                _post(self.api, involved, event, now)
+                _post(self.port, involved, event, now)
             else:
-                pool.submit(_post, self.api, involved, event, now)
+                pool.submit(_post, self.port, involved, event, now)
 
 
-def _post(api: Any, involved: Mapping[str, Any], event: Any, at: datetime) -> None:
+def _post(port: RolloutPort, involved: Mapping[str, Any], event: Any, at: datetime) -> None:
     try:
-        post_event(api, involved=involved, event_type=str(event.type),
-                   reason=str(event.reason), message=event.message, at=at)
+        port.post_event(involved, event_type=str(event.type), reason=str(event.reason),
+                        message=event.message, at=at)
     except ApiException as exc:  # an Event is best effort; the status already says it
         meta = involved["metadata"]
-        log.warning("rollout %s/%s: could not post event %s: %s",
-                    meta["namespace"], meta["name"], event.reason, exc.reason)
+        log.warning(LOG_EVENT_FAILED, namespace=meta["namespace"], name=meta["name"],
+                    reason=str(event.reason), error=str(exc.reason))
 
 
-class _IndexedIstioStore:
-    """IstioObjectStore over the reconcile's snapshot (reads) and the API (full replaces)."""
-
-    def __init__(self, writer: _Writer) -> None:
-        self._writer = writer
-
-    def get_virtual_service(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        return self._writer.ctx.virtual_services.get(f"{namespace}/{name}")
-
-    def get_destination_rule(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        dr = self._writer.ctx.destination_rule
-        if dr is None:
-            return None
-        meta = dr.get("metadata") or {}
-        return dr if (meta.get("namespace"), meta.get("name")) == (namespace, name) else None
-
-    def _replace(self, plural: str, kind: str, obj: Mapping[str, Any]) -> None:
-        meta = obj["metadata"]
-        version = str(obj.get("apiVersion", f"{ISTIO_GROUP}/v1alpha3")).split("/", 1)[1]
-        self._writer.guarded(kind, "update", self._writer.custom.replace_namespaced_custom_object,
-                             ISTIO_GROUP, version, meta["namespace"], plural, meta["name"], dict(obj))
-
-    def replace_virtual_service(self, obj: Mapping[str, Any]) -> None:
-        self._replace("virtualservices", "VirtualService", obj)
-
-    def replace_destination_rule(self, obj: Mapping[str, Any]) -> None:
-        self._replace("destinationrules", "DestinationRule", obj)
-
-
-def apply_plan(
-    api: Any, ctx: RolloutContext, plan: Plan, tracker: VersionTracker, event_pool: Executor | None = None
+def execute(
+    port: RolloutPort, ctx: RolloutContext, plan: Plan, tracker: WriteTracker,
+    event_pool: Executor | None = None, reported: EventDeduper | None = None,
 ) -> Outcome:
-    """Perform ``plan``'s writes in order; Events go to ``event_pool`` when given."""
-    writer = _Writer(api, ctx, planned=plan.status)
+    """Perform ``plan``'s writes through ``port``, in order; Events go to ``event_pool`` when given."""
+    writer = _Writer(port, ctx, planned=plan.status, reported=reported)
     writer.rollout_spec(plan.spec_patch)
     writer.replica_sets(plan)
     writer.services(plan)
-    try:
-        writer.traffic(plan)
-    except (TrafficRoutingError, ValueError) as exc:
-        post_event(api, involved=ctx.rollout, event_type="Warning", reason=REASON_TRAFFIC_ERROR, message=str(exc))
-        raise
+    writer.mesh(plan)
     writer.analysis_runs(plan)
     writer.revision_annotations(plan, tracker)
     writer.status(plan, tracker)
     writer.abort_annotation(plan, tracker)
+    writer.old_replica_sets(plan)
     writer.events(plan, event_pool)
+    writer.reported.clear(ctx.rollout)  # no write was rejected: a rejection coming back is news
+    if plan.traffic_error is not None and plan.events:
+        log.warning(LOG_TRAFFIC_ERROR, namespace=writer.namespace, name=writer.name, error=plan.traffic_error)
     canary = ((ctx.rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}
     router = "Istio" if "istio" in (canary.get("trafficRouting") or {}) else ""
     return Outcome(
@@ -440,3 +362,10 @@ def apply_plan(
         written_rollout=writer.written_rollout,
         only_status=writer.written_rollout is not None and writer.writes == 1,
     )
+
+
+def apply_plan(
+    api: Any, ctx: RolloutContext, plan: Plan, tracker: WriteTracker, event_pool: Executor | None = None
+) -> Outcome:
+    """``execute`` over the kubernetes client (``api`` is the shared ApiClient)."""
+    return execute(KubeRolloutPort(api), ctx, plan, tracker, event_pool)

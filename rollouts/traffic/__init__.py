@@ -1,5 +1,7 @@
 """Traffic routing: the TrafficRouter protocol (base.py) and Istio (istio*.py).
 
-Pure except for IstioTrafficRouter, which does its I/O only through the
-IstioObjectStore the kube layer passes in. Never imports kopf or kubernetes.
+Pure VirtualService/DestinationRule document math: the engine
+(rollouts/engine/mesh.py) runs IstioTrafficRouter over a PlannedIstioStore,
+which records the replaces for the Plan; rollouts/kube/ sends them. No I/O;
+never imports kopf or kubernetes.
 """

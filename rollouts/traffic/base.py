@@ -1,11 +1,15 @@
 """The TrafficRouter protocol: Argo's TrafficRoutingReconciler, in Python.
 
-The rollout reconcile (rollouts/kube/ and rollouts/handlers.py, written by the
-lead) builds one router per reconcile for a rollout that has
+The rollout engine (rollouts/engine/mesh.py) builds one router per
+reconcile, over the documents it observed, for a rollout that has
 ``spec.strategy.canary.trafficRouting`` and calls it in Argo's order:
-``set_header_route`` for the current step, ``update_hash``, ``set_weight``,
-then ``verify``; ``remove_managed_routes`` when the rollout is fully promoted,
-aborted, or its new ReplicaSet is unavailable (semantics reference §2).
+``update_hash``, then ``set_weight`` (``apply_target``).
+
+Argo's ``set_header_route``, ``set_mirror_route`` and
+``remove_managed_routes`` are not here: validation rejects
+``setHeaderRoute``/``setMirrorRoute`` steps and ``trafficRouting.managedRoutes``
+as not supported (rollouts/engine/validation.py), so that code could never
+run. Add them back together with their validation.
 
 Inputs are plain arguments on purpose: the engine's ``TrafficIntent``
 (canary_weight, stable_weight, canary_hash, stable_hash) maps onto them
@@ -14,41 +18,22 @@ are fixed for one reconcile (ping-pong already resolved by the caller), so a
 router receives them when it is built.
 
 A router raises ``TrafficRoutingError`` when it cannot do what was asked; the
-caller turns it into a ``TrafficRoutingError`` event and a reconcile error, as
-Argo does. It never raises for "nothing to change".
+engine turns it into the Rollout's status message and one ``TrafficRoutingError``
+Event per distinct message (Argo records an Event per failed reconcile). It
+never raises for "nothing to change".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 # Argo's maxTrafficWeight for Istio is fixed at 100.
 MAX_TRAFFIC_WEIGHT = 100
 
-HeaderMatchKind = Literal["exact", "regex", "prefix"]
-
 
 class TrafficRoutingError(Exception):
     """A router could not apply a change; the message names the object and what to do."""
-
-
-@dataclass(frozen=True)
-class HeaderMatch:
-    """One ``setHeaderRoute.match[]`` entry: ``headerName`` and ``headerValue.{exact|regex|prefix}``."""
-
-    header_name: str
-    value: str
-    kind: HeaderMatchKind = "exact"
-
-
-@dataclass(frozen=True)
-class HeaderRoute:
-    """A ``setHeaderRoute`` step. Empty ``match`` means "remove this managed route" (Argo)."""
-
-    name: str
-    match: Sequence[HeaderMatch] = ()
 
 
 @dataclass(frozen=True)
@@ -79,16 +64,8 @@ class TrafficRouter(Protocol):
         """Send ``desired_weight`` percent to the canary and the rest to stable."""
         ...
 
-    def set_header_route(self, header_route: HeaderRoute) -> None:
-        """Create, update or (with no match) delete one managed header route."""
-        ...
-
     def verify(self, desired_weight: int) -> bool | None:
         """True/False when the router can check the data plane; None when it cannot (Istio)."""
-        ...
-
-    def remove_managed_routes(self) -> None:
-        """Delete every route listed in ``trafficRouting.managedRoutes``."""
         ...
 
 

@@ -1,8 +1,9 @@
 """Pure Istio logic: validate a rollout's references and compute new VS/DR objects.
 
-Called by the Istio router (rollouts/traffic/istio_router.py), by the rollout
-reconcile's referenced-resource validation (rollouts/kube/, the lead's), and by
-the CLI/dashboard (``current_weights``). Nothing here does I/O: each function
+Called by the Istio router (rollouts/traffic/istio_router.py) and by the
+engine's referenced-resource validation (rollouts/engine/validation.py,
+``validate_references``); rollouts/kube/observe.py uses the ``*_ref``
+helpers to know which objects to fetch. Nothing here does I/O: each function
 takes the VirtualService / DestinationRule dicts the API server returned
 (networking.istio.io v1alpha3, v1beta1 or v1 all have the same shape) and
 returns a NEW dict, or None when nothing would change, so the caller writes
@@ -17,13 +18,12 @@ from __future__ import annotations
 
 import copy
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from rollouts.traffic.base import MAX_TRAFFIC_WEIGHT, HeaderRoute
+from rollouts.traffic.base import MAX_TRAFFIC_WEIGHT
 from rollouts.traffic.istio_types import (
-    Destination,
     DestinationRule,
     HTTPRoute,
     L4Route,
@@ -57,7 +57,7 @@ MSG_NOTHING_SELECTED = (
 )
 MSG_HTTP_ROUTE_NOT_FOUND = "HTTP Route '{name}' is not found in the defined Virtual Service."
 MSG_HTTP_SINGLE_ROUTE = (
-    "spec.http[] must have exactly one route that is not a managed route when "
+    "spec.http[] must have exactly one route when "
     "omitting spec.strategy.canary.trafficRouting.istio.virtualService.routes; "
     "found {count}: list the route names in routes"
 )
@@ -153,12 +153,6 @@ def vs_key(namespace: str, name: str) -> str:
 def _istio_config(canary_spec: Mapping[str, Any]) -> Mapping[str, Any]:
     routing = canary_spec.get("trafficRouting") or {}
     return cast(Mapping[str, Any], routing.get("istio") or {})
-
-
-def managed_route_names(canary_spec: Mapping[str, Any]) -> tuple[str, ...]:
-    """Names in ``trafficRouting.managedRoutes``, in order."""
-    routing = canary_spec.get("trafficRouting") or {}
-    return tuple(str(r.get("name", "")) for r in routing.get("managedRoutes") or ())
 
 
 def virtual_service_refs(
@@ -284,9 +278,7 @@ class _Selection:
         return [e for e in (self.http_error, self.tls_error, self.tcp_error) if e]
 
 
-def _select_http(
-    http: Sequence[HTTPRoute], route_names: Sequence[str], managed: Collection[str]
-) -> tuple[list[int], str]:
+def _select_http(http: Sequence[HTTPRoute], route_names: Sequence[str]) -> tuple[list[int], str]:
     if route_names:
         indexes = []
         for wanted in route_names:
@@ -300,10 +292,9 @@ def _select_http(
         return [], ""
     # Argo patches "the" route; with several candidates it would guess, which
     # is how weights went silently unchanged in #4741. Refuse instead.
-    candidates = [i for i, r in enumerate(http) if r.get("name") not in managed]
-    if len(candidates) != 1:
-        return [], MSG_HTTP_SINGLE_ROUTE.format(count=len(candidates))
-    return candidates, ""
+    if len(http) != 1:
+        return [], MSG_HTTP_SINGLE_ROUTE.format(count=len(http))
+    return [0], ""
 
 
 def _l4_route_matches(route: L4Route, port: int | None, sni_hosts: Collection[str]) -> bool:
@@ -343,14 +334,11 @@ def _select_l4(
     return indexes, ""
 
 
-def _select(
-    vs: VirtualService, vs_config: Mapping[str, Any], managed: Collection[str]
-) -> _Selection:
+def _select(vs: VirtualService, vs_config: Mapping[str, Any]) -> _Selection:
     spec = vs.get("spec") or {}
     http_idx, http_err = _select_http(
         http=spec.get("http") or [],
         route_names=tuple(vs_config.get("routes") or ()),
-        managed=managed,
     )
     tls_idx, tls_err = _select_l4(
         routes=spec.get("tls") or [], refs=vs_config.get("tlsRoutes") or (), kind="TLS", key="tls"
@@ -436,12 +424,11 @@ def validate_references(
         canary_subset=dr_ref.canary_subset if dr_ref else "",
         stable_subset=dr_ref.stable_subset if dr_ref else "",
     )
-    managed = managed_route_names(rollout_spec_canary)
     for ref in virtual_service_refs(rollout_spec_canary, rollout_namespace=rollout_namespace):
         errors += [
             FieldError(path=ref.path, value=str(ref.config.get("name", "")), message=message)
             for message in _virtual_service_problems(
-                ref=ref, vs=vs_by_key.get(ref.key), matcher=matcher, managed=managed
+                ref=ref, vs=vs_by_key.get(ref.key), matcher=matcher
             )
         ]
     return errors
@@ -484,7 +471,6 @@ def _virtual_service_problems(
     ref: VirtualServiceRef,
     vs: Mapping[str, Any] | None,
     matcher: _Matcher,
-    managed: Collection[str],
 ) -> list[str]:
     if vs is None:
         return [MSG_VS_NOT_FOUND.format(key=ref.key)]
@@ -492,7 +478,7 @@ def _virtual_service_problems(
     spec = typed.get("spec") or {}
     if not (spec.get("http") or spec.get("tls") or spec.get("tcp")):
         return [MSG_NO_ROUTES]
-    selection = _select(vs=typed, vs_config=ref.config, managed=managed)
+    selection = _select(vs=typed, vs_config=ref.config)
     if not (selection.errors or selection.http or selection.tls or selection.tcp):
         # e.g. a TLS-only VirtualService and no tlsRoutes in the rollout.
         return [MSG_NOTHING_SELECTED]
@@ -561,8 +547,6 @@ def desired_virtual_service(
     canary_subset: str | None = None,
     stable_subset: str | None = None,
     additional_subsets: Sequence[str] = (),
-    *,
-    managed_routes: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """A copy of ``vs`` with ``canary_weight`` set on every selected route, or None.
 
@@ -573,7 +557,7 @@ def desired_virtual_service(
     _check_weight(canary_weight)
     matcher = _matcher(canary_service, stable_service, canary_subset, stable_subset)
     new = cast(VirtualService, copy.deepcopy(dict(vs)))
-    selection = _select(vs=new, vs_config=vs_config, managed=managed_routes)
+    selection = _select(vs=new, vs_config=vs_config)
     problems = selection.errors + _destination_errors(vs=new, selection=selection, matcher=matcher)
     if problems:
         raise RouteSelectionError("; ".join(problems))
@@ -586,118 +570,6 @@ def desired_virtual_service(
             canary_weight=canary_weight,
             additional_subsets=additional_subsets,
         )
-    return _changed(old=vs, new=new)
-
-
-def current_weights(
-    vs: Mapping[str, Any],
-    vs_config: Mapping[str, Any],
-    canary_service: str,
-    stable_service: str,
-    canary_subset: str | None = None,
-    stable_subset: str | None = None,
-    *,
-    managed_routes: Sequence[str] = (),
-) -> tuple[int, int] | None:
-    """(canary_weight, stable_weight) of the first selected route; None if unreadable.
-
-    HTTP routes come first, then TLS, then TCP, as they are written.
-    """
-    matcher = _matcher(canary_service, stable_service, canary_subset, stable_subset)
-    typed = cast(VirtualService, vs)
-    selection = _select(vs=typed, vs_config=vs_config, managed=managed_routes)
-    if selection.errors:
-        return None
-    for _kind, route in _selected_routes(vs=typed, selection=selection):
-        destinations = route.get("route") or []
-        alone = len(destinations) == 1
-        weights = {matcher.role(d): _weight_of(d, alone=alone) for d in destinations}
-        if _Role.CANARY in weights and _Role.STABLE in weights:
-            return weights[_Role.CANARY], weights[_Role.STABLE]
-    return None
-
-
-# ----------------------------------------------------------- managed routes
-
-
-def _ordered(http: Iterable[HTTPRoute], managed: Sequence[str]) -> list[HTTPRoute]:
-    """Managed routes first, in managedRoutes order; the user's routes after, as they were.
-
-    Envoy takes the first matching route, so a header route below the
-    catch-all would never be hit.
-    """
-    routes = list(http)
-    rank = {name: i for i, name in enumerate(managed)}
-    ours = sorted(
-        (r for r in routes if r.get("name") in rank), key=lambda r: rank[r.get("name", "")]
-    )
-    return ours + [r for r in routes if r.get("name") not in rank]
-
-
-def remove_managed_routes(
-    vs: Mapping[str, Any], managed_route_names: Sequence[str]
-) -> dict[str, Any] | None:
-    """A copy of ``vs`` without the named HTTP routes, or None if none were there."""
-    new = cast(VirtualService, copy.deepcopy(dict(vs)))
-    spec = new.get("spec")
-    if spec is None or "http" not in spec:
-        return None
-    spec["http"] = [r for r in spec["http"] if r.get("name") not in managed_route_names]
-    return _changed(old=vs, new=new)
-
-
-def set_header_route(
-    vs: Mapping[str, Any],
-    vs_config: Mapping[str, Any],
-    header_route: HeaderRoute,
-    managed_route_names: Sequence[str],
-    canary_service: str,
-    stable_service: str,
-    canary_subset: str | None = None,
-    stable_subset: str | None = None,
-) -> dict[str, Any] | None:
-    """A copy of ``vs`` with one managed header route sending matches 100% to canary.
-
-    An empty ``header_route.match`` removes the route (Argo). The destination
-    (host, port) is copied from the canary destination of the first selected
-    HTTP route, so cross-namespace hosts and ports stay right; subset-level
-    adds the canary subset. Raises ValueError if the route is not listed in
-    managedRoutes, RouteSelectionError if there is no canary destination to copy.
-    """
-    if header_route.name not in managed_route_names:
-        raise ValueError(
-            f"setHeaderRoute '{header_route.name}' is not listed in trafficRouting.managedRoutes"
-        )
-    if not header_route.match:
-        return remove_managed_routes(vs=vs, managed_route_names=[header_route.name])
-    matcher = _matcher(canary_service, stable_service, canary_subset, stable_subset)
-    new = cast(VirtualService, copy.deepcopy(dict(vs)))
-    selection = _select(vs=new, vs_config=vs_config, managed=managed_route_names)
-    spec = new.setdefault("spec", {})
-    http = spec.get("http") or []
-    canary_targets = [
-        d.get("destination") or {}
-        for i in selection.http
-        for d in http[i].get("route") or []
-        if matcher.role(d) is _Role.CANARY
-    ]
-    if not canary_targets:
-        raise RouteSelectionError(
-            selection.http_error or "no canary destination in the selected HTTP routes"
-        )
-    target: Destination = {"host": canary_targets[0].get("host", canary_service)}
-    if matcher.by_subset:
-        target["subset"] = matcher.canary_subset
-    if "port" in canary_targets[0]:
-        target["port"] = copy.deepcopy(canary_targets[0]["port"])
-    route: HTTPRoute = {
-        "name": header_route.name,
-        # One match block per header: Istio ORs match blocks, as Argo builds them.
-        "match": [{"headers": {m.header_name: {m.kind: m.value}}} for m in header_route.match],
-        "route": [{"destination": target, "weight": MAX_TRAFFIC_WEIGHT}],
-    }
-    others = [r for r in http if r.get("name") != header_route.name]
-    spec["http"] = _ordered(http=[route, *others], managed=managed_route_names)
     return _changed(old=vs, new=new)
 
 
@@ -740,31 +612,6 @@ def desired_destination_rule(
     spec["subsets"] = subsets
     metadata = new.setdefault("metadata", {})
     metadata.setdefault("annotations", {})[MANAGED_BY_ANNOTATION] = rollout_name
-    return _changed(old=dr, new=new)
-
-
-def restore_destination_rule(dr: Mapping[str, Any], rollout_name: str) -> dict[str, Any] | None:
-    """Undo ``desired_destination_rule`` once the rollout stops using ``dr``, or None.
-
-    Removes the hash label from every subset and the managed-by annotation, but
-    only when that annotation names this rollout: another rollout may have
-    taken the DR over. Subsets dropped earlier cannot be brought back.
-    """
-    new = cast(DestinationRule, copy.deepcopy(dict(dr)))
-    metadata = new.get("metadata") or {}
-    annotations = metadata.get("annotations") or {}
-    if annotations.get(MANAGED_BY_ANNOTATION) != rollout_name:
-        return None
-    del annotations[MANAGED_BY_ANNOTATION]
-    if not annotations:
-        metadata.pop("annotations", None)
-    for subset in (new.get("spec") or {}).get("subsets") or []:
-        labels = subset.get("labels")
-        if labels is not None and HASH_LABEL in labels:
-            del labels[HASH_LABEL]
-            if not labels:
-                # We created this dict in desired_destination_rule.
-                del subset["labels"]
     return _changed(old=dr, new=new)
 
 

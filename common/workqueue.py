@@ -14,6 +14,11 @@ in ``worker_released()``: its worker takes the next key meanwhile, and the
 handler gets a worker back before it goes on. So N workers bound the handlers
 doing work, not the handlers waiting their turn, and one tenant whose runs queue
 behind its own slow endpoints cannot hold every worker.
+
+Time comes from a ``Clock`` (monotonic seconds, and a wait that ends when an
+``asyncio.Event`` is set or a timeout passes). Production uses ``SYSTEM_CLOCK``;
+unit tests inject a fake clock and move time forward by hand, so no test of the
+queue waits on the wall clock.
 """
 
 from __future__ import annotations
@@ -26,15 +31,44 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+
+
+class Clock(Protocol):
+    """Where the queue reads the time and waits for delayed keys to fall due."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        """Return when ``event`` is set or ``timeout`` seconds (None: no limit) have passed."""
+        ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` and the event loop's timers."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 @dataclass
 class WorkQueue(Generic[K]):
     """Keys waiting to be processed, each at most once in the queue and once in flight."""
 
+    clock: Clock = SYSTEM_CLOCK
     _ready: asyncio.Queue[K] = field(default_factory=asyncio.Queue)
     _queued: set[K] = field(default_factory=set)
     _processing: set[K] = field(default_factory=set)
@@ -59,7 +93,7 @@ class WorkQueue(Generic[K]):
         if delay <= 0:
             self.add(key)
             return
-        due = time.monotonic() + delay
+        due = self.clock.monotonic() + delay
         if self._due.get(key, float("inf")) <= due:
             return
         self._due[key] = due
@@ -85,7 +119,7 @@ class WorkQueue(Generic[K]):
     async def run_timer(self) -> None:
         """Move delayed keys to the ready queue when they fall due. Runs forever."""
         while True:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             while self._delayed and self._delayed[0][0] <= now:
                 due, _, key = heapq.heappop(self._delayed)
                 if self._due.get(key) == due:
@@ -93,10 +127,7 @@ class WorkQueue(Generic[K]):
                     self.add(key)
             timeout = self._delayed[0][0] - now if self._delayed else None
             self._wake_timer.clear()
-            try:
-                await asyncio.wait_for(self._wake_timer.wait(), timeout=timeout)
-            except TimeoutError:
-                pass
+            await self.clock.wait(self._wake_timer, timeout)
 
 
 class _Lease:

@@ -11,8 +11,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from rollouts.cli import actions
-from rollouts.cli.controller import COMPONENTS, run_controller
+from cli import actions
+from cli.controller import (
+    COMPONENTS,
+    DEFAULT_COMPONENTS,
+    run_controller,
+)
+from common.logging import LOG_FORMATS, TEXT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--instance-id", default="", help="only handle objects with this controller-instance-id label")
     ctl.add_argument("--metrics-port", type=int, default=8090, help="Prometheus metrics port (0: off)")
     ctl.add_argument("--metrics-local", action="store_true", help="serve metrics on 127.0.0.1 only")
-    ctl.add_argument("--log-format", choices=("text", "json"), default="text")
-    ctl.add_argument("--components", default=",".join(COMPONENTS),
+    ctl.add_argument("--log-format", choices=LOG_FORMATS, default=TEXT,
+                     help="text for a terminal, json (one object per line) for production")
+    ctl.add_argument("--components", default=",".join(DEFAULT_COMPONENTS),
                      help="comma-separated subset of: " + ", ".join(COMPONENTS))
     ctl.add_argument("--workers", type=int, default=16, help="concurrent rollout reconciles")
     ctl.add_argument("--analysis-workers", type=int, default=30, help="concurrent AnalysisRun reconciles")
+    ctl.add_argument("--app-namespace", action="append",
+                     help="gitops: watch Applications in this namespace (repeatable; default argocd)")
+    ctl.add_argument("--gitops-workers", type=int, default=8, help="concurrent Application reconciles")
+    ctl.add_argument("--app-resync", type=float, default=120.0,
+                     help="gitops: seconds between polls of an Application's source (timeout.reconciliation)")
+    ctl.add_argument("--sync-timeout", type=float, default=600.0,
+                     help="gitops: seconds a sync operation may run before it fails (0: no limit)")
     ctl.add_argument("--verbose", "-v", action="store_true")
     ctl.set_defaults(func=run_controller)
 

@@ -1,9 +1,10 @@
-"""A tiny pure "cluster" that applies Plans to plain dicts, for tests and demos.
+"""A tiny pure "cluster" that applies Plans to plain dicts, for the engine's unit tests.
 
-Used by tests/test_engine_*.py to walk a rollout step by step: ReplicaSet pods
+Used by tests/test_engine_rollout.py, tests/test_engine_history.py and
+tests/test_hardening_*.py to walk a rollout step by step: ReplicaSet pods
 become ready at once (unless ``instant_ready`` is off), AnalysisRuns stay
 Pending until the test sets their phase, time moves only with ``advance``.
-It mirrors what the I/O layer does with a Plan, in the same order.
+It mirrors what rollouts/kube/apply.py does with a Plan, in the same order.
 """
 
 from __future__ import annotations
@@ -109,4 +110,6 @@ class World:
         merge_patch(annotations, dict(result.rollout_annotations))
         if result.remove_abort_annotation:
             annotations.pop(ANNOTATION_ABORT, None)
+        for name in result.replica_sets_to_delete:
+            self.replica_sets.pop(name, None)
         self.events.extend(result.events)

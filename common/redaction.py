@@ -17,7 +17,8 @@ run's status, an Event or a log line. So a secret is matched as:
 
 Callers: ``analysis.templates`` (spec errors), ``providers.base.MeasurementContext``
 (provider messages), ``analysis.run`` (measurements), ``analysis.controller``
-(status, Events, metric labels) and the log filter ``analysis.handlers`` installs.
+(status, Events, metric labels) and the log filter ``common.logging`` installs on
+the one log handler.
 All of them go through ``Redactor``; nothing else in ``analysis`` replaces secrets.
 """
 
@@ -261,7 +262,9 @@ class RedactingFilter(logging.Filter):
     """A handler filter that rewrites each record without any active secret.
 
     The record is rendered once (message, arguments and traceback) and the
-    redacted text replaces it, so no formatter sees the original.
+    redacted text replaces it, so no formatter sees the original. A structlog
+    event (common/logging.py: the record's message is the event dict, its
+    traceback already text) keeps its fields, each redacted.
     """
 
     def __init__(self, active: ActiveSecrets = ACTIVE_SECRETS) -> None:
@@ -270,6 +273,11 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._active:
+            return True
+        if isinstance(record.msg, dict):
+            # A structlog event (common/logging.py): redact each field, keep it an event.
+            record.msg = record.msg.__class__(
+                {key: self._redact_value(value) for key, value in record.msg.items()})
             return True
         try:
             message = record.getMessage()
@@ -284,6 +292,15 @@ class RedactingFilter(logging.Filter):
             record.exc_text = exc_text
             record.exc_info = None if exc_text else record.exc_info
         return True
+
+    def _redact_value(self, value: object) -> object:
+        if isinstance(value, str):
+            return self._active.redact(value)
+        if value is None or isinstance(value, int | float):
+            return value
+        text = str(value)
+        redacted = self._active.redact(text)
+        return value if redacted == text else redacted
 
 
 def install_log_filter(logger: logging.Logger | None = None) -> None:

@@ -29,7 +29,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from analysis.runtime.workqueue import worker_released
+from common.workqueue import worker_released
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -48,11 +48,6 @@ class TenantSlots:
 
     limit: int
     _gates: dict[str, _Gate] = field(default_factory=dict)
-
-    def busy(self, tenant: str) -> int:
-        """How many of ``tenant``'s calls hold a slot now (their thread has not ended)."""
-        gate = self._gates.get(tenant)
-        return 0 if gate is None else gate.held
 
     async def submit(
         self, tenant: str, pool: Executor, fn: Callable[[A], T], arg: A

@@ -12,9 +12,14 @@ import ctypes
 import os
 import sys
 
+from common.logging import REQUEST_LOGGERS, configure, quiet_request_loggers
 from rollouts.config import CONFIG
 
-COMPONENTS = ("rollouts", "analysis")
+__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "REQUEST_LOGGERS", "quiet_request_loggers", "run_controller"]
+
+COMPONENTS = ("rollouts", "analysis", "gitops")
+# gitops (the sync module, issue 9) runs only when asked for until it is complete.
+DEFAULT_COMPONENTS = ("rollouts", "analysis")
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
@@ -34,31 +39,13 @@ def _limit_malloc_arenas() -> None:
         pass  # not glibc: nothing to tune
 
 
-# Third-party loggers that print whole request lines (URL with its query, headers)
-# at DEBUG: a web metric's URL can carry a secret, so even --verbose keeps them at
-# WARNING (issue 7, defect 5).
-REQUEST_LOGGERS = ("urllib3", "urllib3.connectionpool", "requests", "kubernetes.client.rest")
-
-
-def quiet_request_loggers() -> None:
-    """Keep the HTTP client libraries from logging request lines, whatever the root level."""
-    import logging
-
-    for name in REQUEST_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def run_controller(args: argparse.Namespace) -> int:
-    import logging
-
     import kopf
-    import structlog
     from prometheus_client import start_http_server
 
     _limit_malloc_arenas()
     CONFIG.namespaces = list(args.namespace or [])
     CONFIG.instance_id = args.instance_id or ""
-    CONFIG.metrics_port = args.metrics_port
     CONFIG.workers = args.workers
     from analysis.config import CONFIG as ANALYSIS_CONFIG
 
@@ -70,22 +57,25 @@ def run_controller(args: argparse.Namespace) -> int:
         print(f"tidegate controller: --components: unknown {sorted(unknown)}; choose from {COMPONENTS}",
               file=sys.stderr)
         return 2
-    renderer = (structlog.processors.JSONRenderer() if args.log_format == "json"
-                else structlog.dev.ConsoleRenderer(colors=False))
-    structlog.configure(processors=[structlog.processors.add_log_level,
-                                    structlog.processors.TimeStamper(fmt="iso"), renderer])
-    logging.basicConfig(level=logging.INFO if not args.verbose else logging.DEBUG,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        # kopf logs every handler success at INFO; our own loggers say what matters.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    quiet_request_loggers()
+    # One format for every line: ours, kopf's and the HTTP libraries' (common/logging.py).
+    configure(log_format=args.log_format, verbose=args.verbose)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="127.0.0.1" if args.metrics_local else "0.0.0.0")  # noqa: S104
     if "rollouts" in components:
         import rollouts.handlers  # noqa: F401  (registers kopf handlers)
     if "analysis" in components:
         import analysis.handlers  # noqa: F401  (registers kopf handlers)
+    if "gitops" in components:
+        from gitops.config import CONFIG as GITOPS_CONFIG
+
+        GITOPS_CONFIG.instance_id = CONFIG.instance_id
+        GITOPS_CONFIG.app_namespaces = list(getattr(args, "app_namespace", None) or
+                                            GITOPS_CONFIG.app_namespaces)
+        GITOPS_CONFIG.workers = getattr(args, "gitops_workers", GITOPS_CONFIG.workers)
+        GITOPS_CONFIG.reconcile_seconds = getattr(args, "app_resync", GITOPS_CONFIG.reconcile_seconds)
+        GITOPS_CONFIG.sync_timeout_seconds = getattr(args, "sync_timeout",
+                                                     GITOPS_CONFIG.sync_timeout_seconds)
+        import gitops.handlers  # noqa: F401  (registers kopf handlers)
     kopf.run(
         standalone=True,
         clusterwide=not CONFIG.namespaces,

@@ -10,7 +10,7 @@ from rollouts.kube import actions
 
 
 def _client() -> Any:
-    from analysis.runtime.kubeclient import new_api_client
+    from common.kubeclient import new_api_client
 
     return new_api_client(pool_size=4)
 

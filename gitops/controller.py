@@ -1,0 +1,518 @@
+"""The reconcile of one Application: Git -> rendered manifests -> diff -> sync -> status.
+
+Called by gitops/handlers.py from a worker thread, once per key taken from the
+work queue; returns the seconds until the key should be looked at again. The
+sync is re-entrant as in Argo CD: each reconcile moves the operation forward by
+at most one (phase, wave) step, and the next step starts only once the previous
+one is healthy, so a reconcile never blocks waiting; it asks to be requeued.
+
+One reconcile:
+
+1. resolve ``targetRevision`` (or keep the revision of the running operation),
+   check it out, render it (a source or render error is a ``ComparisonError``
+   condition, and the last known resources are left alone);
+2. read the live objects (targets, and those the last status listed, the prune
+   candidates), and compare each target through a server-side apply dry run;
+3. start an operation when ``operation.sync`` is set, or when
+   ``syncPolicy.automated`` is on and the app is OutOfSync at a revision not
+   already attempted (Argo CD's loop protection); continue a running one;
+4. write the status Argo CD's names (``sync``, ``health``, ``resources``,
+   ``operationState``, ``conditions``, ``reconciledAt``) in one merge patch,
+   skipped when nothing changed but ``reconciledAt`` and that is younger than
+   the reconciliation timeout (re-stamping it each time would make our own
+   write's watch event a hot loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from common.api import SpecError
+from common.kubewrite import merge_patch
+from gitops.api import Application, ApplicationSource, parse_application
+from gitops.health import HealthStatus, health, worst
+from gitops.kube import GitopsPort, KubeError
+from gitops.plan import (
+    ResourceKey,
+    SyncPlan,
+    Task,
+    TaskAction,
+    build_plan,
+    hook_phases,
+    is_tracked_by,
+    key_of,
+    options_from,
+    split_api_version,
+    target_objects,
+)
+
+REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
+IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
+IN_CLUSTER_NAME = "in-cluster"
+
+SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
+RUNNING, SUCCEEDED, FAILED, ERROR = "Running", "Succeeded", "Failed", "Error"
+RESULT_SYNCED, RESULT_FAILED, RESULT_PRUNED, RESULT_PRUNE_SKIPPED = (
+    "Synced", "SyncFailed", "Pruned", "PruneSkipped")
+COMPARISON_ERROR = "ComparisonError"
+INVALID_SPEC_ERROR = "InvalidSpecError"
+
+MSG_SYNCED_ALL = "successfully synced (all tasks run)"
+MSG_SYNCED_NONE = "successfully synced (no more tasks)"
+MSG_TASKS_FAILED = "one or more synchronization tasks completed unsuccessfully"
+MSG_APPLY_FAILED = "one or more objects failed to apply, reason: {reason}"
+MSG_WAITING = "waiting for healthy state of {first}{more}"
+MSG_DEADLINE = "sync deadline of {seconds:g}s exceeded while {waiting}"
+MSG_DESTINATION = ("application destination {server!r} is not supported yet: Tidegate syncs only "
+                   "to its own cluster ({default} or name: {name})")
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+SOURCE_TYPES = {"helm": "Helm", "kustomize": "Kustomize", "directory": "Directory"}  # status.sourceType
+
+
+class Sources(Protocol):
+    """gitops.source.RepoCache, as far as the reconcile uses it."""
+
+    def resolve(self, url: str, revision: str) -> str: ...
+
+    def checkout(self, url: str, revision: str) -> Any: ...  # .path, .commit
+
+
+class Render(Protocol):
+    """gitops.render.render_source."""
+
+    def __call__(self, source: ApplicationSource, root: Path, *, app_name: str,
+                 namespace: str) -> list[dict[str, Any]]: ...
+
+
+class Recorder(Protocol):
+    def record(self, key: tuple[str, str], body: Mapping[str, Any]) -> None: ...
+
+
+def stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def _parse_stamp(text: str | None) -> datetime | None:
+    try:
+        return datetime.strptime(str(text), TIME_FORMAT).replace(tzinfo=UTC) if text else None
+    except ValueError:
+        return None
+
+
+def _normalized(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """An object without what the server changes on every write (the diff ignores these)."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
+            if k not in {"managedFields", "resourceVersion", "generation"}}
+    out["metadata"] = meta
+    return out
+
+
+@dataclass
+class Observed:
+    """What one reconcile read and compared."""
+
+    revision: str
+    targets: list[dict[str, Any]]
+    live: dict[ResourceKey, dict[str, Any]]
+    versions: dict[ResourceKey, str]
+    sync: dict[ResourceKey, str]
+    prune: list[ResourceKey]
+    source_type: str = "Directory"
+
+
+@dataclass
+class Settings:
+    reconcile_seconds: float = 120.0
+    wave_delay_seconds: float = 2.0
+    # A finite default deadline for an operation that waits (Argo CD has none by default,
+    # argo-cd #17314); the failure names what it waited for. 0: no deadline.
+    sync_timeout_seconds: float = 600.0
+
+
+class AppController:
+    """Reconciles Applications through a ``GitopsPort``, a repo cache and a renderer."""
+
+    def __init__(self, *, kube: GitopsPort, repos: Sources, render: Render,
+                 source_errors: tuple[type[BaseException], ...] = (),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 settings: Settings | None = None, written: Recorder | None = None,
+                 detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
+                 ) -> None:
+        self.kube = kube
+        self.repos = repos
+        self.render = render
+        self.source_errors = source_errors
+        self.clock = clock
+        self.settings = settings or Settings()
+        self.written = written
+        self.detect = detect
+
+    # --- the reconcile ---------------------------------------------------------------------
+
+    def reconcile(self, key: tuple[str, str], body: Mapping[str, Any] | None) -> float | None:
+        if body is None:
+            return None  # deleted (cascade delete is not in this slice)
+        now = self.clock()
+        old_status: dict[str, Any] = dict(body.get("status") or {})
+        extra: dict[str, Any] = {}
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        if REFRESH_ANNOTATION in annotations:
+            extra["metadata"] = {"annotations": {REFRESH_ANNOTATION: None}}
+        try:
+            app = parse_application(body)
+        except SpecError as exc:
+            status = self._with_condition(old_status, INVALID_SPEC_ERROR, str(exc), now)
+            self._write(key, old_status, status, extra, now, changed_only=False)
+            return None
+        source = app.spec.source or (app.spec.sources[0] if app.spec.sources else None)
+        destination = app.spec.destination
+        if destination.server not in (None, IN_CLUSTER_SERVER) or destination.name not in (
+                None, IN_CLUSTER_NAME) or source is None:
+            message = (MSG_DESTINATION.format(server=destination.server or destination.name,
+                                              default=IN_CLUSTER_SERVER, name=IN_CLUSTER_NAME)
+                       if source is not None else "application has no source")
+            status = self._with_condition(old_status, INVALID_SPEC_ERROR, message, now)
+            self._write(key, old_status, status, extra, now, changed_only=False)
+            return None
+        op_state: dict[str, Any] = dict(old_status.get("operationState") or {})
+        running = op_state.get("phase") == RUNNING
+        errors: tuple[type[BaseException], ...] = (*self.source_errors, KubeError)
+        try:
+            observed = self._observe(app, source, old_status, op_state if running else None)
+        except errors as exc:
+            status = self._with_condition(old_status, COMPARISON_ERROR, str(exc), now)
+            status["sync"] = {**(old_status.get("sync") or {}), "status": UNKNOWN}
+            self._write(key, old_status, status, extra, now, changed_only=False)
+            return self.settings.reconcile_seconds
+        requeue = self.settings.reconcile_seconds
+        if not running:
+            started = self._maybe_start(app, body, observed, op_state, now)
+            if started is not None:
+                op_state, running = started, True
+        if running:
+            op_state, requeue = self._advance(app, op_state, observed, now)
+            if op_state.get("phase") != RUNNING and body.get("operation") is not None:
+                extra["operation"] = None
+        status = self._status(app, source, old_status, observed, op_state, now)
+        self._write(key, old_status, status, extra, now, changed_only=True)
+        return requeue
+
+    # --- observe ---------------------------------------------------------------------------
+
+    def _observe(self, app: Application, source: ApplicationSource, old_status: Mapping[str, Any],
+                 op_state: Mapping[str, Any] | None) -> Observed:
+        name = app.metadata.name or ""
+        namespace = app.spec.destination.namespace or ""
+        if op_state is not None:
+            revision = str((op_state.get("syncResult") or {}).get("revision") or "")
+        else:
+            revision = self.repos.resolve(source.repo_url, source.target_revision or "HEAD")
+        checkout = self.repos.checkout(source.repo_url, revision)
+        manifests = self.render(source, Path(checkout.path), app_name=name, namespace=namespace)
+        source_type = SOURCE_TYPES.get(self.detect(source, Path(checkout.path) / (source.path or ".")),
+                                       "Directory")
+        versions_by_kind = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
+                            str(d.get("apiVersion")) for d in manifests}
+        targets = target_objects(
+            manifests, app=name, namespace=namespace,
+            namespaced=lambda group, kind: self.kube.namespaced(
+                versions_by_kind.get((group, kind), group), kind))
+        live: dict[ResourceKey, dict[str, Any]] = {}
+        versions: dict[ResourceKey, str] = {}
+        sync: dict[ResourceKey, str] = {}
+        for doc in targets:
+            if hook_phases(doc) is not None:
+                continue
+            key = key_of(doc)
+            versions[key] = str(doc["apiVersion"])
+            try:
+                current = self.kube.get(versions[key], key)
+            except KubeError:
+                current = None  # a kind not served yet (its CRD comes in this sync): missing
+            if current is None:
+                sync[key] = OUT_OF_SYNC
+                continue
+            live[key] = current
+            try:
+                predicted = self.kube.apply(doc, dry_run=True)
+            except KubeError:
+                sync[key] = OUT_OF_SYNC  # the sync will say why, with the server's message
+                continue
+            sync[key] = SYNCED if _normalized(predicted) == _normalized(current) else OUT_OF_SYNC
+        prune: list[ResourceKey] = []
+        for res in old_status.get("resources") or []:
+            key = ResourceKey(group=str(res.get("group") or ""), kind=str(res.get("kind") or ""),
+                              namespace=str(res.get("namespace") or ""), name=str(res.get("name") or ""))
+            if key in versions:
+                continue
+            version = str(res.get("version") or "v1")
+            api_version = f"{key.group}/{version}" if key.group else version
+            try:
+                current = self.kube.get(api_version, key)
+            except KubeError:
+                continue
+            if current is not None and is_tracked_by(current, name):
+                live[key], versions[key] = current, api_version
+                sync[key] = OUT_OF_SYNC
+                prune.append(key)
+        return Observed(revision=revision, targets=targets, live=live, versions=versions, sync=sync,
+                        prune=prune, source_type=source_type)
+
+    # --- operations ------------------------------------------------------------------------
+
+    def _maybe_start(self, app: Application, body: Mapping[str, Any], observed: Observed,
+                     op_state: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
+        requested = (body.get("operation") or {}).get("sync")
+        policy = app.spec.sync_policy
+        automated = policy.automated if policy else None
+        options = list((policy.sync_options if policy else None) or [])
+        if requested is not None:
+            operation = {"sync": {**requested, "revision": observed.revision},
+                         "initiatedBy": (body.get("operation") or {}).get("initiatedBy") or {"username": "tidegate"}}
+            prune = bool(requested.get("prune"))
+            options = list(requested.get("syncOptions") or options)
+        elif automated is not None and OUT_OF_SYNC in observed.sync.values():
+            last = (op_state.get("syncResult") or {}).get("revision")
+            if last == observed.revision and op_state.get("phase") in (SUCCEEDED, FAILED, ERROR):
+                return None  # already attempted at this revision (Argo CD's loop protection)
+            prune = bool(automated.prune)
+            if not prune and all(observed.sync[k] == SYNCED for k in observed.sync
+                                 if k not in observed.prune):
+                return None  # only pruning is needed, and automated prune is off
+            operation = {"sync": {"revision": observed.revision, "prune": prune, "syncOptions": options},
+                         "initiatedBy": {"automated": True}}
+        else:
+            return None
+        operation["sync"]["prune"] = prune
+        operation["sync"]["syncOptions"] = options
+        return {"operation": operation, "phase": RUNNING, "message": "", "startedAt": stamp(now),
+                "syncResult": {"revision": observed.revision, "resources": []}}
+
+    def _plan(self, app: Application, op_state: Mapping[str, Any], observed: Observed) -> SyncPlan:
+        sync = (op_state.get("operation") or {}).get("sync") or {}
+        options = options_from(sync.get("syncOptions"), prune=bool(sync.get("prune")))
+        namespace = app.spec.destination.namespace or ""
+        exists = True
+        if options.create_namespace and namespace:
+            exists = self.kube.get("v1", ResourceKey("", "Namespace", "", namespace)) is not None
+        started = _parse_stamp(op_state.get("startedAt"))
+        return build_plan(observed.targets, observed.live, app=app.metadata.name or "",
+                          namespace=namespace, options=options, revision=observed.revision,
+                          started_at=int(started.timestamp()) if started else 0,
+                          namespace_exists=exists)
+
+    def _advance(self, app: Application, op_state: dict[str, Any], observed: Observed,
+                 now: datetime) -> tuple[dict[str, Any], float]:
+        """Move the running operation one step; the new operationState and the requeue delay."""
+        plan = self._plan(app, op_state, observed)
+        result = dict(op_state.get("syncResult") or {})
+        results: list[dict[str, Any]] = [dict(r) for r in result.get("resources") or []]
+        index = {_result_key(r): r for r in results}
+        delay = self.settings.wave_delay_seconds
+        for number, step in enumerate(plan.steps):
+            pending = [t for t in step.tasks if _task_key(t) not in index]
+            if not pending:
+                waiting, failed = self._check_step(step.tasks, index)
+                if failed:
+                    self._run_sync_fail(plan, observed, results)
+                    return self._finish(op_state, results, FAILED, MSG_TASKS_FAILED, now), delay
+                if waiting:
+                    more = f" and {len(waiting) - 1} more resources" if len(waiting) > 1 else ""
+                    message = MSG_WAITING.format(first=waiting[0], more=more)
+                    started = _parse_stamp(op_state.get("startedAt"))
+                    limit = self.settings.sync_timeout_seconds
+                    if limit and started and (now - started).total_seconds() > limit:
+                        self._run_sync_fail(plan, observed, results)
+                        message = MSG_DEADLINE.format(seconds=limit, waiting=message)
+                        return self._finish(op_state, results, FAILED, message, now), delay
+                    return {**op_state, "message": message,
+                            "syncResult": {**result, "resources": results}}, delay
+                continue
+            errors = [self._run(task, observed, results) for task in pending]
+            reasons = [e for e in errors if e]
+            if reasons:
+                self._run_sync_fail(plan, observed, results)
+                message = MSG_APPLY_FAILED.format(reason=reasons[0])
+                return self._finish(op_state, results, FAILED, message, now), delay
+            if number == len(plan.steps) - 1:
+                return self._finish(op_state, results, SUCCEEDED, MSG_SYNCED_ALL, now), delay
+            return {**op_state, "message": f"waiting for the next wave after {step.phase.value} wave {step.wave}",
+                    "syncResult": {**result, "resources": results}}, delay
+        skipped = [self._result(t, RESULT_PRUNE_SKIPPED, "ignored (requires pruning)")
+                   for t in plan.prune_skipped if _task_key(t) not in index]
+        results.extend(skipped)
+        message = MSG_SYNCED_ALL if results else MSG_SYNCED_NONE
+        return self._finish(op_state, results, SUCCEEDED, message, now), delay
+
+    def _run_sync_fail(self, plan: SyncPlan, observed: Observed, results: list[dict[str, Any]]) -> None:
+        """Apply the SyncFail hooks once the operation has failed (not waited for: the operation ends)."""
+        for task in plan.sync_fail:
+            self._run(task, observed, results)
+
+    def _check_step(self, tasks: Sequence[Task], index: dict[tuple[str, ...], dict[str, Any]],
+                    ) -> tuple[list[str], bool]:
+        """The tasks of an applied step still waiting (as "group/Kind/name"), and whether one failed."""
+        waiting: list[str] = []
+        failed = False
+        for task in tasks:
+            entry = index[_task_key(task)]
+            if entry.get("status") == RESULT_FAILED:
+                failed = True
+                continue
+            if entry.get("hookPhase") == SUCCEEDED:
+                continue  # done once is done (a HookSucceeded hook is gone by now)
+            if task.action is TaskAction.PRUNE:
+                gone = self.kube.get(task.api_version, task.key) is None
+                entry["hookPhase"] = SUCCEEDED if gone else RUNNING
+                if not gone:
+                    waiting.append(f"{task.key.group}/{task.key.kind}/{task.key.name}")
+                continue
+            current = self.kube.get(task.api_version, task.key)
+            verdict = health(current) if current is not None else None
+            if current is None:
+                waiting.append(f"{task.key.group}/{task.key.kind}/{task.key.name}")
+            elif verdict is None or verdict.status in (HealthStatus.HEALTHY, HealthStatus.SUSPENDED):
+                # Suspended counts as delivered: a Rollout paused at a canary step (argo-cd #25054).
+                entry["hookPhase"] = SUCCEEDED
+                self._after_hook(task, succeeded=True)
+            elif verdict.status is HealthStatus.DEGRADED:
+                entry["hookPhase"] = FAILED
+                entry["message"] = verdict.message or entry.get("message", "")
+                self._after_hook(task, succeeded=False)
+                failed = True
+            else:
+                waiting.append(f"{task.key.group}/{task.key.kind}/{task.key.name}")
+        return waiting, failed
+
+    def _after_hook(self, task: Task, *, succeeded: bool) -> None:
+        policy = "HookSucceeded" if succeeded else "HookFailed"
+        if task.hook and policy in task.hook_delete_policies:
+            try:
+                self.kube.delete(task.api_version, task.key, propagation="Background")
+            except KubeError:
+                pass  # left for the next sync's BeforeHookCreation
+
+    def _run(self, task: Task, observed: Observed, results: list[dict[str, Any]]) -> str:
+        """Apply or prune one task; its result is appended; returns the error message ("" if none)."""
+        try:
+            if task.action is TaskAction.PRUNE:
+                self.kube.delete(task.api_version, task.key)
+                results.append(self._result(task, RESULT_PRUNED, "pruned", hook_phase=RUNNING))
+                return ""
+            assert task.manifest is not None
+            if task.hook and "BeforeHookCreation" in task.hook_delete_policies:
+                self.kube.delete(task.api_version, task.key, propagation="Background")
+            existed = task.key in observed.live
+            applied = self.kube.apply(task.manifest)
+            observed.live[task.key] = applied
+            verb = "configured" if existed else "created"
+            message = f"{task.key.kind.lower()}/{task.key.name} {verb}"
+            phase = RUNNING if health(applied) is not None else SUCCEEDED
+            results.append(self._result(task, RESULT_SYNCED, message, hook_phase=phase))
+            return ""
+        except KubeError as exc:
+            results.append(self._result(task, RESULT_FAILED, str(exc), hook_phase=FAILED))
+            return str(exc)
+
+    @staticmethod
+    def _result(task: Task, code: str, message: str, *, hook_phase: str = SUCCEEDED) -> dict[str, Any]:
+        _, version = split_api_version(task.api_version)
+        entry: dict[str, Any] = {
+            "group": task.key.group, "version": version, "kind": task.key.kind,
+            "namespace": task.key.namespace, "name": task.key.name,
+            "status": "" if task.hook else code, "message": message,
+            "hookPhase": hook_phase, "syncPhase": task.phase.value,
+        }
+        if task.hook:
+            entry["hookType"] = task.phase.value
+        return entry
+
+    @staticmethod
+    def _finish(op_state: Mapping[str, Any], results: list[dict[str, Any]], phase: str, message: str,
+                now: datetime) -> dict[str, Any]:
+        result = dict(op_state.get("syncResult") or {})
+        return {**op_state, "phase": phase, "message": message, "finishedAt": stamp(now),
+                "syncResult": {**result, "resources": results}}
+
+    # --- status ----------------------------------------------------------------------------
+
+    def _status(self, app: Application, source: ApplicationSource, old: Mapping[str, Any],
+                observed: Observed, op_state: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        resources: list[dict[str, Any]] = []
+        healths: list[HealthStatus] = []
+        for key in sorted(observed.sync):
+            _, version = split_api_version(observed.versions.get(key, "v1"))
+            entry: dict[str, Any] = {"group": key.group, "version": version, "kind": key.kind,
+                                     "namespace": key.namespace, "name": key.name,
+                                     "status": observed.sync[key]}
+            current = observed.live.get(key)
+            if key in observed.prune:
+                entry["requiresPruning"] = True
+            elif current is None:
+                entry["health"] = {"status": HealthStatus.MISSING.value}
+            else:
+                verdict = health(current)
+                if verdict is not None:
+                    entry["health"] = verdict.to_json()
+                    healths.append(verdict.status)
+            resources.append(entry)
+        targets = [k for k in observed.sync if k not in observed.prune]
+        if targets and not any(k in observed.live for k in targets):
+            app_health = HealthStatus.MISSING
+        else:
+            app_health = worst(healths)
+        out_of_sync = any(status == OUT_OF_SYNC for status in observed.sync.values())
+        status: dict[str, Any] = {
+            **old,
+            "sync": {"status": OUT_OF_SYNC if out_of_sync else SYNCED, "revision": observed.revision,
+                     "comparedTo": {"source": source.to_json(),
+                                    "destination": app.spec.destination.to_json()}},
+            "health": {"status": app_health.value},
+            "resources": resources,
+            "sourceType": observed.source_type,
+        }
+        status.pop("conditions", None)
+        if op_state:
+            status["operationState"] = dict(op_state)
+        return status
+
+    def _with_condition(self, old: Mapping[str, Any], kind: str, message: str,
+                        now: datetime) -> dict[str, Any]:
+        status = dict(old)
+        previous = {c.get("type"): c for c in old.get("conditions") or []}.get(kind) or {}
+        when = previous.get("lastTransitionTime") if previous.get("message") == message else stamp(now)
+        status["conditions"] = [{"type": kind, "message": message, "lastTransitionTime": when}]
+        return status
+
+    def _write(self, key: tuple[str, str], old: Mapping[str, Any], new: dict[str, Any],
+               extra: Mapping[str, Any], now: datetime, *, changed_only: bool) -> None:
+        last = _parse_stamp(old.get("reconciledAt"))
+        stale = last is None or (now - last).total_seconds() >= self.settings.reconcile_seconds
+        new["reconciledAt"] = old.get("reconciledAt")
+        patch = merge_patch(old, new)
+        if patch or stale or not changed_only:
+            patch["reconciledAt"] = stamp(now)
+        body: dict[str, Any] = dict(extra)
+        if patch:
+            body["status"] = patch
+        if not body:
+            return
+        written = self.kube.patch_application(key[0], key[1], body)
+        if self.written is not None:
+            self.written.record(key, written)
+
+
+def _task_key(task: Task) -> tuple[str, ...]:
+    return (task.key.group, task.key.kind, task.key.namespace, task.key.name, task.phase.value)
+
+
+def _result_key(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    return (str(entry.get("group") or ""), str(entry.get("kind") or ""),
+            str(entry.get("namespace") or ""), str(entry.get("name") or ""),
+            str(entry.get("syncPhase") or ""))

@@ -1,0 +1,447 @@
+"""An Application source's files to the manifests it stands for, as Argo CD renders them.
+
+Who calls it: the sync module's reconcile, once per source, with the tree
+``gitops.source.RepoCache.checkout`` returned (``root``) and, for multi-source
+Applications, the trees of the ``ref:`` sources (``value_roots``, by ref name,
+for Helm ``valueFiles: [$values/...]``). It returns plain dicts; tracking,
+namespaces and diffing are the caller's.
+
+The tool, as Argo CD picks it (its tool detection): the one the source names
+(``helm``, ``kustomize``, ``directory``); otherwise ``Chart.yaml`` in the path
+means Helm, a ``kustomization.yaml``/``.yml``/``Kustomization`` means kustomize,
+anything else a plain directory.
+
+* Directory: ``.yaml``/``.yml``/``.json`` files (top level, or every level with
+  ``recurse``), ``include``/``exclude`` globs on the path relative to the source
+  path (``{a,b}`` alternatives as Argo CD), multi-document YAML, empty documents
+  skipped, ``kind: List`` expanded.
+* Kustomize: ``kustomize build``. The Application's overrides (images,
+  namePrefix/nameSuffix, commonLabels/commonAnnotations, namespace, replicas,
+  components) are applied with ``kustomize edit`` in a private copy, as Argo CD
+  does; the shared checkout is never written (the copy hard-links every file but
+  the kustomization it edits).
+* Helm: ``helm template`` with the release name (default: the Application's
+  name), ``--namespace``, valueFiles in order (missing ones skipped with
+  ``ignoreMissingValueFiles``; globs expanded), then ``values`` or
+  ``valuesObject`` (the latter wins, as in Argo CD), then ``parameters``
+  (``--set``, or ``--set-string`` with ``forceString``) and ``fileParameters``;
+  CRDs included unless ``skipCrds``.
+
+Nothing from the repository runs: kustomize without plugins, exec functions or
+its Helm inflator; Helm with an empty plugin directory and no post-renderer;
+value and parameter files must lie inside the repository they come from. Each
+tool has a deadline and an output cap (``gitops.proc``); its error is a
+``RenderError`` whose message is the tool's stderr, bounded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitops import proc
+from gitops.api import ApplicationSource, DirectorySource, HelmSource, KustomizeSource
+
+DEFAULT_TIMEOUT_S = 90.0
+MANIFEST_OUTPUT_LIMIT = 64 * 1024 * 1024
+# A plain directory is read into memory; past this many bytes it is refused.
+MAX_DIRECTORY_BYTES = 64 * 1024 * 1024
+MESSAGE_LIMIT = 4000
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+HELM_CHART_FILE = "Chart.yaml"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+# kustomize build: no plugins of any kind, no Helm inflator (it would run helm on
+# a chart the repository names, with flags the repository chose).
+KUSTOMIZE_BUILD_FLAGS = ("--enable-alpha-plugins=false", "--enable-exec=false",
+                         "--enable-helm=false")
+
+MSG_PATH_OUTSIDE = "{what} {path!r} is outside the repository"
+MSG_PATH_MISSING = "app path {path!r} does not exist"
+MSG_MULTIPLE_TOOLS = "multiple application sources defined: {tools}"
+MSG_PLUGIN = "config management plugins are not supported: the source names plugin {name!r}"
+MSG_CHART_REPO = "Helm repository charts are not supported yet: the source names chart {chart!r}"
+MSG_VALUE_FILE_MISSING = "{path}: no such file (set ignoreMissingValueFiles to skip it)"
+MSG_UNKNOWN_REF = "{path}: no source with ref {ref!r} in this Application"
+MSG_BAD_DOCUMENT = "{file}: document {index} is not a Kubernetes object: {reason}"
+MSG_PARSE = "{file}: {error}"
+MSG_TOO_LARGE = "the directory holds more than {limit} bytes of manifests"
+MSG_TOOL_TIMEOUT = "{tool} did not finish within {timeout:g}s"
+MSG_TOOL_OUTPUT = "{tool} printed more than {limit} bytes of manifests"
+
+
+class RenderError(Exception):
+    """A source that does not render; ``message`` is the tool's stderr (or ours), bounded."""
+
+    def __init__(self, message: str, *, tool: str = "") -> None:
+        message = _bounded(message.strip())
+        super().__init__(message)
+        self.message = message
+        self.tool = tool
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MESSAGE_LIMIT:
+        return text
+    half = MESSAGE_LIMIT // 2
+    return f"{text[:half]} … [{len(text) - 2 * half} characters left out] … {text[-half:]}"
+
+
+def render_source(
+    source: ApplicationSource,
+    root: Path,
+    *,
+    app_name: str,
+    namespace: str,
+    value_roots: Mapping[str, Path] = {},  # noqa: B006 - read only
+    kube_version: str | None = None,
+    api_versions: Sequence[str] = (),
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> list[dict[str, Any]]:
+    """The manifests ``source`` renders to from the checkout at ``root``; raise RenderError."""
+    app_dir = _inside(root, source.path or ".", what="app path")
+    if not app_dir.is_dir():
+        raise RenderError(MSG_PATH_MISSING.format(path=source.path or "."))
+    tool = detect_tool(source, app_dir)
+    if tool == "directory":
+        return render_directory(app_dir, source.directory or DirectorySource())
+    with _workspace() as work:
+        if tool == "kustomize":
+            return render_kustomize(root, app_dir, source.kustomize, work=work, timeout=timeout)
+        return render_helm(
+            root, app_dir, source.helm or HelmSource(), work=work, app_name=app_name,
+            namespace=namespace, value_roots=value_roots, kube_version=kube_version,
+            api_versions=api_versions, timeout=timeout)
+
+
+def detect_tool(source: ApplicationSource, app_dir: Path) -> str:
+    """``helm``, ``kustomize`` or ``directory``, by Argo CD's tool detection."""
+    if source.plugin is not None:
+        raise RenderError(MSG_PLUGIN.format(name=source.plugin.get("name", "")))
+    if source.chart:
+        raise RenderError(MSG_CHART_REPO.format(chart=source.chart))
+    named = [tool for tool, spec in (("helm", source.helm), ("kustomize", source.kustomize),
+                                     ("directory", source.directory)) if spec is not None]
+    if len(named) > 1:
+        raise RenderError(MSG_MULTIPLE_TOOLS.format(tools=", ".join(named)))
+    if named:
+        return named[0]
+    if (app_dir / HELM_CHART_FILE).is_file():
+        return "helm"
+    if any((app_dir / name).is_file() for name in KUSTOMIZATION_FILES):
+        return "kustomize"
+    return "directory"
+
+
+# --- plain directories -------------------------------------------------------------------
+
+
+def render_directory(app_dir: Path, spec: DirectorySource) -> list[dict[str, Any]]:
+    include = _expand_braces(spec.include) if spec.include else None
+    exclude = _expand_braces(spec.exclude) if spec.exclude else []
+    manifests: list[dict[str, Any]] = []
+    total = 0
+    for path in _manifest_files(app_dir, recurse=bool(spec.recurse)):
+        rel = path.relative_to(app_dir).as_posix()
+        if include is not None and not any(fnmatch.fnmatchcase(rel, p) for p in include):
+            continue
+        if any(fnmatch.fnmatchcase(rel, p) for p in exclude):
+            continue
+        total += path.stat().st_size
+        if total > MAX_DIRECTORY_BYTES:
+            raise RenderError(MSG_TOO_LARGE.format(limit=MAX_DIRECTORY_BYTES))
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix == ".json":
+            try:
+                docs: list[Any] = [json.loads(text)] if text.strip() else []
+            except json.JSONDecodeError as exc:
+                raise RenderError(MSG_PARSE.format(file=rel, error=exc)) from None
+        else:
+            docs = _load_yaml(text, source=rel)
+        manifests += _objects(docs, source=rel)
+    return manifests
+
+
+def _manifest_files(app_dir: Path, *, recurse: bool) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(app_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recurse else []
+        for name in sorted(filenames):
+            if name.endswith(MANIFEST_SUFFIXES) and not name.startswith("."):
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    """``{a,b}`` alternatives (nestable) into plain fnmatch patterns."""
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if match is None:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end():]
+    return [p for alt in match.group(1).split(",") for p in _expand_braces(head + alt + tail)]
+
+
+# --- kustomize ---------------------------------------------------------------------------
+
+
+def render_kustomize(
+    root: Path,
+    app_dir: Path,
+    spec: KustomizeSource | None,
+    *,
+    work: Path,
+    timeout: float,
+) -> list[dict[str, Any]]:
+    env = _tool_env(work)
+    build_dir = app_dir
+    if spec is not None and _kustomize_edits(spec):
+        copy = work / "repo"
+        _link_copy(root, copy)
+        build_dir = copy / app_dir.relative_to(root)
+        for args in _kustomize_edits(spec):
+            _tool(["kustomize", "edit", *args], env=env, cwd=build_dir, timeout=timeout)
+    out = _tool(["kustomize", "build", *KUSTOMIZE_BUILD_FLAGS, str(build_dir)],
+                env=env, cwd=work, timeout=timeout)
+    return _objects(_load_yaml(out, source="kustomize build"), source="kustomize build")
+
+
+def _kustomize_edits(spec: KustomizeSource) -> list[list[str]]:
+    """The ``kustomize edit`` commands Argo CD runs for the Application's overrides."""
+    edits: list[list[str]] = []
+    if spec.name_prefix:
+        edits.append(["set", "nameprefix", "--", spec.name_prefix])
+    if spec.name_suffix:
+        edits.append(["set", "namesuffix", "--", spec.name_suffix])
+    if spec.images:
+        edits.append(["set", "image", *spec.images])
+    if spec.replicas:
+        edits.append(["set", "replicas", *(f"{r.name}={r.count}" for r in spec.replicas)])
+    if spec.common_labels:
+        args = ["add", "label"]
+        if spec.force_common_labels:
+            args.append("--force")
+        if spec.label_without_selector:
+            args.append("--without-selector")
+            if spec.label_include_templates:
+                args.append("--include-templates")
+        edits.append([*args, ",".join(f"{k}:{v}" for k, v in sorted(spec.common_labels.items()))])
+    if spec.common_annotations:
+        args = ["add", "annotation"] + (["--force"] if spec.force_common_annotations else [])
+        edits.append([*args, ",".join(
+            f"{k}:{v}" for k, v in sorted(spec.common_annotations.items()))])
+    if spec.namespace:
+        edits.append(["set", "namespace", "--", spec.namespace])
+    if spec.components:
+        edits.append(["add", "component", *spec.components])
+    return edits
+
+
+def _link_copy(src: Path, dst: Path) -> None:
+    """A copy of ``src`` whose files are hard links, except kustomizations (real copies).
+
+    ``kustomize edit`` rewrites only the kustomization file of the directory it
+    runs in, so every other file can share the checkout's inode.
+    """
+
+    def copy(source: str, target: str) -> str:
+        if Path(source).name in KUSTOMIZATION_FILES:
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o644)
+            return target
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+        return target
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=copy)
+
+
+# --- helm --------------------------------------------------------------------------------
+
+
+def render_helm(
+    root: Path,
+    app_dir: Path,
+    spec: HelmSource,
+    *,
+    work: Path,
+    app_name: str,
+    namespace: str,
+    value_roots: Mapping[str, Path],
+    kube_version: str | None,
+    api_versions: Sequence[str],
+    timeout: float,
+) -> list[dict[str, Any]]:
+    args = ["helm", "template", spec.release_name or app_name, "."]
+    if spec.namespace or namespace:
+        args += ["--namespace", spec.namespace or namespace]
+    for path in _value_files(root, app_dir, spec, value_roots):
+        args += ["--values", str(path)]
+    inline = _inline_values(spec)
+    if inline is not None:
+        values_file = work / "values-inline.yaml"
+        values_file.write_text(inline)
+        args += ["--values", str(values_file)]
+    for param in spec.parameters or ():
+        flag = "--set-string" if param.force_string else "--set"
+        args += [flag, f"{param.name}={_escape_set_value(param.value or '')}"]
+    for file_param in spec.file_parameters or ():
+        path = _inside(root, str(app_dir.relative_to(root) / file_param.path),
+                       what="fileParameters path")
+        args += ["--set-file", f"{file_param.name}={path}"]
+    if not spec.skip_crds:
+        args.append("--include-crds")
+    if spec.skip_tests:
+        args.append("--skip-tests")
+    if kube_version or spec.kube_version:
+        args += ["--kube-version", spec.kube_version or kube_version or ""]
+    for api_version in [*api_versions, *(spec.api_versions or ())]:
+        args += ["--api-versions", api_version]
+    out = _tool(args, env=_tool_env(work), cwd=app_dir, timeout=timeout)
+    return _objects(_load_yaml(out, source="helm template"), source="helm template")
+
+
+def _value_files(
+    root: Path, app_dir: Path, spec: HelmSource, value_roots: Mapping[str, Path]
+) -> list[Path]:
+    """valueFiles in order: relative to the chart, or ``$ref/...`` in another source."""
+    files: list[Path] = []
+    for entry in spec.value_files or ():
+        if entry.startswith("$"):
+            ref, _, rel = entry[1:].partition("/")
+            if ref not in value_roots:
+                raise RenderError(MSG_UNKNOWN_REF.format(path=entry, ref=ref))
+            base, rel_path = value_roots[ref], rel
+        else:
+            base, rel_path = root, str(app_dir.relative_to(root) / entry)
+        if _GLOB_CHARS.search(rel_path):
+            matches = sorted(p for p in base.glob(rel_path) if p.is_file())
+            files += [_inside(base, str(p.relative_to(base)), what="valueFiles entry")
+                      for p in matches]
+            continue
+        path = _inside(base, rel_path, what="valueFiles entry")
+        if not path.is_file():
+            if spec.ignore_missing_value_files:
+                continue
+            raise RenderError(MSG_VALUE_FILE_MISSING.format(path=entry))
+        files.append(path)
+    return files
+
+
+def _inline_values(spec: HelmSource) -> str | None:
+    """``valuesObject`` if set (it wins over ``values``, as in Argo CD), else ``values``."""
+    if spec.values_object is not None:
+        return yaml.safe_dump(spec.values_object, sort_keys=False)
+    if spec.values and spec.values.strip():
+        return spec.values
+    return None
+
+
+def _escape_set_value(value: str) -> str:
+    """Commas separate ``--set`` pairs; Argo CD escapes them unless the value is a ``{list}``."""
+    if value.startswith("{") and value.endswith("}"):
+        return value
+    return re.sub(r"(?<!\\),", r"\\,", value)
+
+
+# --- running the tools -------------------------------------------------------------------
+
+
+@contextmanager
+def _workspace() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="tidegate-render-") as name:
+        yield Path(name)
+
+
+def _tool_env(work: Path) -> dict[str, str]:
+    """A tool's whole environment: private homes, an empty plugin directory, no prompts."""
+    home = work / "home"
+    plugins = work / "plugins"
+    for directory in (home, plugins):
+        directory.mkdir(exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C",
+        "LC_ALL": "C",
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "HELM_PLUGINS": str(plugins),
+        "HELM_CACHE_HOME": str(home / "helm-cache"),
+        "HELM_CONFIG_HOME": str(home / "helm-config"),
+        "HELM_DATA_HOME": str(home / "helm-data"),
+        "KUSTOMIZE_PLUGIN_HOME": str(plugins),
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+
+
+def _tool(argv: list[str], *, env: Mapping[str, str], cwd: Path, timeout: float) -> str:
+    tool = " ".join(argv[:2])
+    try:
+        result = proc.run(argv, env=env, cwd=cwd, timeout=timeout,
+                          stdout_limit=MANIFEST_OUTPUT_LIMIT)
+    except proc.ToolTimeout:
+        raise RenderError(MSG_TOOL_TIMEOUT.format(tool=tool, timeout=timeout),
+                          tool=tool) from None
+    except proc.ToolOutputTooLarge:
+        raise RenderError(MSG_TOOL_OUTPUT.format(tool=tool, limit=MANIFEST_OUTPUT_LIMIT),
+                          tool=tool) from None
+    except proc.ToolNotFound as exc:
+        raise RenderError(str(exc), tool=tool) from None
+    if result.returncode != 0:
+        raise RenderError(result.stderr or f"{tool}: exit status {result.returncode}", tool=tool)
+    return result.stdout.decode("utf-8", errors="replace")
+
+
+# --- documents ---------------------------------------------------------------------------
+
+
+def _inside(base: Path, rel: str, *, what: str) -> Path:
+    """``base/rel`` resolved, refused if it leaves ``base`` (``..``, absolute, symlinks)."""
+    root = base.resolve()
+    path = (root / rel.lstrip("/")).resolve() if not os.path.isabs(rel) else Path(rel).resolve()
+    if path != root and root not in path.parents:
+        raise RenderError(MSG_PATH_OUTSIDE.format(what=what, path=rel))
+    return path
+
+
+def _load_yaml(text: str, *, source: str) -> list[Any]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return list(yaml.load_all(text, Loader=loader))  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise RenderError(MSG_PARSE.format(file=source, error=exc)) from None
+
+
+def _objects(docs: Sequence[Any], *, source: str) -> list[dict[str, Any]]:
+    """Kubernetes objects from parsed documents: empty ones skipped, Lists expanded."""
+    objects: list[dict[str, Any]] = []
+    for index, doc in enumerate(docs, start=1):
+        if doc is None or doc == {}:
+            continue
+        if not isinstance(doc, dict):
+            raise RenderError(MSG_BAD_DOCUMENT.format(
+                file=source, index=index, reason=f"a {type(doc).__name__}, not a mapping"))
+        kind = doc.get("kind")
+        if not doc.get("apiVersion") or not isinstance(kind, str) or not kind:
+            raise RenderError(MSG_BAD_DOCUMENT.format(
+                file=source, index=index, reason="apiVersion or kind is missing"))
+        if kind == "List" and isinstance(doc.get("items"), list):
+            objects += _objects(doc["items"], source=source)
+            continue
+        objects.append(doc)
+    return objects

@@ -1,1 +1,0 @@
-"""Command-line entry points: ``tidegate`` and the kubectl plugin ``kubectl-tidegate``."""

@@ -1,0 +1,304 @@
+"""gitops/controller.py through a fake cluster: waves gated by health, status as Argo CD names it."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitops.api import ApplicationSource
+from gitops.controller import AppController, Settings
+from gitops.kube import KubeError
+from gitops.plan import ResourceKey, key_of
+
+KEY = ("argocd", "app")
+
+
+class FakeKube:
+    """Objects by ResourceKey; apply stores the manifest, a PVC stays Pending until bound."""
+
+    def __init__(self) -> None:
+        self.objects: dict[ResourceKey, dict[str, Any]] = {}
+        self.app: dict[str, Any] = {}
+        self.applied: list[str] = []
+        self.deleted: list[str] = []
+        self.reject: dict[str, str] = {}
+
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        return kind != "Namespace"
+
+    def get(self, api_version: str, key: ResourceKey) -> dict[str, Any] | None:
+        obj = self.objects.get(key)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def apply(self, manifest: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        if name in self.reject:
+            raise KubeError(self.reject[name])
+        key = key_of(manifest)
+        obj = copy.deepcopy(dict(manifest))
+        if key in self.objects and "status" in self.objects[key]:
+            obj["status"] = self.objects[key]["status"]
+        elif manifest["kind"] == "PersistentVolumeClaim":
+            obj["status"] = {"phase": "Pending"}
+        if not dry_run:
+            self.objects[key] = obj
+            self.applied.append(name)
+        return copy.deepcopy(obj)
+
+    def delete(self, api_version: str, key: ResourceKey, *, propagation: str = "Foreground") -> None:
+        self.objects.pop(key, None)
+        self.deleted.append(key.name)
+
+    def patch_application(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        def merge(into: dict[str, Any], change: Mapping[str, Any]) -> None:
+            for k, v in change.items():
+                if v is None:
+                    into.pop(k, None)
+                elif isinstance(v, Mapping) and isinstance(into.get(k), dict):
+                    merge(into[k], v)
+                else:
+                    into[k] = copy.deepcopy(v)
+        merge(self.app, patch)
+        return self.app
+
+
+@dataclass
+class FakeCheckout:
+    path: Path
+    commit: str
+
+
+class FakeRepos:
+    def __init__(self) -> None:
+        self.commit = "a" * 40
+        self.fail = ""
+
+    def resolve(self, url: str, revision: str) -> str:
+        if self.fail:
+            raise ValueError(self.fail)
+        return self.commit
+
+    def checkout(self, url: str, revision: str) -> FakeCheckout:
+        return FakeCheckout(Path("/repo"), revision)
+
+
+def cm(name: str, wave: int, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "data": data,
+            "metadata": {"name": name, "annotations": {"argocd.argoproj.io/sync-wave": str(wave)}}}
+
+
+def pvc(name: str, wave: int) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": {"resources": {}},
+            "metadata": {"name": name, "annotations": {"argocd.argoproj.io/sync-wave": str(wave)}}}
+
+
+class Env:
+    def __init__(self, manifests: list[dict[str, Any]], *, automated: bool = True) -> None:
+        self.kube = FakeKube()
+        self.repos = FakeRepos()
+        self.manifests = manifests
+        self.now = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+        policy: dict[str, Any] = {"syncOptions": ["CreateNamespace=true"]}
+        if automated:
+            policy["automated"] = {"prune": True}
+        self.kube.app = {
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "app", "namespace": "argocd"},
+            "spec": {"project": "default", "source": {"repoURL": "file:///repo", "path": "."},
+                     "destination": {"server": "https://kubernetes.default.svc", "namespace": "dest"},
+                     "syncPolicy": policy},
+        }
+        self.controller = AppController(kube=self.kube, repos=self.repos, render=self.render,
+                                        source_errors=(ValueError,), clock=lambda: self.now,
+                                        settings=Settings(reconcile_seconds=120, wave_delay_seconds=2))
+
+    def render(self, source: ApplicationSource, root: Path, *, app_name: str,
+               namespace: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.manifests)
+
+    def reconcile(self) -> float | None:
+        self.now += timedelta(seconds=1)
+        return self.controller.reconcile(KEY, copy.deepcopy(self.kube.app))
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return dict(self.kube.app.get("status") or {})
+
+
+def test_waves_apply_in_order_and_wait_for_health() -> None:
+    env = Env([cm("config", 1, a="1"), pvc("cache", 2), cm("late", 3)])
+    assert env.reconcile() == 2  # the namespace (CreateNamespace) first
+    assert env.kube.applied == ["dest"]
+    env.reconcile()
+    assert env.kube.applied == ["dest", "config"]
+    env.reconcile()
+    assert env.kube.applied == ["dest", "config", "cache"]
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Running"
+    assert op["message"] == "waiting for healthy state of /PersistentVolumeClaim/cache"
+    assert env.kube.applied == ["dest", "config", "cache"]  # wave 3 waits for the PVC
+    env.kube.objects[ResourceKey("", "PersistentVolumeClaim", "dest", "cache")]["status"] = {"phase": "Bound"}
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Succeeded" and op["message"] == "successfully synced (all tasks run)"
+    assert [(r["kind"], r["name"], r["status"], r["syncPhase"]) for r in op["syncResult"]["resources"]] == [
+        ("Namespace", "dest", "Synced", "PreSync"), ("ConfigMap", "config", "Synced", "Sync"),
+        ("PersistentVolumeClaim", "cache", "Synced", "Sync"), ("ConfigMap", "late", "Synced", "Sync")]
+    assert op["syncResult"]["revision"] == "a" * 40
+    env.reconcile()
+    assert env.status["sync"]["status"] == "Synced"
+    assert env.status["health"] == {"status": "Healthy"}
+    assert [(r["kind"], r["name"], r["status"]) for r in env.status["resources"]] == [
+        ("ConfigMap", "config", "Synced"), ("ConfigMap", "late", "Synced"),
+        ("PersistentVolumeClaim", "cache", "Synced")]
+    tracked = env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]
+    assert tracked["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] == "app:/ConfigMap:dest/config"
+
+
+def test_nothing_written_when_nothing_changed() -> None:
+    env = Env([cm("config", 0)])
+    for _ in range(4):
+        env.reconcile()
+    before = copy.deepcopy(env.kube.app)
+    env.reconcile()
+    assert env.kube.app == before
+
+
+def test_a_new_commit_is_synced_and_a_removed_resource_pruned() -> None:
+    env = Env([cm("config", 0, a="1"), cm("old", 0)])
+    for _ in range(4):
+        env.reconcile()
+    env.manifests = [cm("config", 0, a="2")]
+    env.repos.commit = "b" * 40
+    env.reconcile()
+    env.reconcile()
+    assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] == {"a": "2"}
+    assert env.kube.deleted == ["old"]
+    assert env.status["operationState"]["syncResult"]["revision"] == "b" * 40
+    env.reconcile()
+    assert env.status["sync"] == {**env.status["sync"], "status": "Synced", "revision": "b" * 40}
+
+
+def test_a_rejected_object_fails_the_operation_with_the_servers_message() -> None:
+    env = Env([cm("config", 0)])
+    env.kube.reject["config"] = 'ConfigMap "config" is invalid: data: bad'
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Failed"
+    assert op["message"] == ('one or more objects failed to apply, reason: '
+                             'ConfigMap "config" is invalid: data: bad')
+    env.reconcile()  # already attempted at this revision: not retried in a loop
+    assert env.status["operationState"]["phase"] == "Failed"
+
+
+def test_a_source_error_is_a_comparison_error() -> None:
+    env = Env([cm("config", 0)])
+    env.repos.fail = "repository not found"
+    env.reconcile()
+    assert env.status["conditions"][0]["type"] == "ComparisonError"
+    assert env.status["conditions"][0]["message"] == "repository not found"
+    assert env.status["sync"]["status"] == "Unknown"
+
+
+@pytest.mark.parametrize("automated", [False])
+def test_without_automated_only_reported(automated: bool) -> None:
+    env = Env([cm("config", 0)], automated=automated)
+    env.reconcile()
+    assert env.kube.applied == []
+    assert env.status["sync"]["status"] == "OutOfSync"
+    assert env.status["health"] == {"status": "Missing"}
+    env.kube.app["operation"] = {"sync": {"prune": False}, "initiatedBy": {"username": "me"}}
+    env.reconcile()
+    env.reconcile()
+    assert "operation" not in env.kube.app
+    assert env.status["operationState"]["phase"] == "Succeeded"
+
+
+def test_the_refresh_annotation_is_removed() -> None:
+    env = Env([cm("config", 0)])
+    env.kube.app["metadata"]["annotations"] = {"argocd.argoproj.io/refresh": "normal"}
+    env.reconcile()
+    assert env.kube.app["metadata"]["annotations"] == {}
+
+
+def job_hook(name: str, phase: str) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "spec": {},
+            "metadata": {"name": name, "annotations": {"argocd.argoproj.io/hook": phase}}}
+
+
+def test_sync_fail_hooks_run_when_the_sync_fails() -> None:
+    env = Env([cm("config", 0), job_hook("notify", "SyncFail")])
+    env.kube.reject["config"] = "denied"
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Failed"
+    assert [(r["name"], r["syncPhase"], r.get("hookType")) for r in op["syncResult"]["resources"]] == [
+        ("dest", "PreSync", None), ("config", "Sync", None), ("notify", "SyncFail", "SyncFail")]
+
+
+def test_sync_fail_hooks_do_not_run_on_success() -> None:
+    env = Env([cm("config", 0), job_hook("notify", "SyncFail")])
+    for _ in range(3):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Succeeded"
+    assert "notify" not in env.kube.applied
+
+
+def test_a_presync_hook_job_blocks_until_complete() -> None:
+    env = Env([cm("config", 0), job_hook("migrate", "PreSync")])
+    env.reconcile()
+    env.reconcile()
+    env.reconcile()
+    assert env.kube.applied == ["dest", "migrate"]
+    assert env.status["operationState"]["message"] == "waiting for healthy state of batch/Job/migrate"
+    env.kube.objects[ResourceKey("batch", "Job", "dest", "migrate")]["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}]}
+    env.reconcile()
+    env.reconcile()
+    assert env.kube.applied == ["dest", "migrate", "config"]
+    assert env.status["operationState"]["phase"] == "Succeeded"
+
+
+def test_source_type_comes_from_the_tool() -> None:
+    env = Env([cm("config", 0)])
+    env.controller.detect = lambda source, path: "kustomize"
+    env.reconcile()
+    assert env.status["sourceType"] == "Kustomize"
+
+
+def test_a_sync_that_waits_too_long_fails_naming_what_it_waited_for() -> None:
+    env = Env([pvc("cache", 0), cm("late", 1)])
+    env.controller.settings.sync_timeout_seconds = 30
+    for _ in range(3):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Running"
+    env.now += timedelta(seconds=40)
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Failed"
+    assert op["message"] == ("sync deadline of 30s exceeded while waiting for healthy state of "
+                             "/PersistentVolumeClaim/cache")
+    assert "late" not in env.kube.applied
+
+
+def test_a_hook_succeeded_hook_is_deleted_and_the_sync_goes_on() -> None:
+    hook = job_hook("migrate", "PreSync")
+    hook["metadata"]["annotations"]["argocd.argoproj.io/hook-delete-policy"] = "HookSucceeded"
+    env = Env([cm("config", 0), hook])
+    env.reconcile()
+    env.kube.objects[ResourceKey("batch", "Job", "dest", "migrate")]["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}]}
+    for _ in range(3):
+        env.reconcile()
+    assert env.kube.deleted == ["migrate"]
+    assert env.kube.applied == ["dest", "migrate", "config"]
+    assert env.status["operationState"]["phase"] == "Succeeded"

@@ -1,0 +1,428 @@
+"""gitops.render with the real kustomize and helm binaries, on real files.
+
+The binaries are the ones the cluster harness caches (e2e/cluster/up.sh builds
+them): found on PATH, else in ~/.cache/tidegate/links-*/. Missing, these tests
+skip with how to get them, or fail when CI=true (as e2e/conftest.py's require()).
+Fixtures: tests/fixtures/gitops/llm-service (the seed's kustomization, completed)
+and tests/fixtures/gitops/ml-platform-config (a chart at the seed Application's
+path, environments/production, with values.yaml and values-production.yaml).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitops.api import ApplicationSource, parse_application
+from gitops.render import RenderError, detect_tool, render_source
+from gitops.source import RepoCache
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LLM_SERVICE = FIXTURES / "gitops" / "llm-service"
+ML_PLATFORM_CONFIG = FIXTURES / "gitops" / "ml-platform-config"
+SEED_APPLICATION = FIXTURES / "seed" / "application-and-project.yaml"
+
+
+def _tool_dir(name: str) -> Path | None:
+    found = shutil.which(name)
+    if found:
+        return Path(found).parent
+    for links in sorted(Path.home().glob(".cache/tidegate/links-*"), reverse=True):
+        if (links / name).exists():
+            return links
+    return None
+
+
+@pytest.fixture
+def tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kustomize and helm on PATH, or skip (fail in CI) saying how to get them."""
+    for name in ("kustomize", "helm"):
+        directory = _tool_dir(name)
+        if directory is None:
+            message = (f"{name} not found on PATH or in ~/.cache/tidegate/links-*/; "
+                       "`make cluster-up` builds it")
+            if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+                pytest.fail(f"CI=true: {message}", pytrace=False)
+            pytest.skip(f"not in CI: {message}")
+        if str(directory) not in os.environ["PATH"].split(os.pathsep):
+            monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+
+
+def source(**fields: Any) -> ApplicationSource:
+    return ApplicationSource.model_validate({"repoURL": "file:///unused.git", **fields})
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def names(manifests: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(m["kind"], m["metadata"]["name"]) for m in manifests]
+
+
+def cm(name: str) -> str:
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
+
+
+# --- tool detection ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "fields", "tool"),
+    [
+        pytest.param({"Chart.yaml": "name: x\n"}, {}, "helm", id="chart-yaml"),
+        pytest.param({"kustomization.yaml": ""}, {}, "kustomize", id="kustomization-yaml"),
+        pytest.param({"kustomization.yml": ""}, {}, "kustomize", id="kustomization-yml"),
+        pytest.param({"Kustomization": ""}, {}, "kustomize", id="Kustomization"),
+        pytest.param({"a.yaml": ""}, {}, "directory", id="plain"),
+        pytest.param({"Chart.yaml": "name: x\n"}, {"directory": {"recurse": True}}, "directory",
+                     id="named-tool-wins"),
+        pytest.param({"a.yaml": ""}, {"helm": {"releaseName": "x"}}, "helm", id="named-helm"),
+    ],
+)
+def test_tool_detection(tmp_path: Path, files: dict[str, str], fields: dict[str, Any],
+                        tool: str) -> None:
+    assert detect_tool(source(path=".", **fields), write(tmp_path, files)) == tool
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param({"helm": {}, "kustomize": {}}, "multiple application sources defined: helm, kustomize",
+                     id="two-tools"),
+        pytest.param({"plugin": {"name": "cmp"}},
+                     "config management plugins are not supported: the source names plugin 'cmp'",
+                     id="plugin"),
+        pytest.param({"path": "../outside"}, "app path '../outside' is outside the repository",
+                     id="path-outside"),
+        pytest.param({"path": "nope"}, "app path 'nope' does not exist", id="path-missing"),
+    ],
+)
+def test_sources_that_cannot_render(tmp_path: Path, fields: dict[str, Any], message: str) -> None:
+    write(tmp_path / "repo", {"a.yaml": cm("a")})
+    with pytest.raises(RenderError) as err:
+        render_source(source(**{"path": ".", **fields}), tmp_path / "repo", app_name="app",
+                      namespace="ns")
+    assert err.value.message == message
+
+
+# --- plain directories ---------------------------------------------------------------
+
+TREE = {
+    "a.yaml": cm("a") + "---\n---\n# only a comment\n---\n" + cm("a2"),
+    "b.yml": cm("b"),
+    "c.json": '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}',
+    "list.yaml": "apiVersion: v1\nkind: List\nitems:\n- " + cm("l1").replace("\n", "\n  ")
+                 + "\n",
+    "README.md": "not a manifest",
+    "empty.yaml": "",
+    "env/prod/d.yaml": cm("d"),
+    "env/dev/e.yaml": cm("e"),
+    "env/prod/config.json": '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "f"}}',
+}
+
+
+@pytest.mark.parametrize(
+    ("directory", "expected"),
+    [
+        pytest.param({}, ["a", "a2", "b", "c", "l1"], id="top-level-only"),
+        pytest.param({"recurse": True}, ["a", "a2", "b", "c", "f", "d", "e", "l1"], id="recurse"),
+        pytest.param({"recurse": True, "include": "env/*"}, ["f", "d", "e"], id="include"),
+        pytest.param({"recurse": True, "include": "{a.yaml,env/prod/*}"}, ["a", "a2", "f", "d"],
+                     id="include-alternatives"),
+        pytest.param({"recurse": True, "exclude": "{env/dev/*,*.json}"},
+                     ["a", "a2", "b", "d", "l1"], id="exclude-alternatives"),
+        pytest.param({"recurse": True, "include": "*.yaml", "exclude": "env/*"},
+                     ["a", "a2", "l1"], id="include-and-exclude"),
+    ],
+)
+def test_directory(tmp_path: Path, directory: dict[str, Any], expected: list[str]) -> None:
+    root = write(tmp_path / "repo", {f"apps/{rel}": text for rel, text in TREE.items()})
+
+    manifests = render_source(source(path="apps", directory=directory), root, app_name="app",
+                              namespace="ns")
+
+    assert sorted(m["metadata"]["name"] for m in manifests) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        pytest.param({"x.yaml": "a: [1\n"}, "x.yaml: while parsing a flow sequence",
+                     id="yaml-syntax"),
+        pytest.param({"x.json": "{"}, "x.json: Expecting property name", id="json-syntax"),
+        pytest.param({"values.yaml": "replicas: 2\n"},
+                     "values.yaml: document 1 is not a Kubernetes object: apiVersion or kind is missing",
+                     id="not-an-object"),
+        pytest.param({"x.yaml": cm("a") + "---\n- a list\n"},
+                     "x.yaml: document 2 is not a Kubernetes object: a list, not a mapping",
+                     id="not-a-mapping"),
+    ],
+)
+def test_directory_errors_name_the_file(tmp_path: Path, files: dict[str, str],
+                                        message: str) -> None:
+    root = write(tmp_path, files)
+    with pytest.raises(RenderError) as err:
+        render_source(source(path="."), root, app_name="app", namespace="ns")
+    assert err.value.message.startswith(message)
+
+
+# --- kustomize -----------------------------------------------------------------------
+
+
+def test_the_seed_llm_service_kustomization(tools: None) -> None:
+    manifests = render_source(source(path="llm-service"), LLM_SERVICE.parent, app_name="llm",
+                              namespace="ml-serving")
+
+    assert names(manifests) == [
+        ("ConfigMap", "model-config-h6h888b45m"),
+        ("PodDisruptionBudget", "llm-service"),
+        ("HorizontalPodAutoscaler", "llm-service"),
+        ("InferenceService", "llm-service"),
+    ]
+    labels = {"app.kubernetes.io/managed-by": "argocd", "model.ml/version": "v2.1.0"}
+    for manifest in manifests:
+        assert manifest["metadata"]["namespace"] == "ml-serving"
+        assert manifest["metadata"]["labels"] == labels
+    config, _, _, isvc = manifests
+    assert config["data"] == {"MODEL_VERSION": "v2.1.0", "MAX_BATCH_SIZE": "32",
+                              "ENABLE_CACHING": "true"}
+    assert isvc["metadata"]["annotations"] == {"argocd.argoproj.io/sync-wave": "2"}
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == "s3://models/llm/v2.1.0"
+
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: inference
+spec:
+  selector:
+    matchLabels: {app: inference}
+  template:
+    metadata:
+      labels: {app: inference}
+    spec:
+      containers:
+      - name: server
+        image: inference-server:v1
+"""
+
+
+def test_kustomize_overrides_from_the_application(tmp_path: Path, tools: None) -> None:
+    kustomization = "resources:\n- deployment.yaml\n- ../base\nimages:\n- name: inference-server\n  newTag: v2\n"
+    root = write(tmp_path / "checkout", {
+        "app/kustomization.yaml": kustomization,
+        "app/deployment.yaml": DEPLOYMENT,
+        "base/kustomization.yaml": "resources:\n- cm.yaml\n",
+        "base/cm.yaml": cm("shared"),
+    })
+    overrides = {
+        "namePrefix": "prod-", "nameSuffix": "-v3",
+        "images": ["inference-server=registry.example.com/inference-server:v3"],
+        "commonLabels": {"team": "ml"}, "commonAnnotations": {"owner": "ml-platform"},
+        "namespace": "ml-serving", "replicas": [{"name": "inference", "count": 4}],
+    }
+
+    manifests = render_source(source(path="app", kustomize=overrides), root, app_name="app",
+                              namespace="ignored")
+
+    assert names(manifests) == [("ConfigMap", "prod-shared-v3"), ("Deployment", "prod-inference-v3")]
+    deployment = manifests[1]
+    assert deployment["metadata"]["namespace"] == "ml-serving"
+    assert deployment["metadata"]["labels"] == {"team": "ml"}
+    assert deployment["metadata"]["annotations"] == {"owner": "ml-platform"}
+    assert deployment["spec"]["replicas"] == 4
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example.com/inference-server:v3")
+    # The checkout is shared: the edits went to a private copy.
+    assert (root / "app/kustomization.yaml").read_text() == kustomization
+
+
+def test_kustomize_error_is_the_tools_message(tmp_path: Path, tools: None) -> None:
+    root = write(tmp_path, {"kustomization.yaml": "resources:\n- missing.yaml\n"})
+
+    with pytest.raises(RenderError) as err:
+        render_source(source(path="."), root, app_name="app", namespace="ns")
+
+    assert err.value.tool == "kustomize build"
+    assert err.value.message.startswith("Error: accumulating resources")
+    assert "missing.yaml" in err.value.message
+
+
+def test_kustomize_never_runs_an_exec_function_from_the_repository(
+    tmp_path: Path, tools: None
+) -> None:
+    marker = tmp_path / "ran"
+    root = write(tmp_path / "repo", {
+        "kustomization.yaml": "resources:\n- cm.yaml\ngenerators:\n- gen.yaml\n",
+        "cm.yaml": cm("a"),
+        "gen.yaml": ("apiVersion: example.com/v1\nkind: Gen\nmetadata:\n  name: gen\n"
+                     "  annotations:\n    config.kubernetes.io/function: |\n"
+                     "      exec:\n        path: ./evil.sh\n"),
+        "evil.sh": f"#!/bin/sh\ntouch {marker}\ncat\n",
+    })
+    (root / "evil.sh").chmod(0o755)
+
+    with pytest.raises(RenderError) as err:
+        render_source(source(path="."), root, app_name="app", namespace="ns")
+    assert "external plugins disabled" in err.value.message
+    assert not marker.exists()
+
+
+# --- helm ----------------------------------------------------------------------------
+
+
+def git(cwd: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def seed_application_source() -> tuple[str, ApplicationSource, str]:
+    docs = list(yaml.safe_load_all(SEED_APPLICATION.read_text()))
+    app = parse_application(next(d for d in docs if d["kind"] == "Application"))
+    assert app.spec.source is not None and app.spec.destination.namespace is not None
+    assert app.metadata.name is not None
+    return app.metadata.name, app.spec.source, app.spec.destination.namespace
+
+
+def by_kind(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {m["kind"]: m for m in manifests}
+
+
+def test_the_seed_application_renders_its_chart_from_git(tmp_path: Path, tools: None) -> None:
+    """Given the seed's repository layout in a real git repo, When the seed Application's
+    source is checked out and rendered, Then both value files apply, in order."""
+    work = tmp_path / "ml-platform-config"
+    shutil.copytree(ML_PLATFORM_CONFIG, work)
+    git(work, "init", "--quiet", "--initial-branch=main")
+    git(work, "add", "-A")
+    git(work, "commit", "--quiet", "-m", "chart")
+    name, seed_source, namespace = seed_application_source()
+    checkout = RepoCache(tmp_path / "cache").checkout(work.as_uri(), seed_source.target_revision or "")
+
+    manifests = render_source(seed_source, checkout.path, app_name=name, namespace=namespace)
+
+    assert names(manifests) == [
+        ("CustomResourceDefinition", "modelconfigs.ml.example.com"),
+        ("ConfigMap", "ml-platform-model"),
+        ("Service", "ml-platform-inference"),
+        ("Deployment", "ml-platform-inference"),
+    ]
+    objects = by_kind(manifests)
+    deployment = objects["Deployment"]
+    assert deployment["metadata"]["namespace"] == "ml-serving"
+    assert deployment["spec"]["replicas"] == 3  # values-production.yaml over values.yaml
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/inference-server:v2.1.0"
+    assert container["env"] == [{"name": "LOG_LEVEL", "value": "info"}]  # values.yaml only
+    assert objects["ConfigMap"]["data"] == {"MODEL_VERSION": "v2.1.0", "MAX_BATCH_SIZE": "16"}
+
+
+CHART = ML_PLATFORM_CONFIG / "environments" / "production"
+
+
+def render_chart(helm: dict[str, Any], **kwargs: Any) -> dict[str, dict[str, Any]]:
+    return by_kind(render_source(source(path="environments/production", helm=helm),
+                                 ML_PLATFORM_CONFIG, app_name="ml-platform",
+                                 namespace="ml-serving", **kwargs))
+
+
+def test_value_files_apply_in_the_order_given(tools: None) -> None:
+    reversed_order = render_chart({"valueFiles": ["values-production.yaml", "values.yaml"]})
+    assert reversed_order["Deployment"]["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize(
+    ("helm", "replicas", "data"),
+    [
+        pytest.param({"values": "replicas: 4\n"}, 4, {}, id="values-over-value-files"),
+        pytest.param({"values": "replicas: 4\n", "valuesObject": {"replicas": 5}}, 5, {},
+                     id="valuesObject-over-values"),
+        pytest.param({"valuesObject": {"replicas": 5},
+                      "parameters": [{"name": "replicas", "value": "6"}]}, 6, {},
+                     id="parameters-over-valuesObject"),
+        pytest.param({"parameters": [{"name": "model.maxBatchSize", "value": "64",
+                                      "forceString": True},
+                                     {"name": "extra", "value": "a,b=c"}]},
+                     3, {"MAX_BATCH_SIZE": "64", "EXTRA": "a,b=c"}, id="set-string-and-commas"),
+    ],
+)
+def test_helm_precedence(tools: None, helm: dict[str, Any], replicas: int,
+                         data: dict[str, str]) -> None:
+    objects = render_chart({"valueFiles": ["values.yaml", "values-production.yaml"], **helm})
+
+    assert objects["Deployment"]["spec"]["replicas"] == replicas
+    assert data.items() <= objects["ConfigMap"]["data"].items()
+
+
+def test_helm_release_name_skip_crds_and_namespace(tools: None) -> None:
+    objects = render_chart({"releaseName": "canary", "skipCrds": True})
+
+    assert "CustomResourceDefinition" not in objects
+    assert objects["Deployment"]["metadata"]["name"] == "canary-inference"
+    assert objects["Service"]["metadata"]["namespace"] == "ml-serving"
+
+
+def test_value_files_from_another_source(tmp_path: Path, tools: None) -> None:
+    """Multi-source: ``$values/...`` names a file in the source with ``ref: values``."""
+    values_repo = write(tmp_path / "values-repo", {"prod/ml.yaml": "replicas: 7\n"})
+
+    objects = render_chart({"valueFiles": ["values.yaml", "$values/prod/ml.yaml"]},
+                           value_roots={"values": values_repo})
+
+    assert objects["Deployment"]["spec"]["replicas"] == 7
+
+
+@pytest.mark.parametrize(
+    ("helm", "message"),
+    [
+        pytest.param({"valueFiles": ["values-staging.yaml"]},
+                     "values-staging.yaml: no such file (set ignoreMissingValueFiles to skip it)",
+                     id="missing-value-file"),
+        pytest.param({"valueFiles": ["../../../../../../etc/passwd"]},
+                     "valueFiles entry 'environments/production/../../../../../../etc/passwd' "
+                     "is outside the repository", id="value-file-outside"),
+        pytest.param({"valueFiles": ["$other/x.yaml"]},
+                     "$other/x.yaml: no source with ref 'other' in this Application",
+                     id="unknown-ref"),
+        pytest.param({"fileParameters": [{"name": "x", "path": "/etc/passwd"}]},
+                     "fileParameters path '/etc/passwd' is outside the repository",
+                     id="file-parameter-outside"),
+    ],
+)
+def test_helm_inputs_that_cannot_be_used(tools: None, helm: dict[str, Any], message: str) -> None:
+    with pytest.raises(RenderError) as err:
+        render_chart(helm)
+    assert err.value.message == message
+
+
+def test_missing_value_files_can_be_ignored(tools: None) -> None:
+    objects = render_chart({"valueFiles": ["values-staging.yaml", "values-production.yaml"],
+                            "ignoreMissingValueFiles": True})
+    assert objects["Deployment"]["spec"]["replicas"] == 3
+
+
+def test_helm_error_is_the_tools_message(tmp_path: Path, tools: None) -> None:
+    root = write(tmp_path, {
+        "Chart.yaml": "apiVersion: v2\nname: broken\nversion: 0.1.0\n",
+        "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.x.y }}\n",
+    })
+
+    with pytest.raises(RenderError) as err:
+        render_source(source(path="."), root, app_name="app", namespace="ns")
+
+    assert err.value.tool == "helm template"
+    assert err.value.message.startswith("Error: template: broken/templates/cm.yaml:4:")
+    assert "nil pointer evaluating interface {}.y" in err.value.message
