@@ -122,14 +122,25 @@ def describe(custom: Any) -> tuple[Any, ...]:
     )
 
 
-def watch_until_done(custom: Any, mesh: MeshStandIn, started: float, timeout: float = 240) -> tuple[Any, ...]:
+def vs_weights(custom: Any) -> tuple[int, int]:
+    """(stable, canary) weights of the demo's VirtualService as the API server has them now."""
+    vs = custom.get_namespaced_custom_object(
+        "networking.istio.io", "v1beta1", NAMESPACE, "virtualservices", "inference-vsvc")
+    route = vs["spec"]["http"][0]["route"]
+    return int(route[0].get("weight", 0)), int(route[1].get("weight", 0))
+
+
+def watch_until_done(custom: Any, started: float, timeout: float = 240) -> tuple[Any, ...]:
     last: tuple[Any, ...] = ()
     while time.monotonic() - started < timeout:
         state = describe(custom)
+        # The VirtualService is read with the Rollout, not from the stand-in's 0.5 s poll,
+        # so a line shows the weights the controller wrote by then, and a change prints.
+        state = (*state, vs_weights(custom))
         if state != last:
-            steps, phase, step, weight, message, run_text = state
+            steps, phase, step, weight, message, run_text, (stable, canary) = state
             print(f"  {time.monotonic() - started:6.1f}s  {phase or '-':<11} step {step!s:>2}/{steps}  "
-                  f"canary weight {weight!s:>3}%  VS {mesh.weights[0]}/{mesh.weights[1]}  {message}  {run_text}")
+                  f"canary weight {weight!s:>3}%  VS {stable}/{canary}  {message}  {run_text}")
             last = state
         if state[1] in ("Healthy", "Degraded") and time.monotonic() - started > 3:
             return state
@@ -167,20 +178,20 @@ def main() -> int:
     mesh.start()
     try:
         print("\nwaiting for the first revision (inference:v2) to become Healthy ...")
-        watch_until_done(custom, mesh, time.monotonic())
+        watch_until_done(custom, time.monotonic())
 
         print("\nact 1: roll out inference:v3, a healthy model")
         set_image(custom, "inference:v3")
-        state = watch_until_done(custom, mesh, time.monotonic())
+        state = watch_until_done(custom, time.monotonic())
         print(f"=> {state[1]}: v3 is the stable revision\n")
 
         print("act 2: roll out inference:v4, whose canary fails 5% of requests")
         mesh.control("inference-canary", error_rate=0.05)
         set_image(custom, "inference:v4")
-        state = watch_until_done(custom, mesh, time.monotonic())
-        time.sleep(1.0)  # the mesh stand-in polls every 0.5 s
+        state = watch_until_done(custom, time.monotonic())
+        stable, canary = vs_weights(custom)
         print(f"=> {state[1]}: {state[4]}")
-        print(f"   VirtualService inference-vsvc now: stable {mesh.weights[0]} / canary {mesh.weights[1]}")
+        print(f"   VirtualService inference-vsvc now: stable {stable} / canary {canary}")
         print("\nExplore:  . .cluster/env; kubectl -n ml-serving get ro,rs,ar,vs; kubectl -n ml-serving get events")
         print("Stop:     make cluster-down")
         return 0 if state[1] == "Degraded" else 1
