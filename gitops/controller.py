@@ -49,6 +49,15 @@ from gitops.plan import (
     split_api_version,
     target_objects,
 )
+from gitops.project import (
+    MSG_MISSING,
+    MSG_TASKS_INVALID,
+    Destination,
+    Project,
+    project_from,
+    resource_violation,
+    spec_violations,
+)
 
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
@@ -143,6 +152,7 @@ class AppController:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  settings: Settings | None = None, written: Recorder | None = None,
                  detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
+                 projects: Callable[[str, str], Mapping[str, Any] | None] = lambda namespace, name: None,
                  ) -> None:
         self.kube = kube
         self.repos = repos
@@ -152,6 +162,7 @@ class AppController:
         self.settings = settings or Settings()
         self.written = written
         self.detect = detect
+        self.projects = projects  # (namespace, name) -> the AppProject document, None if absent
 
     # --- the reconcile ---------------------------------------------------------------------
 
@@ -182,6 +193,29 @@ class AppController:
             return None
         op_state: dict[str, Any] = dict(old_status.get("operationState") or {})
         running = op_state.get("phase") == RUNNING
+        project = project_from(self.projects(key[0], app.spec.project), app.spec.project)
+        sources = [source] if app.spec.source else list(app.spec.sources or [])
+        violations = ([MSG_MISSING.format(project=app.spec.project)] if project is None else
+                      spec_violations(project, [s.repo_url for s in sources], self._destination(app)))
+        if violations:
+            # Argo CD's ValidatePermissions: an InvalidSpecError condition; a requested or
+            # running operation ends in Error with the same message, and nothing is applied.
+            message = "; ".join(violations)
+            status = self._with_condition(old_status, INVALID_SPEC_ERROR, message, now)
+            status["sync"] = {**(old_status.get("sync") or {}), "status": UNKNOWN}
+            requested = (body.get("operation") or {}).get("sync")
+            if running or requested is not None:
+                operation = op_state.get("operation") if running else {
+                    "sync": dict(requested or {}),
+                    "initiatedBy": (body.get("operation") or {}).get("initiatedBy") or {"username": "tidegate"}}
+                status["operationState"] = {
+                    **op_state, "operation": operation, "phase": ERROR, "message": message,
+                    "startedAt": op_state.get("startedAt") if running else stamp(now), "finishedAt": stamp(now)}
+                if body.get("operation") is not None:
+                    extra["operation"] = None
+            self._write(key, old_status, status, extra, now, changed_only=True)
+            return self.settings.reconcile_seconds
+        assert project is not None
         errors: tuple[type[BaseException], ...] = (*self.source_errors, KubeError)
         try:
             observed = self._observe(app, source, old_status, op_state if running else None)
@@ -196,7 +230,7 @@ class AppController:
             if started is not None:
                 op_state, running = started, True
         if running:
-            op_state, requeue = self._advance(app, op_state, observed, now)
+            op_state, requeue = self._advance(app, op_state, observed, now, project)
             if op_state.get("phase") != RUNNING and body.get("operation") is not None:
                 extra["operation"] = None
         status = self._status(app, source, old_status, observed, op_state, now)
@@ -307,14 +341,38 @@ class AppController:
                           started_at=int(started.timestamp()) if started else 0,
                           namespace_exists=exists)
 
+    @staticmethod
+    def _destination(app: Application) -> Destination:
+        dest = app.spec.destination
+        return Destination(server=dest.server or IN_CLUSTER_SERVER, name=dest.name or "",
+                           namespace=dest.namespace or "")
+
+    def _invalid_tasks(self, app: Application, plan: SyncPlan, project: Project) -> list[dict[str, Any]]:
+        """The SyncFailed results of the tasks the project does not permit (gitops-engine's first pass)."""
+        dest = self._destination(app)
+        invalid: list[dict[str, Any]] = []
+        for task in (*plan.tasks, *plan.sync_fail):
+            message = resource_violation(project, group=task.key.group, kind=task.key.kind,
+                                         namespace=task.key.namespace, namespaced=bool(task.key.namespace),
+                                         server=dest.server, name=dest.name)
+            if message:
+                entry = self._result(task, RESULT_FAILED, message, hook_phase=FAILED)
+                entry["status"] = RESULT_FAILED
+                invalid.append(entry)
+        return invalid
+
     def _advance(self, app: Application, op_state: dict[str, Any], observed: Observed,
-                 now: datetime) -> tuple[dict[str, Any], float]:
+                 now: datetime, project: Project | None = None) -> tuple[dict[str, Any], float]:
         """Move the running operation one step; the new operationState and the requeue delay."""
         plan = self._plan(app, op_state, observed)
         result = dict(op_state.get("syncResult") or {})
         results: list[dict[str, Any]] = [dict(r) for r in result.get("resources") or []]
         index = {_result_key(r): r for r in results}
         delay = self.settings.wave_delay_seconds
+        if not results and project is not None:
+            invalid = self._invalid_tasks(app, plan, project)
+            if invalid:  # checked before the first apply: nothing is created
+                return self._finish(op_state, invalid, FAILED, MSG_TASKS_INVALID, now), delay
         for number, step in enumerate(plan.steps):
             pending = [t for t in step.tasks if _task_key(t) not in index]
             if not pending:

@@ -39,6 +39,7 @@ from gitops.source import RepoCache, SourceError
 log = get_logger("tidegate.gitops")
 
 INDEX_ID = "gitops_applications"
+PROJECT_INDEX_ID = "gitops_appprojects"
 Key = tuple[str, str]
 
 TRACKER = VersionTracker()
@@ -61,6 +62,16 @@ def _watched(namespace: str, labels: Any, **_: Any) -> bool:
 @kopf.index("argoproj.io", "v1alpha1", "applications", id=INDEX_ID, when=_watched)
 def applications_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace, name): dict(body)}
+
+
+@kopf.index("argoproj.io", "v1alpha1", "appprojects", id=PROJECT_INDEX_ID, when=_watched)
+def appprojects_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    """AppProjects, read from the Application's namespace when it syncs (project enforcement)."""
+    return {(namespace, name): dict(body)}
+
+
+def _project(namespace: str, name: str) -> dict[str, Any] | None:
+    return SHELL.newest(PROJECT_INDEX_ID, (namespace, name))
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "applications", id="gitops-application-changed",
@@ -89,7 +100,7 @@ def _detect(source: ApplicationSource, path: Path) -> str:
 @kopf.on.startup(id="gitops-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     configure_operator(settings)
-    SHELL.use_indices(kwargs, INDEX_ID)
+    SHELL.use_indices(kwargs, INDEX_ID, PROJECT_INDEX_ID)
     api = await asyncio.to_thread(new_api_client, pool_size=CONFIG.workers + 4)
     kube = await asyncio.to_thread(GitopsKube, api)
     STATE.pool = SHELL.pool(CONFIG.workers, name="gitops")
@@ -103,6 +114,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
                           sync_timeout_seconds=CONFIG.sync_timeout_seconds),
         written=TRACKER,
         detect=_detect,
+        projects=_project,
     )
     SHELL.start(reconcile, workers=CONFIG.workers)
     log.info("gitops controller started", workers=CONFIG.workers,

@@ -99,8 +99,12 @@ def pvc(name: str, wave: int) -> dict[str, Any]:
 
 
 class Env:
-    def __init__(self, manifests: list[dict[str, Any]], *, automated: bool = True) -> None:
+    def __init__(self, manifests: list[dict[str, Any]], *, automated: bool = True,
+                 project: dict[str, Any] | None = None) -> None:
         self.kube = FakeKube()
+        self.projects: dict[tuple[str, str], dict[str, Any]] = {}
+        if project is not None:
+            self.projects[("argocd", "default")] = {"metadata": {"name": "default"}, "spec": project}
         self.repos = FakeRepos()
         self.manifests = manifests
         self.now = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
@@ -116,7 +120,8 @@ class Env:
         }
         self.controller = AppController(kube=self.kube, repos=self.repos, render=self.render,
                                         source_errors=(ValueError,), clock=lambda: self.now,
-                                        settings=Settings(reconcile_seconds=120, wave_delay_seconds=2))
+                                        settings=Settings(reconcile_seconds=120, wave_delay_seconds=2),
+                                        projects=lambda ns, name: self.projects.get((ns, name)))
 
     def render(self, source: ApplicationSource, root: Path, *, app_name: str,
                namespace: str) -> list[dict[str, Any]]:
@@ -302,3 +307,62 @@ def test_a_hook_succeeded_hook_is_deleted_and_the_sync_goes_on() -> None:
     assert env.kube.deleted == ["migrate"]
     assert env.kube.applied == ["dest", "migrate", "config"]
     assert env.status["operationState"]["phase"] == "Succeeded"
+
+
+OPEN = {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}],
+        "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}
+
+
+@pytest.mark.parametrize(("project", "message"), [
+    ({**OPEN, "sourceRepos": ["file:///other/*"]},
+     "application repo file:///repo is not permitted in project 'default'"),
+    ({**OPEN, "destinations": [{"server": "*", "namespace": "!dest"}]},
+     "application destination server 'https://kubernetes.default.svc' and namespace 'dest' do not match "
+     "any of the allowed destinations in project 'default'"),
+])
+def test_a_repo_or_destination_the_project_denies_is_an_invalid_spec(project: dict[str, Any],
+                                                                      message: str) -> None:
+    env = Env([cm("config", 0)], automated=False, project=project)
+    env.reconcile()
+    assert env.status["conditions"][0]["type"] == "InvalidSpecError"
+    assert env.status["conditions"][0]["message"] == message
+    assert env.status["sync"]["status"] == "Unknown"
+    env.kube.app["operation"] = {"sync": {"prune": False}, "initiatedBy": {"username": "me"}}
+    env.reconcile()
+    assert env.status["operationState"]["phase"] == "Error"
+    assert env.status["operationState"]["message"] == message
+    assert "operation" not in env.kube.app
+    assert env.kube.applied == []
+
+
+def test_a_kind_the_project_denies_fails_its_task_and_creates_nothing() -> None:
+    project = {**OPEN, "namespaceResourceBlacklist": [{"group": "", "kind": "Secret"}]}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    env = Env([cm("config", 0), secret], project=project)
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Failed"
+    assert op["message"] == "one or more synchronization tasks are not valid"
+    assert [(r["kind"], r["status"], r["message"]) for r in op["syncResult"]["resources"]] == [
+        ("Secret", "SyncFailed", "resource :Secret is not permitted in project default")]
+    assert env.kube.applied == []
+
+
+def test_create_namespace_needs_namespace_in_the_cluster_whitelist() -> None:
+    project = {**OPEN, "clusterResourceWhitelist": []}
+    env = Env([cm("config", 0)], project=project)
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["message"] == "one or more synchronization tasks are not valid"
+    assert op["syncResult"]["resources"][0]["message"] == "resource :Namespace is not permitted in project default"
+    assert env.kube.applied == []
+
+
+def test_a_missing_project_is_an_invalid_spec() -> None:
+    env = Env([cm("config", 0)])
+    env.kube.app["spec"]["project"] = "team"
+    env.reconcile()
+    assert env.status["conditions"][0]["message"] == "Application referencing project team which does not exist"
+    assert env.kube.applied == []
