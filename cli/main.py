@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="gitops: seconds between polls of an Application's source (timeout.reconciliation)")
     ctl.add_argument("--sync-timeout", type=float, default=600.0,
                      help="gitops: seconds a sync operation may run before it fails (0: no limit)")
+    ctl.add_argument("--webhook-port", type=int, default=0,
+                     help="gitops: serve POST /api/webhook (Git push webhooks) on this port (0: off; "
+                          "secrets from argocd-secret or TIDEGATE_WEBHOOK_GITHUB_SECRET, "
+                          "TIDEGATE_WEBHOOK_GITLAB_SECRET, TIDEGATE_WEBHOOK_BITBUCKET_UUID)")
+    ctl.add_argument("--repo-poll-interval", type=float, default=None,
+                     help="gitops: seconds between ls-remote polls of each repository (default: "
+                          "argocd-cm timeout.reconciliation, 120 s; 0: no polling)")
     ctl.add_argument("--verbose", "-v", action="store_true")
     ctl.set_defaults(func=run_controller)
 
