@@ -25,9 +25,10 @@ One reconcile:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -76,6 +77,11 @@ MSG_TASKS_FAILED = "one or more synchronization tasks completed unsuccessfully"
 MSG_APPLY_FAILED = "one or more objects failed to apply, reason: {reason}"
 MSG_WAITING = "waiting for healthy state of {first}{more}"
 MSG_DEADLINE = "sync deadline of {seconds:g}s exceeded while {waiting}"
+MSG_RETRYING = "{message}. Retrying attempt #{count} at {at}."
+MSG_RETRY_STARTED = "Retrying operation. Attempt #{count}"
+MSG_RETRIED = "{message} (retried {count} times)."
+MSG_SUPERSEDED = "{message}; superseded by revision {revision} (a new commit pre-empts the retries)"
+DEFAULT_BACKOFF = (5.0, 2.0, 180.0)  # Argo CD's retry.backoff defaults: 5s, factor 2, 3m
 MSG_DESTINATION = ("application destination {server!r} is not supported yet: Tidegate syncs only "
                    "to its own cluster ({default} or name: {name})")
 
@@ -217,6 +223,20 @@ class AppController:
             return self.settings.reconcile_seconds
         assert project is not None
         errors: tuple[type[BaseException], ...] = (*self.source_errors, KubeError)
+        if running and _retry_pending(op_state) and (op_state.get("operation") or {}).get(
+                "initiatedBy", {}).get("automated"):
+            # Better than Argo CD (argo-cd #11494): a new commit pre-empts an automated sync
+            # that keeps failing on the old one, instead of waiting for its retries to run out.
+            try:
+                latest = self.repos.resolve(source.repo_url, source.target_revision or "HEAD")
+            except errors:
+                latest = ""
+            pinned = str((op_state.get("syncResult") or {}).get("revision") or "")
+            if latest and latest != pinned:
+                op_state = {**op_state, "phase": FAILED, "finishedAt": stamp(now),
+                            "message": MSG_SUPERSEDED.format(message=_without_retry_note(
+                                str(op_state.get("message") or "")), revision=latest)}
+                running = False
         try:
             observed = self._observe(app, source, old_status, op_state if running else None)
         except errors as exc:
@@ -229,8 +249,15 @@ class AppController:
             started = self._maybe_start(app, body, observed, op_state, now)
             if started is not None:
                 op_state, running = started, True
-        if running:
+        due: float | None = None
+        if running and _retry_pending(op_state):
+            due, op_state = self._retry_due(op_state, now)
+        if running and due is not None:
+            requeue = due  # the next attempt waits for its backoff
+        elif running:
             op_state, requeue = self._advance(app, op_state, observed, now, project)
+            if op_state.get("phase") in (FAILED, ERROR):
+                op_state, requeue = self._retry_or_end(op_state, requeue, now)
             if op_state.get("phase") != RUNNING and body.get("operation") is not None:
                 extra["operation"] = None
         status = self._status(app, source, old_status, observed, op_state, now)
@@ -309,6 +336,8 @@ class AppController:
         if requested is not None:
             operation = {"sync": {**requested, "revision": observed.revision},
                          "initiatedBy": (body.get("operation") or {}).get("initiatedBy") or {"username": "tidegate"}}
+            if (body.get("operation") or {}).get("retry"):
+                operation["retry"] = (body.get("operation") or {})["retry"]
             prune = bool(requested.get("prune"))
             options = list(requested.get("syncOptions") or options)
         elif automated is not None and OUT_OF_SYNC in observed.sync.values():
@@ -321,6 +350,8 @@ class AppController:
                 return None  # only pruning is needed, and automated prune is off
             operation = {"sync": {"revision": observed.revision, "prune": prune, "syncOptions": options},
                          "initiatedBy": {"automated": True}}
+            if policy is not None and policy.retry is not None:
+                operation["retry"] = policy.retry.to_json()
         else:
             return None
         operation["sync"]["prune"] = prune
@@ -340,6 +371,35 @@ class AppController:
                           namespace=namespace, options=options, revision=observed.revision,
                           started_at=int(started.timestamp()) if started else 0,
                           namespace_exists=exists)
+
+    def _retry_due(self, op_state: dict[str, Any], now: datetime) -> tuple[float | None, dict[str, Any]]:
+        """Seconds until the pending retry (None: due now, and the operation restarted for it)."""
+        count = int(op_state.get("retryCount") or 0)
+        finished = _parse_stamp(op_state.get("finishedAt")) or now
+        wait = backoff_seconds((op_state.get("operation") or {}).get("retry") or {}, count - 1)
+        left = (finished - now).total_seconds() + wait
+        if left > 0:
+            return left, op_state
+        restarted = {k: v for k, v in op_state.items() if k != "finishedAt"}
+        restarted["message"] = MSG_RETRY_STARTED.format(count=count)
+        restarted["syncResult"] = {**(op_state.get("syncResult") or {}), "resources": []}
+        return None, restarted
+
+    @staticmethod
+    def _retry_or_end(op_state: dict[str, Any], requeue: float, now: datetime) -> tuple[dict[str, Any], float]:
+        """Argo CD's retry: a failed operation with retries left stays Running and waits its backoff."""
+        retry = (op_state.get("operation") or {}).get("retry") or {}
+        count = int(op_state.get("retryCount") or 0)
+        limit = retry.get("limit")
+        message = str(op_state.get("message") or "")
+        if retry and isinstance(limit, int) and (limit < 0 or count < limit):
+            wait = backoff_seconds(retry, count)
+            at = (now + timedelta(seconds=wait)).astimezone(UTC).strftime("%-I:%M:%S%p")
+            return {**op_state, "phase": RUNNING, "retryCount": count + 1,
+                    "message": MSG_RETRYING.format(message=message, count=count + 1, at=at)}, wait
+        if count:
+            op_state = {**op_state, "message": MSG_RETRIED.format(message=message, count=count)}
+        return op_state, requeue
 
     @staticmethod
     def _destination(app: Application) -> Destination:
@@ -564,6 +624,41 @@ class AppController:
         written = self.kube.patch_application(key[0], key[1], body)
         if self.written is not None:
             self.written.record(key, written)
+
+
+def _duration(value: Any, default: float) -> float:
+    """A Go duration ("5s", "3m", "1m30s", "1h") or a bare number of seconds."""
+    if value is None or value == "":
+        return default
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return default
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def backoff_seconds(retry: Mapping[str, Any], attempts: int) -> float:
+    """Argo CD's NextRetryAt: duration x factor^attempts, capped at maxDuration (defaults 5s, 2, 3m)."""
+    backoff = retry.get("backoff") or {}
+    duration = _duration(backoff.get("duration"), DEFAULT_BACKOFF[0])
+    factor = float(backoff.get("factor") or DEFAULT_BACKOFF[1])
+    cap = _duration(backoff.get("maxDuration"), DEFAULT_BACKOFF[2])
+    return min(duration * factor ** max(attempts, 0), cap)
+
+
+def _retry_pending(op_state: Mapping[str, Any]) -> bool:
+    """A Running operation that failed and waits for its next attempt."""
+    return (op_state.get("phase") == RUNNING and bool(op_state.get("finishedAt"))
+            and int(op_state.get("retryCount") or 0) > 0)
+
+
+def _without_retry_note(message: str) -> str:
+    return re.sub(r"\. Retrying attempt #\d+ at [^.]*\.$", "", message)
 
 
 def _task_key(task: Task) -> tuple[str, ...]:

@@ -366,3 +366,63 @@ def test_a_missing_project_is_an_invalid_spec() -> None:
     env.reconcile()
     assert env.status["conditions"][0]["message"] == "Application referencing project team which does not exist"
     assert env.kube.applied == []
+
+
+@pytest.mark.parametrize(("retry", "attempts", "seconds"), [
+    ({}, 0, 5.0), ({}, 1, 10.0), ({}, 6, 180.0),  # Argo CD's defaults: 5s, factor 2, cap 3m
+    ({"backoff": {"duration": "2s", "factor": 3, "maxDuration": "1m"}}, 2, 18.0),
+    ({"backoff": {"duration": "10", "factor": 1}}, 4, 10.0),  # a bare number is seconds
+    ({"backoff": {"duration": "1m30s", "maxDuration": "1h"}}, 1, 180.0),
+])
+def test_backoff(retry: dict[str, Any], attempts: int, seconds: float) -> None:
+    from gitops.controller import backoff_seconds
+    assert backoff_seconds(retry, attempts) == seconds
+
+
+def retrying_env() -> Env:
+    env = Env([cm("config", 0)])
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {
+        "limit": 2, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "1m"}}
+    env.kube.reject["config"] = 'ConfigMap "config" is invalid: data: bad'
+    return env
+
+
+def test_a_failing_sync_is_retried_with_backoff_then_fails() -> None:
+    env = retrying_env()
+    env.reconcile()
+    requeue = env.reconcile()
+    op = env.status["operationState"]
+    assert (op["phase"], op["retryCount"]) == ("Running", 1)
+    assert op["message"].startswith('one or more objects failed to apply, reason: ConfigMap "config" is invalid')
+    assert ". Retrying attempt #1 at " in op["message"]
+    assert requeue == 10.0
+    assert env.reconcile() == pytest.approx(9.0)  # not due yet: nothing re-applied
+    env.now += timedelta(seconds=10)
+    requeue = env.reconcile()
+    op = env.status["operationState"]
+    assert (op["phase"], op["retryCount"], requeue) == ("Running", 2, 20.0)
+    env.now += timedelta(seconds=20)
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Failed"
+    assert op["retryCount"] == 2
+    assert op["message"].endswith("data: bad (retried 2 times).")
+    env.now += timedelta(seconds=60)
+    env.reconcile()  # the limit is spent: no more attempts at this revision
+    assert env.status["operationState"]["phase"] == "Failed"
+
+
+def test_a_new_commit_pre_empts_a_failing_sync() -> None:
+    env = retrying_env()
+    env.reconcile()
+    env.reconcile()
+    assert env.status["operationState"]["retryCount"] == 1
+    env.kube.reject.clear()
+    env.repos.commit = "b" * 40  # the fixing commit, long before the retries run out
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Succeeded"
+    assert op["syncResult"]["revision"] == "b" * 40
+    assert "retryCount" not in op
+    assert env.status["sync"]["status"] == "Synced"
