@@ -3,7 +3,8 @@
 Subcommands: ``controller`` (runs the rollout and analysis controllers on kopf),
 and the operator actions Argo's kubectl plugin offers, written as the same
 patches (``promote [--full]``, ``abort``, ``retry``, ``pause``, ``resume``), plus
-``get`` to print a rollout's state.
+``get`` to print a rollout's state; ``app list|get|diff|refresh|sync|wait`` act on
+Argo CD Applications as ``argocd app`` does (cli/app.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cli import actions
+from cli import actions, app
 from cli.controller import (
     COMPONENTS,
     DEFAULT_COMPONENTS,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.set_defaults(func=run_controller)
 
     actions.add_subcommands(sub)
+    app.add_subcommands(sub)
     return parser
 
 
