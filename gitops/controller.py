@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -148,6 +148,11 @@ class Settings:
     # A finite default deadline for an operation that waits (Argo CD has none by default,
     # argo-cd #17314); the failure names what it waited for. 0: no deadline.
     sync_timeout_seconds: float = 600.0
+    # Argo CD's self-heal backoff (--self-heal-backoff-timeout-seconds 2, factor 3, cap 300 s,
+    # cool-down 330 s): the first correction is immediate, repeated ones back off.
+    self_heal_backoff_seconds: float = 2.0
+    self_heal_backoff_max_seconds: float = 300.0
+    self_heal_cooldown_seconds: float = 330.0
 
 
 class AppController:
@@ -159,6 +164,7 @@ class AppController:
                  settings: Settings | None = None, written: Recorder | None = None,
                  detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
                  projects: Callable[[str, str], Mapping[str, Any] | None] = lambda namespace, name: None,
+                 watch: Callable[[str, str], None] = lambda api_version, kind: None,
                  ) -> None:
         self.kube = kube
         self.repos = repos
@@ -169,6 +175,7 @@ class AppController:
         self.written = written
         self.detect = detect
         self.projects = projects  # (namespace, name) -> the AppProject document, None if absent
+        self.watch = watch  # (apiVersion, kind) of a managed kind: watch it so drift is seen at once
 
     # --- the reconcile ---------------------------------------------------------------------
 
@@ -247,7 +254,9 @@ class AppController:
         requeue = self.settings.reconcile_seconds
         if not running:
             started = self._maybe_start(app, body, observed, op_state, now)
-            if started is not None:
+            if isinstance(started, float):
+                requeue = min(requeue, started)  # a self-heal waits for its backoff
+            elif started is not None:
                 op_state, running = started, True
         due: float | None = None
         if running and _retry_pending(op_state):
@@ -292,6 +301,7 @@ class AppController:
                 continue
             key = key_of(doc)
             versions[key] = str(doc["apiVersion"])
+            self.watch(versions[key], key.kind)
             try:
                 current = self.kube.get(versions[key], key)
             except KubeError:
@@ -328,7 +338,7 @@ class AppController:
     # --- operations ------------------------------------------------------------------------
 
     def _maybe_start(self, app: Application, body: Mapping[str, Any], observed: Observed,
-                     op_state: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
+                     op_state: Mapping[str, Any], now: datetime) -> dict[str, Any] | float | None:
         requested = (body.get("operation") or {}).get("sync")
         policy = app.spec.sync_policy
         automated = policy.automated if policy else None
@@ -342,8 +352,13 @@ class AppController:
             options = list(requested.get("syncOptions") or options)
         elif automated is not None and OUT_OF_SYNC in observed.sync.values():
             last = (op_state.get("syncResult") or {}).get("revision")
+            heal_attempts = 0
             if last == observed.revision and op_state.get("phase") in (SUCCEEDED, FAILED, ERROR):
-                return None  # already attempted at this revision (Argo CD's loop protection)
+                if op_state.get("phase") != SUCCEEDED or not automated.self_heal:
+                    return None  # already attempted at this revision (Argo CD's loop protection)
+                heal_attempts, wait = self._self_heal_backoff(op_state, now)
+                if wait > 0:
+                    return wait
             prune = bool(automated.prune)
             if not prune and all(observed.sync[k] == SYNCED for k in observed.sync
                                  if k not in observed.prune):
@@ -352,6 +367,13 @@ class AppController:
                          "initiatedBy": {"automated": True}}
             if policy is not None and policy.retry is not None:
                 operation["retry"] = policy.retry.to_json()
+            if heal_attempts:
+                # Argo CD's self-heal: only the resources that differ, no hooks.
+                operation["sync"]["selfHealAttemptsCount"] = heal_attempts
+                operation["sync"]["resources"] = [
+                    {"group": k.group, "kind": k.kind, "namespace": k.namespace, "name": k.name}
+                    for k in sorted(observed.sync) if observed.sync[k] == OUT_OF_SYNC
+                    and (prune or k not in observed.prune)]
         else:
             return None
         operation["sync"]["prune"] = prune
@@ -362,6 +384,11 @@ class AppController:
     def _plan(self, app: Application, op_state: Mapping[str, Any], observed: Observed) -> SyncPlan:
         sync = (op_state.get("operation") or {}).get("sync") or {}
         options = options_from(sync.get("syncOptions"), prune=bool(sync.get("prune")))
+        if sync.get("resources"):
+            options = replace(options, only=frozenset(
+                ResourceKey(group=str(r.get("group") or ""), kind=str(r.get("kind") or ""),
+                            namespace=str(r.get("namespace") or ""), name=str(r.get("name") or ""))
+                for r in sync["resources"]))
         namespace = app.spec.destination.namespace or ""
         exists = True
         if options.create_namespace and namespace:
@@ -371,6 +398,18 @@ class AppController:
                           namespace=namespace, options=options, revision=observed.revision,
                           started_at=int(started.timestamp()) if started else 0,
                           namespace_exists=exists)
+
+    def _self_heal_backoff(self, op_state: Mapping[str, Any], now: datetime) -> tuple[int, float]:
+        """(this self-heal's attempt number, seconds still to wait): Argo CD's backoff 2s x 3^n, cap 300s,
+        reset once the last self-heal is older than the cool-down (330 s)."""
+        previous = int(((op_state.get("operation") or {}).get("sync") or {}).get("selfHealAttemptsCount") or 0)
+        finished = _parse_stamp(op_state.get("finishedAt")) or now
+        since = (now - finished).total_seconds()
+        if previous == 0 or since > self.settings.self_heal_cooldown_seconds:
+            return 1, 0.0
+        wait = min(self.settings.self_heal_backoff_seconds * 3 ** (previous - 1),
+                   self.settings.self_heal_backoff_max_seconds)
+        return previous + 1, max(wait - since, 0.0)
 
     def _retry_due(self, op_state: dict[str, Any], now: datetime) -> tuple[float | None, dict[str, Any]]:
         """Seconds until the pending retry (None: due now, and the operation restarted for it)."""

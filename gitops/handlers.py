@@ -48,6 +48,7 @@ from gitops.plan import ResourceKey
 from gitops.polling import POLL_CONFIG, CountedRepoCache, Poller, interval_from
 from gitops.render import RenderError, detect_tool, render_source
 from gitops.source import SourceError
+from gitops.watch import DriftWatcher
 from gitops.webhook import (
     ARGOCD_CM,
     ARGOCD_SECRET,
@@ -101,6 +102,19 @@ def appprojects_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> d
 
 def _project(namespace: str, name: str) -> dict[str, Any] | None:
     return SHELL.newest(PROJECT_INDEX_ID, (namespace, name))
+
+
+WATCHERS: list[DriftWatcher] = []  # the watches on managed kinds (drift seen in seconds)
+
+
+def _drifted(loop: asyncio.AbstractEventLoop) -> Any:
+    """A managed object of app ``name`` changed (from a watch thread): queue that Application."""
+    def queue(name: str) -> None:
+        for key in list(SHELL.indices.get(INDEX_ID) or {}):
+            if key[1] == name:
+                SHELL.queue.add(key)
+
+    return lambda name: loop.call_soon_threadsafe(queue, name)
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "applications", id="gitops-application-changed",
@@ -211,6 +225,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     STATE.pool = SHELL.pool(CONFIG.workers, name="gitops")
     STATE.kube = kube
     repos = CountedRepoCache(CONFIG.cache_dir or Path(tempfile.mkdtemp(prefix="tidegate-gitops-")))
+    WATCHERS.append(DriftWatcher(api, _drifted(asyncio.get_running_loop())))
     STATE.controller = AppController(
         kube=kube,
         repos=repos,
@@ -222,6 +237,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         written=TRACKER,
         detect=_detect,
         projects=_project,
+        watch=WATCHERS[-1].ensure,
     )
     SHELL.start(reconcile, workers=CONFIG.workers)
     STATE.poller = asyncio.create_task(Poller(repos=repos, apps=_apps, enqueue=_poll_enqueue,
@@ -238,6 +254,8 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
 @kopf.on.cleanup(id="gitops-cleanup")
 async def cleanup(**_: Any) -> None:
     SHELL.stop()
+    for watcher in WATCHERS:
+        watcher.stop()
     if STATE.poller is not None:
         STATE.poller.cancel()
     if STATE.webhook is not None:

@@ -426,3 +426,79 @@ def test_a_new_commit_pre_empts_a_failing_sync() -> None:
     assert op["syncResult"]["revision"] == "b" * 40
     assert "retryCount" not in op
     assert env.status["sync"]["status"] == "Synced"
+
+
+def heal_env(self_heal: bool) -> Env:
+    hook = job_hook("before", "PreSync")
+    env = Env([cm("config", 0, a="1"), hook])
+    env.kube.app["spec"]["syncPolicy"]["automated"]["selfHeal"] = self_heal
+    for _ in range(3):
+        env.reconcile()
+    env.kube.objects[ResourceKey("batch", "Job", "dest", "before")]["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}]}
+    for _ in range(3):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Succeeded"
+    return env
+
+
+def drift(env: Env) -> None:
+    env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] = {"a": "edited"}
+
+
+def test_self_heal_reverts_drift_without_hooks() -> None:
+    env = heal_env(True)
+    applied = len(env.kube.applied)
+    drift(env)
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Succeeded"
+    assert op["operation"]["sync"]["selfHealAttemptsCount"] == 1
+    assert op["operation"]["sync"]["resources"] == [
+        {"group": "", "kind": "ConfigMap", "namespace": "dest", "name": "config"}]
+    assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] == {"a": "1"}
+    assert env.kube.applied[applied:] == ["config"]  # no hook re-run
+    env.reconcile()
+    assert env.status["sync"]["status"] == "Synced"
+
+
+def test_repeated_self_heals_back_off() -> None:
+    env = heal_env(True)
+    drift(env)
+    env.reconcile()
+    env.reconcile()
+    drift(env)  # someone fights the controller
+    wait = env.reconcile()
+    assert wait is not None and 0 < wait <= 2.0
+    assert env.status["sync"]["status"] == "OutOfSync"
+    env.now += timedelta(seconds=2)
+    env.reconcile()
+    env.reconcile()
+    assert env.status["operationState"]["operation"]["sync"]["selfHealAttemptsCount"] == 2
+    assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] == {"a": "1"}
+
+
+def test_without_self_heal_drift_is_only_reported() -> None:
+    env = heal_env(False)
+    applied = len(env.kube.applied)
+    drift(env)
+    env.reconcile()
+    env.reconcile()
+    assert env.status["sync"]["status"] == "OutOfSync"
+    assert env.kube.applied[applied:] == []
+    assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] == {"a": "edited"}
+
+
+def test_drift_watch_fingerprint_ignores_status() -> None:
+    from gitops.watch import fingerprint, tracked_app
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 1},
+           "metadata": {"name": "d", "resourceVersion": "1", "generation": 1,
+                        "annotations": {"argocd.argoproj.io/tracking-id": "app:apps/Deployment:ns/d"}}}
+    status_only = {**obj, "status": {"readyReplicas": 1},
+                   "metadata": {**obj["metadata"], "resourceVersion": "2"}}
+    edited = {**obj, "spec": {"replicas": 3}}
+    assert fingerprint(obj) == fingerprint(status_only)
+    assert fingerprint(obj) != fingerprint(edited)
+    assert tracked_app(obj) == "app"
+    assert tracked_app({"metadata": {}}) is None
