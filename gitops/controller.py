@@ -414,7 +414,9 @@ class AppController:
     def _retry_due(self, op_state: dict[str, Any], now: datetime) -> tuple[float | None, dict[str, Any]]:
         """Seconds until the pending retry (None: due now, and the operation restarted for it)."""
         count = int(op_state.get("retryCount") or 0)
-        finished = _parse_stamp(op_state.get("finishedAt")) or now
+        # finishedAt has whole seconds: the attempt ended up to one second after it, and the
+        # backoff is a minimum (never an early retry).
+        finished = (_parse_stamp(op_state.get("finishedAt")) or now) + timedelta(seconds=1)
         wait = backoff_seconds((op_state.get("operation") or {}).get("retry") or {}, count - 1)
         left = (finished - now).total_seconds() + wait
         if left > 0:
