@@ -151,6 +151,13 @@ def test_the_project_denies_a_repo_a_destination_and_a_kind(
         assert absent(lambda: core.read_namespaced_config_map("plain", namespace))
         assert absent(lambda: core.read_namespaced_secret("token", namespace))
         assert absent(lambda: core.read_namespace(f"{namespace}-denied"))
+
+        # When the project is changed to allow the other repo, that Application syncs at once
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "appprojects", "team", {
+            "spec": {"sourceRepos": [allowed.url, other.url]}})
+        apps.wait("repo", lambda s: op_of(s).get("phase") == "Succeeded" and not condition(s),
+                  "the allowed repo to sync", timeout=15)
+        assert core.read_namespaced_config_map("from-other", namespace).data == {"a": "1"}
     finally:
         apps.delete_all()
 

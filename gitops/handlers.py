@@ -104,6 +104,14 @@ def _project(namespace: str, name: str) -> dict[str, Any] | None:
     return SHELL.newest(PROJECT_INDEX_ID, (namespace, name))
 
 
+@kopf.on.event("argoproj.io", "v1alpha1", "appprojects", id="gitops-appproject-changed", when=_watched)
+def appproject_changed(namespace: str, name: str, **_: Any) -> None:
+    """A project changed: its Applications are checked against it again at once."""
+    for key, body in _apps():
+        if key[0] == namespace and (body.get("spec") or {}).get("project") == name:
+            SHELL.queue.add(key)
+
+
 WATCHERS: list[DriftWatcher] = []  # the watches on managed kinds (drift seen in seconds)
 
 
