@@ -81,6 +81,7 @@ MSG_RETRYING = "{message}. Retrying attempt #{count} at {at}."
 MSG_RETRY_STARTED = "Retrying operation. Attempt #{count}"
 MSG_RETRIED = "{message} (retried {count} times)."
 MSG_SUPERSEDED = "{message}; superseded by revision {revision} (a new commit pre-empts the retries)"
+DEFAULT_AUTOMATED_RETRY = {"limit": 5}  # what Argo CD's autoSync puts in an operation without retry
 DEFAULT_BACKOFF = (5.0, 2.0, 180.0)  # Argo CD's retry.backoff defaults: 5s, factor 2, 3m
 MSG_DESTINATION = ("application destination {server!r} is not supported yet: Tidegate syncs only "
                    "to its own cluster ({default} or name: {name})")
@@ -365,8 +366,9 @@ class AppController:
                 return None  # only pruning is needed, and automated prune is off
             operation = {"sync": {"revision": observed.revision, "prune": prune, "syncOptions": options},
                          "initiatedBy": {"automated": True}}
-            if policy is not None and policy.retry is not None:
-                operation["retry"] = policy.retry.to_json()
+            # Argo CD's autoSync: the app's retry, else {limit: 5} (with the default backoff).
+            operation["retry"] = (policy.retry.to_json() if policy is not None and policy.retry is not None
+                                  else dict(DEFAULT_AUTOMATED_RETRY))
             if heal_attempts:
                 # Argo CD's self-heal: only the resources that differ, no hooks.
                 operation["sync"]["selfHealAttemptsCount"] = heal_attempts

@@ -6,8 +6,9 @@ one (``enqueue``). Each round groups the Applications by repository URL, asks
 each remote for its refs once (``RepoCache.ls_remote``, which also shares a
 call already in flight), and refreshes the Applications whose tracked ref
 (branch, tag or HEAD; a commit sha never moves) now points at another commit.
-The first sight of a ref is remembered, not acted on: the Application was
-reconciled when the controller saw it.
+The first sight of a ref refreshes only the Applications whose status shows
+another commit (the ref moved before the poller knew it); the others were
+reconciled when the controller saw them.
 
 The interval is the ``argocd-cm`` ConfigMap's ``timeout.reconciliation``
 (Argo CD's default 120 s; ``0s`` turns polling off), read every round, unless a
@@ -113,16 +114,17 @@ class Poller:
     seen: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo key, revision) -> sha
     rounds: int = 0
 
-    def groups(self) -> dict[str, tuple[str, list[tuple[Key, str]]]]:
-        """repo key -> (one URL to ask, [(app key, targetRevision)])."""
-        out: dict[str, tuple[str, list[tuple[Key, str]]]] = {}
+    def groups(self) -> dict[str, tuple[str, list[tuple[Key, str, str]]]]:
+        """repo key -> (one URL to ask, [(app key, targetRevision, the revision it shows)])."""
+        out: dict[str, tuple[str, list[tuple[Key, str, str]]]] = {}
         for key, body in self.apps():
+            shown = str(((body.get("status") or {}).get("sync") or {}).get("revision") or "")
             for source in app_sources(body):
                 url = source.get("repoURL")
                 if not isinstance(url, str) or not url:
                     continue
                 group = out.setdefault(repo_key(url), (url, []))
-                group[1].append((key, str(source.get("targetRevision") or "HEAD")))
+                group[1].append((key, str(source.get("targetRevision") or "HEAD"), shown))
         return out
 
     def poll_refs(self, url: str) -> dict[str, str] | None:
@@ -143,17 +145,25 @@ class Poller:
             if refs is None:
                 continue
             moved: dict[str, str] = {}
-            for revision in {revision for _, revision in members}:
+            first: dict[str, str] = {}
+            for revision in {revision for _, revision, _ in members}:
                 sha = tracked_ref(refs, revision)
                 if sha is None:
                     continue
                 before = self.seen.get((rkey, revision))
                 self.seen[(rkey, revision)] = sha
-                if before is not None and before != sha:
+                if before is None:
+                    first[revision] = sha
+                elif before != sha:
                     moved[revision] = sha
-            for app_key, revision in members:
-                if revision in moved and app_key not in refreshed:
-                    self.enqueue(app_key, moved[revision])
+            for app_key, revision, shown in members:
+                if app_key in refreshed:
+                    continue
+                sha = moved.get(revision)
+                if sha is None and revision in first and shown and shown != first[revision]:
+                    sha = first[revision]  # first sight, and the app shows an older commit
+                if sha is not None:
+                    self.enqueue(app_key, sha)
                     refreshed.append(app_key)
         return refreshed
 
@@ -166,13 +176,20 @@ class Poller:
     async def run(self) -> None:
         """Poll forever; an interval of 0 pauses polling (re-read every minute)."""
         while True:
-            interval = await self.interval()
+            try:
+                interval = await self.interval()
+            except Exception as exc:  # unreadable settings: the default, and say so
+                log.error("poll: reading the interval failed", exc_info=exc)
+                interval = DEFAULT_INTERVAL_SECONDS
             if interval <= 0:
                 await asyncio.sleep(60.0)
                 continue
             interval = max(interval, MIN_INTERVAL_SECONDS)
             await asyncio.sleep(interval + random.uniform(0, interval * JITTER_FRACTION))  # noqa: S311
             try:
-                await self.poll_once()
+                refreshed = await self.poll_once()
             except Exception as exc:  # a round that fails must not end polling
                 log.error("poll round failed", exc_info=exc)
+                continue
+            if refreshed:
+                log.info("poll: refs moved", refreshed=len(refreshed), interval=interval)

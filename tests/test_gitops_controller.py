@@ -197,11 +197,21 @@ def test_a_rejected_object_fails_the_operation_with_the_servers_message() -> Non
     env.reconcile()
     env.reconcile()
     op = env.status["operationState"]
+    # an automated sync without a retry spec gets Argo CD's {limit: 5} (backoff 5s, 10s, ...)
+    assert (op["phase"], op["retryCount"], op["operation"]["retry"]) == ("Running", 1, {"limit": 5})
+    assert op["message"].startswith('one or more objects failed to apply, reason: '
+                                    'ConfigMap "config" is invalid: data: bad. Retrying attempt #1 at ')
+    for _ in range(5):
+        env.now += timedelta(seconds=180)
+        env.reconcile()
+    op = env.status["operationState"]
     assert op["phase"] == "Failed"
     assert op["message"] == ('one or more objects failed to apply, reason: '
-                             'ConfigMap "config" is invalid: data: bad')
+                             'ConfigMap "config" is invalid: data: bad (retried 5 times).')
+    env.now += timedelta(seconds=180)
     env.reconcile()  # already attempted at this revision: not retried in a loop
     assert env.status["operationState"]["phase"] == "Failed"
+    assert env.status["operationState"]["retryCount"] == 5
 
 
 def test_a_source_error_is_a_comparison_error() -> None:
@@ -241,6 +251,7 @@ def job_hook(name: str, phase: str) -> dict[str, Any]:
 
 def test_sync_fail_hooks_run_when_the_sync_fails() -> None:
     env = Env([cm("config", 0), job_hook("notify", "SyncFail")])
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {"limit": 0}  # no retries: the first failure ends it
     env.kube.reject["config"] = "denied"
     env.reconcile()
     env.reconcile()
@@ -282,6 +293,7 @@ def test_source_type_comes_from_the_tool() -> None:
 
 def test_a_sync_that_waits_too_long_fails_naming_what_it_waited_for() -> None:
     env = Env([pvc("cache", 0), cm("late", 1)])
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {"limit": 0}  # no retries: the first failure ends it
     env.controller.settings.sync_timeout_seconds = 30
     for _ in range(3):
         env.reconcile()
@@ -339,6 +351,7 @@ def test_a_kind_the_project_denies_fails_its_task_and_creates_nothing() -> None:
     project = {**OPEN, "namespaceResourceBlacklist": [{"group": "", "kind": "Secret"}]}
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
     env = Env([cm("config", 0), secret], project=project)
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {"limit": 0}  # no retries: the first failure ends it
     env.reconcile()
     env.reconcile()
     op = env.status["operationState"]
@@ -352,6 +365,7 @@ def test_a_kind_the_project_denies_fails_its_task_and_creates_nothing() -> None:
 def test_create_namespace_needs_namespace_in_the_cluster_whitelist() -> None:
     project = {**OPEN, "clusterResourceWhitelist": []}
     env = Env([cm("config", 0)], project=project)
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {"limit": 0}  # no retries: the first failure ends it
     env.reconcile()
     env.reconcile()
     op = env.status["operationState"]

@@ -71,6 +71,23 @@ def test_one_ls_remote_per_repo_and_only_moved_refs_refresh() -> None:
     assert asyncio.run(poller.poll_once()) == []  # not moved again
 
 
+def test_first_sight_refreshes_an_app_showing_an_older_commit() -> None:
+    repos = FakeRepos()
+    url = "https://github.com/org/repo"
+    repos.refs[repo_key(url)] = {"HEAD": B, "refs/heads/main": B}
+    behind, current = app(url), app(url)
+    behind["status"] = {"sync": {"revision": A}}
+    current["status"] = {"sync": {"revision": B}}
+    enqueued: list[tuple[str, str]] = []
+
+    async def interval() -> float:
+        return 1.0
+
+    poller = Poller(repos=repos, apps=lambda: [(("n", "behind"), behind), (("n", "current"), current)],
+                    enqueue=lambda key, sha: enqueued.append(key), interval=interval)
+    assert asyncio.run(poller.poll_once()) == [("n", "behind")]
+
+
 def test_refresh_clock_observes_the_sync_that_applied_the_commit() -> None:
     now = [1_000_000.0]
     clock = RefreshClock(clock=lambda: now[0])
