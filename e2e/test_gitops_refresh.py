@@ -187,6 +187,7 @@ def report(label: str, latencies: list[float]) -> None:
 def test_a_commit_is_synced_through_the_webhook_and_a_bad_signature_changes_nothing(
         core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, tmp_path: Path,
         cluster_env: dict[str, str], controllers: list[Controller]) -> None:
+    hooked = f"hooked-{namespace}"  # unique: the drift watch finds apps by name only
     # Given polling at 600 s, the webhook secret in argocd-secret, and a synced automated app
     settings(core, namespace, reconciliation="600s")
     repo = GitRepo(tmp_path)
@@ -196,9 +197,9 @@ def test_a_commit_is_synced_through_the_webhook_and_a_bad_signature_changes_noth
     controllers.append(ctl)
     wait_until(lambda: "gitops webhook listening" in ctl.log(), timeout=30, message="the webhook server")
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
-                                           application("hooked", namespace, repo.url, automated=True))
+                                           application(hooked, namespace, repo.url, automated=True))
     wait_value(core, namespace, "v1", ctl)
-    settle(custom, namespace, "hooked")
+    settle(custom, namespace, hooked)
 
     # When a commit is pushed and the webhook arrives with a bad signature
     second = repo.commit({"app/cm.yaml": [config_map(namespace, "v2")]}, "v2")
@@ -209,7 +210,7 @@ def test_a_commit_is_synced_through_the_webhook_and_a_bad_signature_changes_noth
     assert status == 401, text
     time.sleep(5)
     assert current_value(core, namespace) == "v1"
-    app = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "applications", "hooked")
+    app = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "applications", hooked)
     assert app["status"]["sync"]["revision"] != second
 
     # When the webhook arrives signed, then the commit is applied at once
@@ -220,7 +221,7 @@ def test_a_commit_is_synced_through_the_webhook_and_a_bad_signature_changes_noth
     # ... and so is every later commit: measure commit -> applied
     latencies = []
     for number in range(3, 3 + COMMITS):
-        settle(custom, namespace, "hooked")
+        settle(custom, namespace, hooked)
         sha = repo.commit({"app/cm.yaml": [config_map(namespace, f"v{number}")]}, f"v{number}")
         started = time.monotonic()
         payload = push_payload(repo, sha)
@@ -241,29 +242,32 @@ def test_a_commit_is_synced_through_the_webhook_and_a_bad_signature_changes_noth
     print(f"controller: tidegate_refresh_to_applied_seconds (webhook) mean "
           f"{total / metric_value(text, 'tidegate_refresh_to_applied_seconds_count', trigger='webhook'):.2f}s")
     assert metric_value(text, "argocd_git_request_total", request_type="ls-remote") >= 1
-    wait_until(lambda: metric_value(ctl.metrics(), "argocd_app_info", name="hooked",
+    wait_until(lambda: metric_value(ctl.metrics(), "argocd_app_info", name=hooked,
                                     sync_status="Synced", health_status="Healthy") == 1,
                timeout=30, message="argocd_app_info to show the app Synced")
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "applications", "hooked")
+    syncs = metric_value(ctl.metrics(), "argocd_app_sync_total", name=hooked, phase="Succeeded")
+    assert syncs >= COMMITS + 1, syncs
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "applications", hooked)
 
 
 def test_a_commit_is_synced_through_polling_with_one_ls_remote_per_repo(
         core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, tmp_path: Path,
         cluster_env: dict[str, str], controllers: list[Controller]) -> None:
-    # Given timeout.reconciliation 3s, no webhook server, and two automated apps on one repo
+    polled = f"polled-{namespace}"  # unique: the drift watch finds apps by name only
+    # Given timeout.reconciliation 3s, no webhook server, and an automated app
     settings(core, namespace, reconciliation="3s")
     repo = GitRepo(tmp_path)
     repo.commit({"app/cm.yaml": [config_map(namespace, "v1")]}, "v1")
     ctl = Controller(cluster_env, namespace, tmp_path / "controller.log")
     controllers.append(ctl)
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
-                                           application("polled", namespace, repo.url, automated=True))
+                                           application(polled, namespace, repo.url, automated=True))
     wait_value(core, namespace, "v1", ctl)
 
     # When commits are pushed (and nobody calls), then the poller finds and syncs each
     latencies = []
     for number in range(2, 2 + 3):
-        settle(custom, namespace, "polled")
+        settle(custom, namespace, polled)
         repo.commit({"app/cm.yaml": [config_map(namespace, f"v{number}")]}, f"v{number}")
         started = time.monotonic()
         wait_value(core, namespace, f"v{number}", ctl, timeout=30)
@@ -276,7 +280,7 @@ def test_a_commit_is_synced_through_polling_with_one_ls_remote_per_repo(
     assert metric_value(text, "tidegate_refresh_to_applied_seconds_count", trigger="poll") >= 3
     polls = metric_value(text, "argocd_git_request_total", request_type="ls-remote")
     print(f"controller: {polls:g} ls-remote calls for 1 repository")
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "applications", "polled")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "applications", polled)
 
 
 def tidegate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -287,6 +291,7 @@ def tidegate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 def test_app_cli_sync_wait_and_diff_exit_codes(
         core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, tmp_path: Path,
         cluster_env: dict[str, str], controllers: list[Controller]) -> None:
+    manual = f"manual-{namespace}"  # unique: the drift watch finds apps by name only
     # Given a manual Application (no automated sync, so no selfHeal) on a repo
     settings(core, namespace, reconciliation="600s")
     repo = GitRepo(tmp_path)
@@ -294,35 +299,35 @@ def test_app_cli_sync_wait_and_diff_exit_codes(
     ctl = Controller(cluster_env, namespace, tmp_path / "controller.log")
     controllers.append(ctl)
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
-                                           application("manual", namespace, repo.url, automated=False))
+                                           application(manual, namespace, repo.url, automated=False))
     wait_until(lambda: (custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
-                                                            "manual").get("status") or {}).get("sync"),
+                                                            manual).get("status") or {}).get("sync"),
                timeout=60, message="the first comparison")
     ns = ["-N", namespace]
 
     # Then diff reports the missing ConfigMap (exit 1), sync applies it, diff exits 0
-    assert tidegate(cluster_env, "diff", "manual", *ns).returncode == 1
-    synced = tidegate(cluster_env, "sync", "manual", *ns, "--timeout", "60")
+    assert tidegate(cluster_env, "diff", manual, *ns).returncode == 1
+    synced = tidegate(cluster_env, "sync", manual, *ns, "--timeout", "60")
     assert synced.returncode == 0, synced.stdout + synced.stderr + ctl.log()[-2000:]
     assert current_value(core, namespace) == "v1"
-    waited = tidegate(cluster_env, "wait", "manual", *ns, "--sync", "--health", "--timeout", "60")
+    waited = tidegate(cluster_env, "wait", manual, *ns, "--sync", "--health", "--timeout", "60")
     assert waited.returncode == 0, waited.stderr
-    clean = tidegate(cluster_env, "diff", "manual", *ns)
+    clean = tidegate(cluster_env, "diff", manual, *ns)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     # When a managed object is edited by hand, then diff shows it and exits 1
     core.patch_namespaced_config_map("refresh-config", namespace, {"data": {"version": "edited"}})
-    drift = tidegate(cluster_env, "diff", "manual", *ns)
+    drift = tidegate(cluster_env, "diff", manual, *ns)
     assert drift.returncode == 1, drift.stdout + drift.stderr
     assert "ConfigMap" in drift.stdout and "edited" in drift.stdout and "v1" in drift.stdout
     print("\n" + drift.stdout)
 
     # ... and list/get speak Argo CD's shapes; a missing app is an error (exit 2 for diff)
     listed = json.loads(tidegate(cluster_env, "list", *ns, "-o", "json").stdout)
-    assert [a["metadata"]["name"] for a in listed] == ["manual"]
+    assert [a["metadata"]["name"] for a in listed] == [manual]
     table = tidegate(cluster_env, "list", *ns).stdout.splitlines()
     assert table[0].split()[:7] == ["NAME", "CLUSTER", "NAMESPACE", "PROJECT", "STATUS", "HEALTH",
                                     "SYNCPOLICY"]
     assert "Manual" in table[1]
     assert tidegate(cluster_env, "diff", "absent", *ns).returncode == 2
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "applications", "manual")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "applications", manual)
