@@ -125,13 +125,21 @@ def _dump(obj: Mapping[str, Any] | None) -> list[str]:
 
 def kube_differ(api: Any) -> Differ:
     """The controller's comparison, run here: render from Git, dry-run apply, compare to live."""
+    from kubernetes import client
+
     from gitops.api import parse_application
     from gitops.kube import GitopsKube
     from gitops.plan import hook_phases, key_of, split_api_version, target_objects
     from gitops.render import render_source
-    from gitops.source import RepoCache
+    from gitops.source import RepoCache, credentials_lookup
 
     kube = GitopsKube(api)
+
+    def repo_secrets(namespace: str) -> list[dict[str, Any]]:
+        """Argo CD's repository and repo-creds Secrets of the app namespace (private repos)."""
+        listed = client.CoreV1Api(api).list_namespaced_secret(
+            namespace, label_selector="argocd.argoproj.io/secret-type in (repository,repo-creds)")
+        return [api.sanitize_for_serialization(item) for item in listed.items]
 
     def differ(body: Mapping[str, Any]) -> list[ResourceDiff]:
         app = parse_application(body)
@@ -142,7 +150,9 @@ def kube_differ(api: Any) -> Differ:
         namespace = app.spec.destination.namespace or ""
         root = Path(tempfile.mkdtemp(prefix="tidegate-app-diff-"))
         try:
-            checkout = RepoCache(root).checkout(source.repo_url, source.target_revision or "HEAD")
+            secrets = repo_secrets(str((body.get("metadata") or {}).get("namespace") or ""))
+            repos = RepoCache(root, credentials=credentials_lookup(secrets))
+            checkout = repos.checkout(source.repo_url, source.target_revision or "HEAD")
             manifests = render_source(source, Path(checkout.path), app_name=name, namespace=namespace)
         finally:
             shutil.rmtree(root, ignore_errors=True)

@@ -27,6 +27,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from common.logging import get_logger
 from gitops.metrics import GIT_REQUESTS
@@ -55,15 +56,26 @@ class PollConfig:
 POLL_CONFIG = PollConfig()
 
 
+def metric_repo(url: str) -> str:
+    """The repo label: the URL without any user or password it carries."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid>"
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
+
+
 class CountedRepoCache(RepoCache):
     """RepoCache counting each ls-remote and fetch it runs (argocd_git_request_total)."""
 
     def _ls_remote(self, url: str, revision: str) -> dict[str, str]:
-        GIT_REQUESTS.labels(repo=url, request_type="ls-remote").inc()
+        GIT_REQUESTS.labels(repo=metric_repo(url), request_type="ls-remote").inc()
         return super()._ls_remote(url, revision)
 
     def _fetch(self, url: str, revision: str, *, ref: str | None = None) -> None:
-        GIT_REQUESTS.labels(repo=url, request_type="fetch").inc()
+        GIT_REQUESTS.labels(repo=metric_repo(url), request_type="fetch").inc()
         super()._fetch(url, revision, ref=ref)
 
 

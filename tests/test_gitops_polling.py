@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gitops.metrics import RefreshClock
-from gitops.polling import Poller, interval_from, parse_duration, tracked_ref
+from gitops.polling import Poller, interval_from, metric_repo, parse_duration, tracked_ref
 from gitops.webhook import repo_key
 
 A, B = "a" * 40, "b" * 40
@@ -101,3 +101,9 @@ def test_refresh_clock_observes_the_sync_that_applied_the_commit() -> None:
                                           "syncResult": {"revision": B}}}}
     assert clock.observe(key, done) == 2.5
     assert clock.pending(key) is None
+
+
+def test_metric_repo_label_carries_no_credentials() -> None:
+    assert metric_repo("https://user:hunter2@git.example.com/org/repo.git") == "https://git.example.com/org/repo.git"
+    assert metric_repo("git@github.com:org/repo.git") == "git@github.com:org/repo.git"
+    assert metric_repo("file:///tmp/repo.git") == "file:///tmp/repo.git"
