@@ -276,8 +276,10 @@ def test_a_commit_is_synced_through_polling_with_one_ls_remote_per_repo(
     assert max(latencies) < 3 * 1.1 + 5, latencies
 
     # ... and it counted the polls: one ls-remote per round for the repository
-    text = ctl.metrics()
-    assert metric_value(text, "tidegate_refresh_to_applied_seconds_count", trigger="poll") >= 3
+    # (the ConfigMap is applied before the status write that ends the measure: wait for it)
+    text = wait_until(lambda: (lambda t: t if metric_value(
+        t, "tidegate_refresh_to_applied_seconds_count", trigger="poll") >= 3 else None)(ctl.metrics()),
+        timeout=30, message="the poll latencies in the metrics")
     polls = metric_value(text, "argocd_git_request_total", request_type="ls-remote")
     print(f"controller: {polls:g} ls-remote calls for 1 repository")
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "applications", polled)
