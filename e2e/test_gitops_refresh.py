@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 import socket
 import statistics
 import subprocess
@@ -268,6 +269,7 @@ def test_a_commit_is_synced_through_polling_with_one_ls_remote_per_repo(
     latencies = []
     for number in range(2, 2 + 3):
         settle(custom, namespace, polled)
+        time.sleep(random.uniform(0, 3))  # noqa: S311 - a commit at any phase of the poll, not locked to it
         repo.commit({"app/cm.yaml": [config_map(namespace, f"v{number}")]}, f"v{number}")
         started = time.monotonic()
         wait_value(core, namespace, f"v{number}", ctl, timeout=30)
