@@ -75,6 +75,16 @@ def run_controller(args: argparse.Namespace) -> int:
         GITOPS_CONFIG.reconcile_seconds = getattr(args, "app_resync", GITOPS_CONFIG.reconcile_seconds)
         GITOPS_CONFIG.sync_timeout_seconds = getattr(args, "sync_timeout",
                                                      GITOPS_CONFIG.sync_timeout_seconds)
+        from gitops.polling import POLL_CONFIG
+        from gitops.webhook import WEBHOOK_CONFIG, WebhookSecrets
+
+        WEBHOOK_CONFIG.port = getattr(args, "webhook_port", 0) or 0
+        # Secrets by environment (never argv, which `ps` shows); argocd-secret's keys otherwise.
+        WEBHOOK_CONFIG.secrets = WebhookSecrets(
+            github=os.environ.get("TIDEGATE_WEBHOOK_GITHUB_SECRET", ""),
+            gitlab=os.environ.get("TIDEGATE_WEBHOOK_GITLAB_SECRET", ""),
+            bitbucket_uuid=os.environ.get("TIDEGATE_WEBHOOK_BITBUCKET_UUID", ""))
+        POLL_CONFIG.interval_seconds = getattr(args, "repo_poll_interval", None)
         import gitops.handlers  # noqa: F401  (registers kopf handlers)
     kopf.run(
         standalone=True,

@@ -3,7 +3,8 @@
 Subcommands: ``controller`` (runs the rollout and analysis controllers on kopf),
 and the operator actions Argo's kubectl plugin offers, written as the same
 patches (``promote [--full]``, ``abort``, ``retry``, ``pause``, ``resume``), plus
-``get`` to print a rollout's state.
+``get`` to print a rollout's state; ``app list|get|diff|refresh|sync|wait`` act on
+Argo CD Applications as ``argocd app`` does (cli/app.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cli import actions
+from cli import actions, app
 from cli.controller import (
     COMPONENTS,
     DEFAULT_COMPONENTS,
@@ -42,10 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="gitops: seconds between polls of an Application's source (timeout.reconciliation)")
     ctl.add_argument("--sync-timeout", type=float, default=600.0,
                      help="gitops: seconds a sync operation may run before it fails (0: no limit)")
+    ctl.add_argument("--webhook-port", type=int, default=0,
+                     help="gitops: serve POST /api/webhook (Git push webhooks) on this port (0: off; "
+                          "secrets from argocd-secret or TIDEGATE_WEBHOOK_GITHUB_SECRET, "
+                          "TIDEGATE_WEBHOOK_GITLAB_SECRET, TIDEGATE_WEBHOOK_BITBUCKET_UUID)")
+    ctl.add_argument("--repo-poll-interval", type=float, default=None,
+                     help="gitops: seconds between ls-remote polls of each repository (default: "
+                          "argocd-cm timeout.reconciliation, 120 s; 0: no polling)")
     ctl.add_argument("--verbose", "-v", action="store_true")
     ctl.set_defaults(func=run_controller)
 
     actions.add_subcommands(sub)
+    app.add_subcommands(sub)
     return parser
 
 

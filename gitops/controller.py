@@ -25,9 +25,10 @@ One reconcile:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +50,15 @@ from gitops.plan import (
     split_api_version,
     target_objects,
 )
+from gitops.project import (
+    MSG_MISSING,
+    MSG_TASKS_INVALID,
+    Destination,
+    Project,
+    project_from,
+    resource_violation,
+    spec_violations,
+)
 
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
@@ -67,6 +77,12 @@ MSG_TASKS_FAILED = "one or more synchronization tasks completed unsuccessfully"
 MSG_APPLY_FAILED = "one or more objects failed to apply, reason: {reason}"
 MSG_WAITING = "waiting for healthy state of {first}{more}"
 MSG_DEADLINE = "sync deadline of {seconds:g}s exceeded while {waiting}"
+MSG_RETRYING = "{message}. Retrying attempt #{count} at {at}."
+MSG_RETRY_STARTED = "Retrying operation. Attempt #{count}"
+MSG_RETRIED = "{message} (retried {count} times)."
+MSG_SUPERSEDED = "{message}; superseded by revision {revision} (a new commit pre-empts the retries)"
+DEFAULT_AUTOMATED_RETRY = {"limit": 5}  # what Argo CD's autoSync puts in an operation without retry
+DEFAULT_BACKOFF = (5.0, 2.0, 180.0)  # Argo CD's retry.backoff defaults: 5s, factor 2, 3m
 MSG_DESTINATION = ("application destination {server!r} is not supported yet: Tidegate syncs only "
                    "to its own cluster ({default} or name: {name})")
 
@@ -133,6 +149,11 @@ class Settings:
     # A finite default deadline for an operation that waits (Argo CD has none by default,
     # argo-cd #17314); the failure names what it waited for. 0: no deadline.
     sync_timeout_seconds: float = 600.0
+    # Argo CD's self-heal backoff (--self-heal-backoff-timeout-seconds 2, factor 3, cap 300 s,
+    # cool-down 330 s): the first correction is immediate, repeated ones back off.
+    self_heal_backoff_seconds: float = 2.0
+    self_heal_backoff_max_seconds: float = 300.0
+    self_heal_cooldown_seconds: float = 330.0
 
 
 class AppController:
@@ -143,6 +164,8 @@ class AppController:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  settings: Settings | None = None, written: Recorder | None = None,
                  detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
+                 projects: Callable[[str, str], Mapping[str, Any] | None] = lambda namespace, name: None,
+                 watch: Callable[[str, str], None] = lambda api_version, kind: None,
                  ) -> None:
         self.kube = kube
         self.repos = repos
@@ -152,6 +175,8 @@ class AppController:
         self.settings = settings or Settings()
         self.written = written
         self.detect = detect
+        self.projects = projects  # (namespace, name) -> the AppProject document, None if absent
+        self.watch = watch  # (apiVersion, kind) of a managed kind: watch it so drift is seen at once
 
     # --- the reconcile ---------------------------------------------------------------------
 
@@ -182,7 +207,44 @@ class AppController:
             return None
         op_state: dict[str, Any] = dict(old_status.get("operationState") or {})
         running = op_state.get("phase") == RUNNING
+        project = project_from(self.projects(key[0], app.spec.project), app.spec.project)
+        sources = [source] if app.spec.source else list(app.spec.sources or [])
+        violations = ([MSG_MISSING.format(project=app.spec.project)] if project is None else
+                      spec_violations(project, [s.repo_url for s in sources], self._destination(app)))
+        if violations:
+            # Argo CD's ValidatePermissions: an InvalidSpecError condition; a requested or
+            # running operation ends in Error with the same message, and nothing is applied.
+            message = "; ".join(violations)
+            status = self._with_condition(old_status, INVALID_SPEC_ERROR, message, now)
+            status["sync"] = {**(old_status.get("sync") or {}), "status": UNKNOWN}
+            requested = (body.get("operation") or {}).get("sync")
+            if running or requested is not None:
+                operation = op_state.get("operation") if running else {
+                    "sync": dict(requested or {}),
+                    "initiatedBy": (body.get("operation") or {}).get("initiatedBy") or {"username": "tidegate"}}
+                status["operationState"] = {
+                    **op_state, "operation": operation, "phase": ERROR, "message": message,
+                    "startedAt": op_state.get("startedAt") if running else stamp(now), "finishedAt": stamp(now)}
+                if body.get("operation") is not None:
+                    extra["operation"] = None
+            self._write(key, old_status, status, extra, now, changed_only=True)
+            return self.settings.reconcile_seconds
+        assert project is not None
         errors: tuple[type[BaseException], ...] = (*self.source_errors, KubeError)
+        if running and _retry_pending(op_state) and (op_state.get("operation") or {}).get(
+                "initiatedBy", {}).get("automated"):
+            # Better than Argo CD (argo-cd #11494): a new commit pre-empts an automated sync
+            # that keeps failing on the old one, instead of waiting for its retries to run out.
+            try:
+                latest = self.repos.resolve(source.repo_url, source.target_revision or "HEAD")
+            except errors:
+                latest = ""
+            pinned = str((op_state.get("syncResult") or {}).get("revision") or "")
+            if latest and latest != pinned:
+                op_state = {**op_state, "phase": FAILED, "finishedAt": stamp(now),
+                            "message": MSG_SUPERSEDED.format(message=_without_retry_note(
+                                str(op_state.get("message") or "")), revision=latest)}
+                running = False
         try:
             observed = self._observe(app, source, old_status, op_state if running else None)
         except errors as exc:
@@ -193,10 +255,19 @@ class AppController:
         requeue = self.settings.reconcile_seconds
         if not running:
             started = self._maybe_start(app, body, observed, op_state, now)
-            if started is not None:
+            if isinstance(started, float):
+                requeue = min(requeue, started)  # a self-heal waits for its backoff
+            elif started is not None:
                 op_state, running = started, True
-        if running:
-            op_state, requeue = self._advance(app, op_state, observed, now)
+        due: float | None = None
+        if running and _retry_pending(op_state):
+            due, op_state = self._retry_due(op_state, now)
+        if running and due is not None:
+            requeue = due  # the next attempt waits for its backoff
+        elif running:
+            op_state, requeue = self._advance(app, op_state, observed, now, project)
+            if op_state.get("phase") in (FAILED, ERROR):
+                op_state, requeue = self._retry_or_end(op_state, requeue, now)
             if op_state.get("phase") != RUNNING and body.get("operation") is not None:
                 extra["operation"] = None
         status = self._status(app, source, old_status, observed, op_state, now)
@@ -231,6 +302,7 @@ class AppController:
                 continue
             key = key_of(doc)
             versions[key] = str(doc["apiVersion"])
+            self.watch(versions[key], key.kind)
             try:
                 current = self.kube.get(versions[key], key)
             except KubeError:
@@ -267,7 +339,7 @@ class AppController:
     # --- operations ------------------------------------------------------------------------
 
     def _maybe_start(self, app: Application, body: Mapping[str, Any], observed: Observed,
-                     op_state: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
+                     op_state: Mapping[str, Any], now: datetime) -> dict[str, Any] | float | None:
         requested = (body.get("operation") or {}).get("sync")
         policy = app.spec.sync_policy
         automated = policy.automated if policy else None
@@ -275,18 +347,35 @@ class AppController:
         if requested is not None:
             operation = {"sync": {**requested, "revision": observed.revision},
                          "initiatedBy": (body.get("operation") or {}).get("initiatedBy") or {"username": "tidegate"}}
+            if (body.get("operation") or {}).get("retry"):
+                operation["retry"] = (body.get("operation") or {})["retry"]
             prune = bool(requested.get("prune"))
             options = list(requested.get("syncOptions") or options)
         elif automated is not None and OUT_OF_SYNC in observed.sync.values():
             last = (op_state.get("syncResult") or {}).get("revision")
+            heal_attempts = 0
             if last == observed.revision and op_state.get("phase") in (SUCCEEDED, FAILED, ERROR):
-                return None  # already attempted at this revision (Argo CD's loop protection)
+                if op_state.get("phase") != SUCCEEDED or not automated.self_heal:
+                    return None  # already attempted at this revision (Argo CD's loop protection)
+                heal_attempts, wait = self._self_heal_backoff(op_state, now)
+                if wait > 0:
+                    return wait
             prune = bool(automated.prune)
             if not prune and all(observed.sync[k] == SYNCED for k in observed.sync
                                  if k not in observed.prune):
                 return None  # only pruning is needed, and automated prune is off
             operation = {"sync": {"revision": observed.revision, "prune": prune, "syncOptions": options},
                          "initiatedBy": {"automated": True}}
+            # Argo CD's autoSync: the app's retry, else {limit: 5} (with the default backoff).
+            operation["retry"] = (policy.retry.to_json() if policy is not None and policy.retry is not None
+                                  else dict(DEFAULT_AUTOMATED_RETRY))
+            if heal_attempts:
+                # Argo CD's self-heal: only the resources that differ, no hooks.
+                operation["sync"]["selfHealAttemptsCount"] = heal_attempts
+                operation["sync"]["resources"] = [
+                    {"group": k.group, "kind": k.kind, "namespace": k.namespace, "name": k.name}
+                    for k in sorted(observed.sync) if observed.sync[k] == OUT_OF_SYNC
+                    and (prune or k not in observed.prune)]
         else:
             return None
         operation["sync"]["prune"] = prune
@@ -297,6 +386,11 @@ class AppController:
     def _plan(self, app: Application, op_state: Mapping[str, Any], observed: Observed) -> SyncPlan:
         sync = (op_state.get("operation") or {}).get("sync") or {}
         options = options_from(sync.get("syncOptions"), prune=bool(sync.get("prune")))
+        if sync.get("resources"):
+            options = replace(options, only=frozenset(
+                ResourceKey(group=str(r.get("group") or ""), kind=str(r.get("kind") or ""),
+                            namespace=str(r.get("namespace") or ""), name=str(r.get("name") or ""))
+                for r in sync["resources"]))
         namespace = app.spec.destination.namespace or ""
         exists = True
         if options.create_namespace and namespace:
@@ -307,14 +401,81 @@ class AppController:
                           started_at=int(started.timestamp()) if started else 0,
                           namespace_exists=exists)
 
+    def _self_heal_backoff(self, op_state: Mapping[str, Any], now: datetime) -> tuple[int, float]:
+        """(this self-heal's attempt number, seconds still to wait): Argo CD's backoff 2s x 3^n, cap 300s,
+        reset once the last self-heal is older than the cool-down (330 s)."""
+        previous = int(((op_state.get("operation") or {}).get("sync") or {}).get("selfHealAttemptsCount") or 0)
+        finished = _parse_stamp(op_state.get("finishedAt")) or now
+        since = (now - finished).total_seconds()
+        if previous == 0 or since > self.settings.self_heal_cooldown_seconds:
+            return 1, 0.0
+        wait = min(self.settings.self_heal_backoff_seconds * 3 ** (previous - 1),
+                   self.settings.self_heal_backoff_max_seconds)
+        return previous + 1, max(wait - since, 0.0)
+
+    def _retry_due(self, op_state: dict[str, Any], now: datetime) -> tuple[float | None, dict[str, Any]]:
+        """Seconds until the pending retry (None: due now, and the operation restarted for it)."""
+        count = int(op_state.get("retryCount") or 0)
+        # finishedAt has whole seconds: the attempt ended up to one second after it, and the
+        # backoff is a minimum (never an early retry).
+        finished = (_parse_stamp(op_state.get("finishedAt")) or now) + timedelta(seconds=1)
+        wait = backoff_seconds((op_state.get("operation") or {}).get("retry") or {}, count - 1)
+        left = (finished - now).total_seconds() + wait
+        if left > 0:
+            return left, op_state
+        restarted = {k: v for k, v in op_state.items() if k != "finishedAt"}
+        restarted["message"] = MSG_RETRY_STARTED.format(count=count)
+        restarted["syncResult"] = {**(op_state.get("syncResult") or {}), "resources": []}
+        return None, restarted
+
+    @staticmethod
+    def _retry_or_end(op_state: dict[str, Any], requeue: float, now: datetime) -> tuple[dict[str, Any], float]:
+        """Argo CD's retry: a failed operation with retries left stays Running and waits its backoff."""
+        retry = (op_state.get("operation") or {}).get("retry") or {}
+        count = int(op_state.get("retryCount") or 0)
+        limit = retry.get("limit")
+        message = str(op_state.get("message") or "")
+        if retry and isinstance(limit, int) and (limit < 0 or count < limit):
+            wait = backoff_seconds(retry, count)
+            at = (now + timedelta(seconds=wait)).astimezone(UTC).strftime("%-I:%M:%S%p")
+            return {**op_state, "phase": RUNNING, "retryCount": count + 1,
+                    "message": MSG_RETRYING.format(message=message, count=count + 1, at=at)}, wait
+        if count:
+            op_state = {**op_state, "message": MSG_RETRIED.format(message=message, count=count)}
+        return op_state, requeue
+
+    @staticmethod
+    def _destination(app: Application) -> Destination:
+        dest = app.spec.destination
+        return Destination(server=dest.server or IN_CLUSTER_SERVER, name=dest.name or "",
+                           namespace=dest.namespace or "")
+
+    def _invalid_tasks(self, app: Application, plan: SyncPlan, project: Project) -> list[dict[str, Any]]:
+        """The SyncFailed results of the tasks the project does not permit (gitops-engine's first pass)."""
+        dest = self._destination(app)
+        invalid: list[dict[str, Any]] = []
+        for task in (*plan.tasks, *plan.sync_fail):
+            message = resource_violation(project, group=task.key.group, kind=task.key.kind,
+                                         namespace=task.key.namespace, namespaced=bool(task.key.namespace),
+                                         server=dest.server, name=dest.name)
+            if message:
+                entry = self._result(task, RESULT_FAILED, message, hook_phase=FAILED)
+                entry["status"] = RESULT_FAILED
+                invalid.append(entry)
+        return invalid
+
     def _advance(self, app: Application, op_state: dict[str, Any], observed: Observed,
-                 now: datetime) -> tuple[dict[str, Any], float]:
+                 now: datetime, project: Project | None = None) -> tuple[dict[str, Any], float]:
         """Move the running operation one step; the new operationState and the requeue delay."""
         plan = self._plan(app, op_state, observed)
         result = dict(op_state.get("syncResult") or {})
         results: list[dict[str, Any]] = [dict(r) for r in result.get("resources") or []]
         index = {_result_key(r): r for r in results}
         delay = self.settings.wave_delay_seconds
+        if not results and project is not None:
+            invalid = self._invalid_tasks(app, plan, project)
+            if invalid:  # checked before the first apply: nothing is created
+                return self._finish(op_state, invalid, FAILED, MSG_TASKS_INVALID, now), delay
         for number, step in enumerate(plan.steps):
             pending = [t for t in step.tasks if _task_key(t) not in index]
             if not pending:
@@ -506,6 +667,41 @@ class AppController:
         written = self.kube.patch_application(key[0], key[1], body)
         if self.written is not None:
             self.written.record(key, written)
+
+
+def _duration(value: Any, default: float) -> float:
+    """A Go duration ("5s", "3m", "1m30s", "1h") or a bare number of seconds."""
+    if value is None or value == "":
+        return default
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return default
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def backoff_seconds(retry: Mapping[str, Any], attempts: int) -> float:
+    """Argo CD's NextRetryAt: duration x factor^attempts, capped at maxDuration (defaults 5s, 2, 3m)."""
+    backoff = retry.get("backoff") or {}
+    duration = _duration(backoff.get("duration"), DEFAULT_BACKOFF[0])
+    factor = float(backoff.get("factor") or DEFAULT_BACKOFF[1])
+    cap = _duration(backoff.get("maxDuration"), DEFAULT_BACKOFF[2])
+    return min(duration * factor ** max(attempts, 0), cap)
+
+
+def _retry_pending(op_state: Mapping[str, Any]) -> bool:
+    """A Running operation that failed and waits for its next attempt."""
+    return (op_state.get("phase") == RUNNING and bool(op_state.get("finishedAt"))
+            and int(op_state.get("retryCount") or 0) > 0)
+
+
+def _without_retry_note(message: str) -> str:
+    return re.sub(r"\. Retrying attempt #\d+ at [^.]*\.$", "", message)
 
 
 def _task_key(task: Task) -> tuple[str, ...]:

@@ -13,6 +13,13 @@ shell (common/shell.py):
   while an operation runs (the next wave waits for the previous one's health),
   after the reconciliation timeout otherwise (polling, Argo CD's 120 s).
 
+Refresh is event-driven as well as polled (gitops/webhook.py, gitops/polling.py):
+the webhook server (``--webhook-port``) and the poller (one ls-remote per
+repository URL per ``timeout.reconciliation``) only put the keys of the
+Applications a push or a moved ref concerns on the same queue; each trigger is
+remembered (gitops/metrics.py ``RefreshClock``) until the sync that applies it
+shows in an Application event, which records ``tidegate_refresh_to_applied_seconds``.
+
 No daemons, no finalizers: kopf writes nothing to Applications. Every id here is
 prefixed ``gitops-``.
 """
@@ -20,7 +27,10 @@ prefixed ``gitops-``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +39,30 @@ import kopf
 from common.kubeclient import new_api_client
 from common.logging import get_logger
 from common.shell import Shell, VersionTracker, configure_operator, in_shard
+from gitops import metrics
 from gitops.api import ApplicationSource
 from gitops.config import CONFIG
 from gitops.controller import AppController, Settings
 from gitops.kube import GitopsKube, KubeError
+from gitops.plan import ResourceKey
+from gitops.polling import POLL_CONFIG, CountedRepoCache, Poller, interval_from
 from gitops.render import RenderError, detect_tool, render_source
-from gitops.source import RepoCache, SourceError
+from gitops.source import SourceError
+from gitops.watch import DriftWatcher
+from gitops.webhook import (
+    ARGOCD_CM,
+    ARGOCD_SECRET,
+    WEBHOOK_CONFIG,
+    Push,
+    WebhookSecrets,
+    WebhookServer,
+    matches,
+)
 
 log = get_logger("tidegate.gitops")
 
 INDEX_ID = "gitops_applications"
+PROJECT_INDEX_ID = "gitops_appprojects"
 Key = tuple[str, str]
 
 TRACKER = VersionTracker()
@@ -49,9 +73,16 @@ class _State:
     def __init__(self) -> None:
         self.controller: AppController | None = None
         self.pool: Any = None
+        self.kube: GitopsKube | None = None
+        self.poller: asyncio.Task[None] | None = None
+        self.webhook: WebhookServer | None = None
+        self.secrets: tuple[float, WebhookSecrets] | None = None
 
 
 STATE = _State()
+REFRESH = metrics.RefreshClock()
+REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
+SECRETS_TTL_SECONDS = 10.0
 
 
 def _watched(namespace: str, labels: Any, **_: Any) -> bool:
@@ -63,10 +94,117 @@ def applications_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> 
     return {(namespace, name): dict(body)}
 
 
+@kopf.index("argoproj.io", "v1alpha1", "appprojects", id=PROJECT_INDEX_ID, when=_watched)
+def appprojects_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    """AppProjects, read from the Application's namespace when it syncs (project enforcement)."""
+    return {(namespace, name): dict(body)}
+
+
+def _project(namespace: str, name: str) -> dict[str, Any] | None:
+    return SHELL.newest(PROJECT_INDEX_ID, (namespace, name))
+
+
+@kopf.on.event("argoproj.io", "v1alpha1", "appprojects", id="gitops-appproject-changed", when=_watched)
+def appproject_changed(namespace: str, name: str, **_: Any) -> None:
+    """A project changed: its Applications are checked against it again at once."""
+    for key, body in _apps():
+        if key[0] == namespace and (body.get("spec") or {}).get("project") == name:
+            SHELL.queue.add(key)
+
+
+WATCHERS: list[DriftWatcher] = []  # the watches on managed kinds (drift seen in seconds)
+
+
+def _drifted(loop: asyncio.AbstractEventLoop) -> Any:
+    """A managed object of app ``name`` changed (from a watch thread): queue that Application."""
+    def queue(name: str) -> None:
+        for key in list(SHELL.indices.get(INDEX_ID) or {}):
+            if key[1] == name:
+                SHELL.queue.add(key)
+
+    return lambda name: loop.call_soon_threadsafe(queue, name)
+
+
 @kopf.on.event("argoproj.io", "v1alpha1", "applications", id="gitops-application-changed",
                when=_watched)
-def application_changed(namespace: str, name: str, **_: Any) -> None:
-    SHELL.queue.add((namespace, name))
+def application_changed(namespace: str, name: str, body: kopf.Body, type: str | None = None,
+                        **_: Any) -> None:
+    key = (namespace, name)
+    if type == "DELETED":
+        metrics.forget_app(key)
+    else:
+        metrics.observe_app(key, body)
+        if REFRESH_ANNOTATION in (body.get("metadata", {}).get("annotations") or {}):
+            REFRESH.triggered(key, metrics.ANNOTATION)
+        REFRESH.observe(key, body)
+    SHELL.queue.add(key)
+
+
+def _apps() -> list[tuple[Key, dict[str, Any]]]:
+    """Every Application of the index, newest body each."""
+    store = SHELL.indices.get(INDEX_ID) or {}
+    out = []
+    for key in list(store):
+        body = SHELL.newest(INDEX_ID, key)
+        if body is not None:
+            out.append((key, body))
+    return out
+
+
+async def _read(kind: str, name: str) -> dict[str, Any] | None:
+    """argocd-secret / argocd-cm in the first application namespace (Argo CD's namespace)."""
+    kube = STATE.kube
+    if kube is None:
+        return None
+    key = ResourceKey("", kind, CONFIG.app_namespaces[0], name)
+    try:
+        return await asyncio.to_thread(kube.get, "v1", key)
+    except KubeError as exc:
+        log.info("gitops: cannot read settings", kind=kind, name=name, error=str(exc))
+        return None
+
+
+def _decoded(secret: dict[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in ((secret or {}).get("data") or {}).items():
+        try:
+            out[k] = base64.b64decode(str(v), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+    return out
+
+
+async def _webhook_secrets() -> WebhookSecrets:
+    """Flag secrets, then argocd-secret's keys (read at most every SECRETS_TTL_SECONDS)."""
+    now = time.monotonic()
+    if STATE.secrets is None or now - STATE.secrets[0] > SECRETS_TTL_SECONDS:
+        STATE.secrets = (now, WebhookSecrets.from_data(_decoded(await _read("Secret", ARGOCD_SECRET))))
+    return WEBHOOK_CONFIG.secrets.merged(STATE.secrets[1])
+
+
+async def _on_push(pushes: list[Push]) -> int:
+    """Refresh now every Application tracking a pushed repository and ref."""
+    refreshed = 0
+    for key, body in _apps():
+        push = next((p for p in pushes if matches(body, p)), None)
+        if push is None:
+            continue
+        REFRESH.triggered(key, metrics.WEBHOOK, push.commit)
+        SHELL.queue.add(key)
+        refreshed += 1
+    log.info("webhook push", repo=pushes[0].display_url, ref=pushes[0].ref, refreshed=refreshed)
+    return refreshed
+
+
+def _poll_enqueue(key: Key, commit: str) -> None:
+    REFRESH.triggered(key, metrics.POLL, commit)
+    SHELL.queue.add(key)
+
+
+async def _poll_interval() -> float:
+    if POLL_CONFIG.interval_seconds is not None:
+        return POLL_CONFIG.interval_seconds
+    return interval_from(await _read("ConfigMap", ARGOCD_CM))
 
 
 async def reconcile(key: Key) -> float | None:
@@ -89,13 +227,16 @@ def _detect(source: ApplicationSource, path: Path) -> str:
 @kopf.on.startup(id="gitops-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     configure_operator(settings)
-    SHELL.use_indices(kwargs, INDEX_ID)
+    SHELL.use_indices(kwargs, INDEX_ID, PROJECT_INDEX_ID)
     api = await asyncio.to_thread(new_api_client, pool_size=CONFIG.workers + 4)
     kube = await asyncio.to_thread(GitopsKube, api)
     STATE.pool = SHELL.pool(CONFIG.workers, name="gitops")
+    STATE.kube = kube
+    repos = CountedRepoCache(CONFIG.cache_dir or Path(tempfile.mkdtemp(prefix="tidegate-gitops-")))
+    WATCHERS.append(DriftWatcher(api, _drifted(asyncio.get_running_loop())))
     STATE.controller = AppController(
         kube=kube,
-        repos=RepoCache(CONFIG.cache_dir or Path(tempfile.mkdtemp(prefix="tidegate-gitops-"))),
+        repos=repos,
         render=render_source,
         source_errors=(SourceError, RenderError, KubeError),
         settings=Settings(reconcile_seconds=CONFIG.reconcile_seconds,
@@ -103,8 +244,17 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
                           sync_timeout_seconds=CONFIG.sync_timeout_seconds),
         written=TRACKER,
         detect=_detect,
+        projects=_project,
+        watch=WATCHERS[-1].ensure,
     )
     SHELL.start(reconcile, workers=CONFIG.workers)
+    STATE.poller = asyncio.create_task(Poller(repos=repos, apps=_apps, enqueue=_poll_enqueue,
+                                              interval=_poll_interval).run())
+    if WEBHOOK_CONFIG.port:
+        STATE.webhook = WebhookServer(port=WEBHOOK_CONFIG.port, host=WEBHOOK_CONFIG.host,
+                                      secrets=_webhook_secrets, on_push=_on_push)
+        await STATE.webhook.start()
+        log.info("gitops webhook listening", port=WEBHOOK_CONFIG.port, path="/api/webhook")
     log.info("gitops controller started", workers=CONFIG.workers,
              app_namespaces=CONFIG.app_namespaces, reconcile_seconds=CONFIG.reconcile_seconds)
 
@@ -112,3 +262,9 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
 @kopf.on.cleanup(id="gitops-cleanup")
 async def cleanup(**_: Any) -> None:
     SHELL.stop()
+    for watcher in WATCHERS:
+        watcher.stop()
+    if STATE.poller is not None:
+        STATE.poller.cancel()
+    if STATE.webhook is not None:
+        await STATE.webhook.stop()

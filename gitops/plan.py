@@ -233,6 +233,9 @@ class PlanOptions:
     create_namespace: bool = False
     apply_out_of_sync_only: bool = False
     out_of_sync: frozenset[ResourceKey] = field(default_factory=frozenset)
+    # A sync of selected resources (Argo CD's ``operation.sync.resources``, what a self-heal
+    # sync does): only those are applied or pruned, and no hook runs.
+    only: frozenset[ResourceKey] | None = None
 
 
 def options_from(sync_options_list: Iterable[str] | None, *, prune: bool) -> PlanOptions:
@@ -283,9 +286,13 @@ def _apply_tasks(targets: Sequence[Mapping[str, Any]], *, revision: str, started
     tasks: list[Task] = []
     for doc in targets:
         phases = hook_phases(doc)
+        if phases is not None and options.only is not None:
+            continue
         if phases is None:
             key = key_of(doc)
             if options.apply_out_of_sync_only and key not in options.out_of_sync:
+                continue
+            if options.only is not None and key not in options.only:
                 continue
             tasks.append(Task(key=key, api_version=str(doc["apiVersion"]), action=TaskAction.APPLY,
                               phase=SyncPhase.SYNC, wave=wave_of(doc), manifest=doc))
@@ -330,6 +337,8 @@ def _prune_tasks(live: Mapping[ResourceKey, Mapping[str, Any]], target_keys: set
     skipped: list[Task] = []
     for key, obj in sorted(live.items()):
         if key in target_keys or not is_tracked_by(obj, app) or hook_phases(obj) is not None:
+            continue
+        if options.only is not None and key not in options.only:
             continue
         task = Task(key=key, api_version=str(obj.get("apiVersion") or ""), action=TaskAction.PRUNE,
                     phase=SyncPhase.SYNC, wave=wave_of(obj))

@@ -99,8 +99,12 @@ def pvc(name: str, wave: int) -> dict[str, Any]:
 
 
 class Env:
-    def __init__(self, manifests: list[dict[str, Any]], *, automated: bool = True) -> None:
+    def __init__(self, manifests: list[dict[str, Any]], *, automated: bool = True,
+                 project: dict[str, Any] | None = None) -> None:
         self.kube = FakeKube()
+        self.projects: dict[tuple[str, str], dict[str, Any]] = {}
+        if project is not None:
+            self.projects[("argocd", "default")] = {"metadata": {"name": "default"}, "spec": project}
         self.repos = FakeRepos()
         self.manifests = manifests
         self.now = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
@@ -116,7 +120,8 @@ class Env:
         }
         self.controller = AppController(kube=self.kube, repos=self.repos, render=self.render,
                                         source_errors=(ValueError,), clock=lambda: self.now,
-                                        settings=Settings(reconcile_seconds=120, wave_delay_seconds=2))
+                                        settings=Settings(reconcile_seconds=120, wave_delay_seconds=2),
+                                        projects=lambda ns, name: self.projects.get((ns, name)))
 
     def render(self, source: ApplicationSource, root: Path, *, app_name: str,
                namespace: str) -> list[dict[str, Any]]:
@@ -192,11 +197,21 @@ def test_a_rejected_object_fails_the_operation_with_the_servers_message() -> Non
     env.reconcile()
     env.reconcile()
     op = env.status["operationState"]
+    # an automated sync without a retry spec gets Argo CD's {limit: 5} (backoff 5s, 10s, ...)
+    assert (op["phase"], op["retryCount"], op["operation"]["retry"]) == ("Running", 1, {"limit": 5})
+    assert op["message"].startswith('one or more objects failed to apply, reason: '
+                                    'ConfigMap "config" is invalid: data: bad. Retrying attempt #1 at ')
+    for _ in range(5):
+        env.now += timedelta(seconds=180)
+        env.reconcile()
+    op = env.status["operationState"]
     assert op["phase"] == "Failed"
     assert op["message"] == ('one or more objects failed to apply, reason: '
-                             'ConfigMap "config" is invalid: data: bad')
+                             'ConfigMap "config" is invalid: data: bad (retried 5 times).')
+    env.now += timedelta(seconds=180)
     env.reconcile()  # already attempted at this revision: not retried in a loop
     assert env.status["operationState"]["phase"] == "Failed"
+    assert env.status["operationState"]["retryCount"] == 5
 
 
 def test_a_source_error_is_a_comparison_error() -> None:
@@ -236,6 +251,7 @@ def job_hook(name: str, phase: str) -> dict[str, Any]:
 
 def test_sync_fail_hooks_run_when_the_sync_fails() -> None:
     env = Env([cm("config", 0), job_hook("notify", "SyncFail")])
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {"limit": 0}  # no retries: the first failure ends it
     env.kube.reject["config"] = "denied"
     env.reconcile()
     env.reconcile()
@@ -277,6 +293,7 @@ def test_source_type_comes_from_the_tool() -> None:
 
 def test_a_sync_that_waits_too_long_fails_naming_what_it_waited_for() -> None:
     env = Env([pvc("cache", 0), cm("late", 1)])
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {"limit": 0}  # no retries: the first failure ends it
     env.controller.settings.sync_timeout_seconds = 30
     for _ in range(3):
         env.reconcile()
@@ -302,3 +319,200 @@ def test_a_hook_succeeded_hook_is_deleted_and_the_sync_goes_on() -> None:
     assert env.kube.deleted == ["migrate"]
     assert env.kube.applied == ["dest", "migrate", "config"]
     assert env.status["operationState"]["phase"] == "Succeeded"
+
+
+OPEN = {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}],
+        "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}
+
+
+@pytest.mark.parametrize(("project", "message"), [
+    ({**OPEN, "sourceRepos": ["file:///other/*"]},
+     "application repo file:///repo is not permitted in project 'default'"),
+    ({**OPEN, "destinations": [{"server": "*", "namespace": "!dest"}]},
+     "application destination server 'https://kubernetes.default.svc' and namespace 'dest' do not match "
+     "any of the allowed destinations in project 'default'"),
+])
+def test_a_repo_or_destination_the_project_denies_is_an_invalid_spec(project: dict[str, Any],
+                                                                      message: str) -> None:
+    env = Env([cm("config", 0)], automated=False, project=project)
+    env.reconcile()
+    assert env.status["conditions"][0]["type"] == "InvalidSpecError"
+    assert env.status["conditions"][0]["message"] == message
+    assert env.status["sync"]["status"] == "Unknown"
+    env.kube.app["operation"] = {"sync": {"prune": False}, "initiatedBy": {"username": "me"}}
+    env.reconcile()
+    assert env.status["operationState"]["phase"] == "Error"
+    assert env.status["operationState"]["message"] == message
+    assert "operation" not in env.kube.app
+    assert env.kube.applied == []
+
+
+def test_a_kind_the_project_denies_fails_its_task_and_creates_nothing() -> None:
+    project = {**OPEN, "namespaceResourceBlacklist": [{"group": "", "kind": "Secret"}]}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    env = Env([cm("config", 0), secret], project=project)
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {"limit": 0}  # no retries: the first failure ends it
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Failed"
+    assert op["message"] == "one or more synchronization tasks are not valid"
+    assert [(r["kind"], r["status"], r["message"]) for r in op["syncResult"]["resources"]] == [
+        ("Secret", "SyncFailed", "resource :Secret is not permitted in project default")]
+    assert env.kube.applied == []
+
+
+def test_create_namespace_needs_namespace_in_the_cluster_whitelist() -> None:
+    project = {**OPEN, "clusterResourceWhitelist": []}
+    env = Env([cm("config", 0)], project=project)
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {"limit": 0}  # no retries: the first failure ends it
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["message"] == "one or more synchronization tasks are not valid"
+    assert op["syncResult"]["resources"][0]["message"] == "resource :Namespace is not permitted in project default"
+    assert env.kube.applied == []
+
+
+def test_a_missing_project_is_an_invalid_spec() -> None:
+    env = Env([cm("config", 0)])
+    env.kube.app["spec"]["project"] = "team"
+    env.reconcile()
+    assert env.status["conditions"][0]["message"] == "Application referencing project team which does not exist"
+    assert env.kube.applied == []
+
+
+@pytest.mark.parametrize(("retry", "attempts", "seconds"), [
+    ({}, 0, 5.0), ({}, 1, 10.0), ({}, 6, 180.0),  # Argo CD's defaults: 5s, factor 2, cap 3m
+    ({"backoff": {"duration": "2s", "factor": 3, "maxDuration": "1m"}}, 2, 18.0),
+    ({"backoff": {"duration": "10", "factor": 1}}, 4, 10.0),  # a bare number is seconds
+    ({"backoff": {"duration": "1m30s", "maxDuration": "1h"}}, 1, 180.0),
+])
+def test_backoff(retry: dict[str, Any], attempts: int, seconds: float) -> None:
+    from gitops.controller import backoff_seconds
+    assert backoff_seconds(retry, attempts) == seconds
+
+
+def retrying_env() -> Env:
+    env = Env([cm("config", 0)])
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {
+        "limit": 2, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "1m"}}
+    env.kube.reject["config"] = 'ConfigMap "config" is invalid: data: bad'
+    return env
+
+
+def test_a_failing_sync_is_retried_with_backoff_then_fails() -> None:
+    env = retrying_env()
+    env.reconcile()
+    requeue = env.reconcile()
+    op = env.status["operationState"]
+    assert (op["phase"], op["retryCount"]) == ("Running", 1)
+    assert op["message"].startswith('one or more objects failed to apply, reason: ConfigMap "config" is invalid')
+    assert ". Retrying attempt #1 at " in op["message"]
+    assert requeue == 10.0
+    assert env.reconcile() == pytest.approx(10.0)  # not due yet (finishedAt has whole seconds)
+    env.now += timedelta(seconds=10)
+    requeue = env.reconcile()
+    op = env.status["operationState"]
+    assert (op["phase"], op["retryCount"], requeue) == ("Running", 2, 20.0)
+    env.now += timedelta(seconds=20)
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Failed"
+    assert op["retryCount"] == 2
+    assert op["message"].endswith("data: bad (retried 2 times).")
+    env.now += timedelta(seconds=60)
+    env.reconcile()  # the limit is spent: no more attempts at this revision
+    assert env.status["operationState"]["phase"] == "Failed"
+
+
+def test_a_new_commit_pre_empts_a_failing_sync() -> None:
+    env = retrying_env()
+    env.reconcile()
+    env.reconcile()
+    assert env.status["operationState"]["retryCount"] == 1
+    env.kube.reject.clear()
+    env.repos.commit = "b" * 40  # the fixing commit, long before the retries run out
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Succeeded"
+    assert op["syncResult"]["revision"] == "b" * 40
+    assert "retryCount" not in op
+    assert env.status["sync"]["status"] == "Synced"
+
+
+def heal_env(self_heal: bool) -> Env:
+    hook = job_hook("before", "PreSync")
+    env = Env([cm("config", 0, a="1"), hook])
+    env.kube.app["spec"]["syncPolicy"]["automated"]["selfHeal"] = self_heal
+    for _ in range(3):
+        env.reconcile()
+    env.kube.objects[ResourceKey("batch", "Job", "dest", "before")]["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}]}
+    for _ in range(3):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Succeeded"
+    return env
+
+
+def drift(env: Env) -> None:
+    env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] = {"a": "edited"}
+
+
+def test_self_heal_reverts_drift_without_hooks() -> None:
+    env = heal_env(True)
+    applied = len(env.kube.applied)
+    drift(env)
+    env.reconcile()
+    env.reconcile()
+    op = env.status["operationState"]
+    assert op["phase"] == "Succeeded"
+    assert op["operation"]["sync"]["selfHealAttemptsCount"] == 1
+    assert op["operation"]["sync"]["resources"] == [
+        {"group": "", "kind": "ConfigMap", "namespace": "dest", "name": "config"}]
+    assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] == {"a": "1"}
+    assert env.kube.applied[applied:] == ["config"]  # no hook re-run
+    env.reconcile()
+    assert env.status["sync"]["status"] == "Synced"
+
+
+def test_repeated_self_heals_back_off() -> None:
+    env = heal_env(True)
+    drift(env)
+    env.reconcile()
+    env.reconcile()
+    drift(env)  # someone fights the controller
+    wait = env.reconcile()
+    assert wait is not None and 0 < wait <= 2.0
+    assert env.status["sync"]["status"] == "OutOfSync"
+    env.now += timedelta(seconds=2)
+    env.reconcile()
+    env.reconcile()
+    assert env.status["operationState"]["operation"]["sync"]["selfHealAttemptsCount"] == 2
+    assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] == {"a": "1"}
+
+
+def test_without_self_heal_drift_is_only_reported() -> None:
+    env = heal_env(False)
+    applied = len(env.kube.applied)
+    drift(env)
+    env.reconcile()
+    env.reconcile()
+    assert env.status["sync"]["status"] == "OutOfSync"
+    assert env.kube.applied[applied:] == []
+    assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] == {"a": "edited"}
+
+
+def test_drift_watch_fingerprint_ignores_status() -> None:
+    from gitops.watch import fingerprint, tracked_app
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 1},
+           "metadata": {"name": "d", "resourceVersion": "1", "generation": 1,
+                        "annotations": {"argocd.argoproj.io/tracking-id": "app:apps/Deployment:ns/d"}}}
+    status_only = {**obj, "status": {"readyReplicas": 1},
+                   "metadata": {**obj["metadata"], "resourceVersion": "2"}}
+    edited = {**obj, "spec": {"replicas": 3}}
+    assert fingerprint(obj) == fingerprint(status_only)
+    assert fingerprint(obj) != fingerprint(edited)
+    assert tracked_app(obj) == "app"
+    assert tracked_app({"metadata": {}}) is None

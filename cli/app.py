@@ -1,0 +1,496 @@
+"""``tidegate app list|get|diff|refresh|sync|wait``: Argo CD's ``argocd app`` on Applications.
+
+Talks to the Kubernetes API directly (no Argo CD API server): reads and patches
+Application objects in the application namespace (``-N``, ``argocd`` by
+default) as the controller watches them. Output shapes are Argo CD's: ``list``
+prints NAME CLUSTER NAMESPACE PROJECT STATUS HEALTH SYNCPOLICY CONDITIONS REPO
+PATH TARGET, ``get`` a summary and the resources table; ``-o json|yaml`` prints
+the objects for scripts. Tables are drawn with Rich only on a terminal; piped,
+they are plain aligned columns, as ``argocd`` prints them.
+
+* ``sync`` writes the ``operation`` field as ``argocd app sync`` does (the
+  controller runs it) and waits for it to finish unless ``--async``;
+* ``refresh [--hard]`` sets ``argocd.argoproj.io/refresh`` and waits until the
+  controller removed it;
+* ``wait`` waits for ``--sync``, ``--health``, ``--operation`` (all three when
+  none is given) up to ``--timeout``;
+* ``diff`` renders the Application's source from Git here (gitops.source,
+  gitops.render) and compares each object as a server-side apply dry run
+  (gitops.kube) would store it with the live object, as the controller does.
+  Exit codes as ``argocd app diff``: 0 no differences, 1 differences, 2 error.
+
+Every call to the cluster goes through ``AppsApi`` (a fake in unit tests); the
+diff through a ``Differ``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import getpass
+import io
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import yaml
+
+GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
+REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
+DEFAULT_APP_NAMESPACE = "argocd"
+EXIT_OK, EXIT_DIFF, EXIT_ERROR = 0, 1, 2
+POLL_SECONDS = 1.0
+
+LIST_COLUMNS = ("NAME", "CLUSTER", "NAMESPACE", "PROJECT", "STATUS", "HEALTH", "SYNCPOLICY",
+                "CONDITIONS", "REPO", "PATH", "TARGET")
+RESOURCE_COLUMNS = ("GROUP", "KIND", "NAMESPACE", "NAME", "STATUS", "HEALTH", "HOOK", "MESSAGE")
+
+
+class AppError(Exception):
+    """A command that cannot be carried out: exit 2 for diff, 1 for the others."""
+
+
+class AppsApi(Protocol):
+    def list(self, namespace: str) -> list[dict[str, Any]]: ...
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ResourceDiff:
+    """One object whose live state differs from Git (``live`` None: missing in the cluster)."""
+
+    kind: str
+    namespace: str
+    name: str
+    group: str
+    text: str  # a unified diff, live -> desired
+
+
+Differ = Callable[[Mapping[str, Any]], list[ResourceDiff]]
+
+
+# --- the real cluster --------------------------------------------------------------------------
+
+class KubeApps:
+    """``AppsApi`` over the kubernetes client."""
+
+    def __init__(self, api: Any) -> None:
+        from kubernetes import client
+
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+
+    def list(self, namespace: str) -> list[dict[str, Any]]:
+        out = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        return [dict(item) for item in out.get("items") or []]
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                raise AppError(f"application {name!r} not found in namespace {namespace!r}") from None
+            raise AppError(f"reading application {name!r}: {exc.reason}") from None
+
+    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                               dict(patch)))
+
+
+def _normalized(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Without status and what the server changes on every write (as the controller compares)."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
+            if k not in {"managedFields", "resourceVersion", "generation"}}
+    out["metadata"] = meta
+    return out
+
+
+def _dump(obj: Mapping[str, Any] | None) -> list[str]:
+    if obj is None:
+        return []
+    return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
+
+
+def kube_differ(api: Any) -> Differ:
+    """The controller's comparison, run here: render from Git, dry-run apply, compare to live."""
+    from kubernetes import client
+
+    from gitops.api import parse_application
+    from gitops.kube import GitopsKube
+    from gitops.plan import hook_phases, key_of, split_api_version, target_objects
+    from gitops.render import render_source
+    from gitops.source import RepoCache, credentials_lookup
+
+    kube = GitopsKube(api)
+
+    def repo_secrets(namespace: str) -> list[dict[str, Any]]:
+        """Argo CD's repository and repo-creds Secrets of the app namespace (private repos)."""
+        listed = client.CoreV1Api(api).list_namespaced_secret(
+            namespace, label_selector="argocd.argoproj.io/secret-type in (repository,repo-creds)")
+        return [api.sanitize_for_serialization(item) for item in listed.items]
+
+    def differ(body: Mapping[str, Any]) -> list[ResourceDiff]:
+        app = parse_application(body)
+        source = app.spec.source or (app.spec.sources[0] if app.spec.sources else None)
+        if source is None:
+            raise AppError("application has no source")
+        name = app.metadata.name or ""
+        namespace = app.spec.destination.namespace or ""
+        root = Path(tempfile.mkdtemp(prefix="tidegate-app-diff-"))
+        try:
+            secrets = repo_secrets(str((body.get("metadata") or {}).get("namespace") or ""))
+            repos = RepoCache(root, credentials=credentials_lookup(secrets))
+            checkout = repos.checkout(source.repo_url, source.target_revision or "HEAD")
+            manifests = render_source(source, Path(checkout.path), app_name=name, namespace=namespace)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        versions = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
+                    str(d.get("apiVersion")) for d in manifests}
+        targets = target_objects(manifests, app=name, namespace=namespace,
+                                 namespaced=lambda g, k: kube.namespaced(versions.get((g, k), g), k))
+        diffs: list[ResourceDiff] = []
+        for doc in targets:
+            if hook_phases(doc) is not None:
+                continue
+            key = key_of(doc)
+            live = kube.get(str(doc["apiVersion"]), key)
+            desired = kube.apply(doc, dry_run=True) if live is not None else doc
+            before = _dump(_normalized(live)) if live is not None else []
+            after = _dump(_normalized(desired))
+            if before == after:
+                continue
+            text = "".join(difflib.unified_diff(before, after, fromfile="live", tofile="desired"))
+            diffs.append(ResourceDiff(kind=key.kind, namespace=key.namespace, name=key.name,
+                                      group=key.group, text=text))
+        return diffs
+
+    return differ
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+def _source(app: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = app.get("spec") or {}
+    return spec.get("source") or next(iter(spec.get("sources") or []), None) or {}
+
+
+def sync_policy(app: Mapping[str, Any]) -> str:
+    automated = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+    if automated is None:
+        return "Manual"
+    return "Auto-Prune" if automated.get("prune") else "Auto"
+
+
+def list_row(app: Mapping[str, Any]) -> tuple[str, ...]:
+    meta, spec, status = app.get("metadata") or {}, app.get("spec") or {}, app.get("status") or {}
+    dest = spec.get("destination") or {}
+    source = _source(app)
+    conditions = ",".join(str(c.get("type")) for c in status.get("conditions") or []) or "<none>"
+    return (f"{meta.get('namespace')}/{meta.get('name')}", str(dest.get("server") or dest.get("name") or ""),
+            str(dest.get("namespace") or ""), str(spec.get("project") or ""),
+            str((status.get("sync") or {}).get("status") or ""),
+            str((status.get("health") or {}).get("status") or ""), sync_policy(app), conditions,
+            str(source.get("repoURL") or ""), str(source.get("path") or ""),
+            str(source.get("targetRevision") or ""))
+
+
+def resource_rows(app: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    status = app.get("status") or {}
+    messages = {(r.get("group") or "", r.get("kind"), r.get("namespace") or "", r.get("name")):
+                (str(r.get("message") or ""), str(r.get("hookType") or ""))
+                for r in ((status.get("operationState") or {}).get("syncResult") or {}).get("resources") or []}
+    rows: list[tuple[str, ...]] = []
+    for r in status.get("resources") or []:
+        key = (r.get("group") or "", r.get("kind"), r.get("namespace") or "", r.get("name"))
+        message, hook = messages.get(key, ("", ""))
+        rows.append((str(r.get("group") or ""), str(r.get("kind") or ""), str(r.get("namespace") or ""),
+                     str(r.get("name") or ""), str(r.get("status") or ""),
+                     str((r.get("health") or {}).get("status") or ""), hook, message))
+    return rows
+
+
+def summary(app: Mapping[str, Any]) -> list[tuple[str, str]]:
+    meta, spec, status = app.get("metadata") or {}, app.get("spec") or {}, app.get("status") or {}
+    dest = spec.get("destination") or {}
+    source = _source(app)
+    sync = status.get("sync") or {}
+    target = str(source.get("targetRevision") or "HEAD")
+    revision = str(sync.get("revision") or "")
+    sync_text = str(sync.get("status") or "Unknown")
+    if revision:
+        sync_text += f" to {target} ({revision[:7]})"
+    rows = [("Name", f"{meta.get('namespace')}/{meta.get('name')}"),
+            ("Project", str(spec.get("project") or "")),
+            ("Server", str(dest.get("server") or dest.get("name") or "")),
+            ("Namespace", str(dest.get("namespace") or "")),
+            ("Repo", str(source.get("repoURL") or "")),
+            ("Target", str(source.get("targetRevision") or "")),
+            ("Path", str(source.get("path") or "")),
+            ("Sync Policy", sync_policy(app)),
+            ("Sync Status", sync_text),
+            ("Health Status", str((status.get("health") or {}).get("status") or ""))]
+    for condition in status.get("conditions") or []:
+        rows.append(("Condition", f"{condition.get('type')}: {condition.get('message')}"))
+    op = status.get("operationState") or {}
+    if op:
+        rows += [("Operation", "Sync"), ("Sync Revision", str((op.get("syncResult") or {}).get("revision") or "")),
+                 ("Phase", str(op.get("phase") or "")), ("Start", str(op.get("startedAt") or "")),
+                 ("Finished", str(op.get("finishedAt") or "")), ("Message", str(op.get("message") or ""))]
+    return rows
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO, *,
+                rich: bool) -> None:
+    if rich:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        Console(file=out).print(table)
+        return
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    for row in (tuple(columns), *rows):
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _print_doc(doc: Any, output: str, out: TextIO) -> None:
+    if output == "json":
+        out.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    else:
+        out.write(yaml.safe_dump(doc, sort_keys=False))
+
+
+# --- commands --------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    api: AppsApi
+    out: TextIO
+    err: TextIO
+    rich: bool
+    differ: Callable[[], Differ]
+    sleep: Callable[[float], None] = lambda seconds: time.sleep(seconds)
+    clock: Callable[[], float] = lambda: time.monotonic()
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    apps = sorted(ctx.api.list(args.app_namespace), key=lambda a: str((a.get("metadata") or {}).get("name")))
+    if args.output in ("json", "yaml"):
+        _print_doc(apps, args.output, ctx.out)
+    elif args.output == "name":
+        for app in apps:
+            ctx.out.write(f"{app['metadata']['namespace']}/{app['metadata']['name']}\n")
+    else:
+        print_table(LIST_COLUMNS, [list_row(a) for a in apps], ctx.out, rich=ctx.rich)
+    return EXIT_OK
+
+
+def _print_app(ctx: Context, app: Mapping[str, Any], output: str) -> None:
+    if output in ("json", "yaml"):
+        _print_doc(dict(app), output, ctx.out)
+        return
+    rows = summary(app)
+    width = max(len(k) for k, _ in rows) + 2
+    for key, value in rows:
+        ctx.out.write(f"{(key + ':').ljust(width)}{value}\n")
+    ctx.out.write("\n")
+    print_table(RESOURCE_COLUMNS, resource_rows(app), ctx.out, rich=ctx.rich)
+
+
+def cmd_get(ctx: Context, args: argparse.Namespace) -> int:
+    _print_app(ctx, ctx.api.get(args.app_namespace, args.name), args.output)
+    return EXIT_OK
+
+
+def cmd_diff(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        app = ctx.api.get(args.app_namespace, args.name)
+        diffs = ctx.differ()(app)
+    except Exception as exc:  # any failure to compare is exit 2, as argocd app diff
+        ctx.err.write(f"tidegate app diff: {exc}\n")
+        return EXIT_ERROR
+    for diff in diffs:
+        group = f"{diff.group}/" if diff.group else "/"
+        ctx.out.write(f"===== {group}{diff.kind} {diff.namespace}/{diff.name} ======\n{diff.text}")
+        if not diff.text.endswith("\n"):
+            ctx.out.write("\n")
+    return EXIT_DIFF if diffs else EXIT_OK
+
+
+def _wait(ctx: Context, args: argparse.Namespace, done: Callable[[Mapping[str, Any]], bool],
+          what: str) -> tuple[int, dict[str, Any]]:
+    deadline = ctx.clock() + args.timeout if args.timeout else None
+    while True:
+        app = ctx.api.get(args.app_namespace, args.name)
+        if done(app):
+            return EXIT_OK, app
+        if deadline is not None and ctx.clock() >= deadline:
+            ctx.err.write(f"timed out ({args.timeout:g}s) waiting for app {args.name!r} {what}\n")
+            return 1, app
+        ctx.sleep(POLL_SECONDS)
+
+
+def _operation_done(app: Mapping[str, Any]) -> bool:
+    status = app.get("status") or {}
+    return app.get("operation") is None and (status.get("operationState") or {}).get("phase") != "Running"
+
+
+def cmd_wait(ctx: Context, args: argparse.Namespace) -> int:
+    want_sync, want_health, want_op = args.sync, args.health, args.operation
+    if not (want_sync or want_health or want_op):
+        want_sync = want_health = want_op = True
+
+    def done(app: Mapping[str, Any]) -> bool:
+        status = app.get("status") or {}
+        return ((not want_sync or (status.get("sync") or {}).get("status") == "Synced")
+                and (not want_health or (status.get("health") or {}).get("status") == "Healthy")
+                and (not want_op or _operation_done(app)))
+
+    wanted = [w for w, on in (("synced", want_sync), ("healthy", want_health),
+                              ("done with its operation", want_op)) if on]
+    code, app = _wait(ctx, args, done, "to be " + " and ".join(wanted))
+    if code == EXIT_OK:
+        _print_app(ctx, app, args.output)
+    return code
+
+
+def sync_operation(app: Mapping[str, Any], *, revision: str | None, prune: bool,
+                   options: Sequence[str], username: str) -> dict[str, Any]:
+    """The ``operation`` ``argocd app sync`` writes."""
+    source = _source(app)
+    sync: dict[str, Any] = {"revision": revision or str(source.get("targetRevision") or "HEAD")}
+    if prune:
+        sync["prune"] = True
+    if options:
+        sync["syncOptions"] = list(options)
+    sync["syncStrategy"] = {"hook": {}}
+    return {"operation": {"sync": sync, "initiatedBy": {"username": username}}}
+
+
+def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.api.get(args.app_namespace, args.name)
+    if ((app.get("status") or {}).get("operationState") or {}).get("phase") == "Running" or app.get("operation"):
+        ctx.err.write(f"another operation is already in progress for app {args.name!r}\n")
+        return 1
+    previous = str(((app.get("status") or {}).get("operationState") or {}).get("startedAt") or "")
+    ctx.api.patch(args.app_namespace, args.name,
+                  sync_operation(app, revision=args.revision, prune=args.prune,
+                                 options=args.sync_option or [], username=_username()))
+    if args.async_:
+        ctx.out.write(f"sync of application {args.name!r} requested\n")
+        return EXIT_OK
+
+    def finished(current: Mapping[str, Any]) -> bool:
+        op = (current.get("status") or {}).get("operationState") or {}
+        return (current.get("operation") is None and op.get("phase") not in (None, "Running")
+                and str(op.get("startedAt") or "") != previous)
+
+    code, current = _wait(ctx, args, finished, "to finish its sync")
+    if code != EXIT_OK:
+        return code
+    _print_app(ctx, current, args.output)
+    phase = ((current.get("status") or {}).get("operationState") or {}).get("phase")
+    if phase != "Succeeded":
+        ctx.err.write(f"Operation has completed with phase: {phase}\n")
+        return 1
+    return EXIT_OK
+
+
+def cmd_refresh(ctx: Context, args: argparse.Namespace) -> int:
+    kind = "hard" if args.hard else "normal"
+    ctx.api.patch(args.app_namespace, args.name, {"metadata": {"annotations": {REFRESH_ANNOTATION: kind}}})
+
+    def refreshed(app: Mapping[str, Any]) -> bool:
+        return REFRESH_ANNOTATION not in ((app.get("metadata") or {}).get("annotations") or {})
+
+    code, app = _wait(ctx, args, refreshed, "to be refreshed")
+    if code == EXIT_OK:
+        _print_app(ctx, app, args.output)
+    return code
+
+
+def _username() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "tidegate"
+
+
+COMMANDS: dict[str, tuple[Callable[[Context, argparse.Namespace], int], str]] = {
+    "list": (cmd_list, "list Applications"),
+    "get": (cmd_get, "show an Application: summary and resources"),
+    "diff": (cmd_diff, "diff Git against the cluster (exit 0 none, 1 differences, 2 error)"),
+    "refresh": (cmd_refresh, "refresh an Application now (--hard: Argo CD's hard refresh)"),
+    "sync": (cmd_sync, "sync an Application (writes the operation field, as argocd app sync)"),
+    "wait": (cmd_wait, "wait for an Application to be synced, healthy, done with its operation"),
+}
+
+
+def add_subcommands(sub: Any) -> None:
+    app = sub.add_parser("app", help="act on Argo CD Applications (list, get, diff, refresh, sync, wait)")
+    app_sub = app.add_subparsers(dest="app_command", required=True)
+    for name, (_fn, help_text) in COMMANDS.items():
+        p = app_sub.add_parser(name, help=help_text)
+        if name != "list":
+            p.add_argument("name")
+        p.add_argument("--app-namespace", "-N", default=DEFAULT_APP_NAMESPACE,
+                       help="the namespace of the Applications (default argocd)")
+        if name in ("list", "get", "wait", "sync", "refresh"):
+            choices = ["wide", "json", "yaml"] + (["name"] if name == "list" else [])
+            p.add_argument("--output", "-o", choices=choices, default="wide")
+        if name in ("wait", "sync", "refresh"):
+            p.add_argument("--timeout", type=float, default=0 if name == "wait" else 300,
+                           help="seconds to wait (0: no limit)")
+        if name == "wait":
+            p.add_argument("--sync", action="store_true", help="wait for Synced")
+            p.add_argument("--health", action="store_true", help="wait for Healthy")
+            p.add_argument("--operation", action="store_true", help="wait for no running operation")
+        if name == "sync":
+            p.add_argument("--revision", help="sync to this revision instead of targetRevision")
+            p.add_argument("--prune", action="store_true", help="delete resources no longer in Git")
+            p.add_argument("--sync-option", action="append", help="e.g. CreateNamespace=true (repeatable)")
+            p.add_argument("--async", dest="async_", action="store_true", help="do not wait for the sync")
+        if name == "refresh":
+            p.add_argument("--hard", action="store_true", help="hard refresh")
+        p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, *, api: AppsApi | None = None, differ: Differ | None = None,
+        out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    client: Any = None
+
+    def kube() -> Any:
+        nonlocal client
+        if client is None:
+            from common.kubeclient import new_api_client
+
+            client = new_api_client(pool_size=4)
+        return client
+
+    ctx = Context(api=api or KubeApps(kube()), out=out, err=err,
+                  rich=out.isatty() and not isinstance(out, io.StringIO),
+                  differ=(lambda: differ) if differ is not None else (lambda: kube_differ(kube())))
+    fn, _ = COMMANDS[args.app_command]
+    try:
+        return fn(ctx, args)
+    except AppError as exc:
+        err.write(f"tidegate app {args.app_command}: {exc}\n")
+        return EXIT_ERROR if args.app_command == "diff" else 1
