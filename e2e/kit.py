@@ -14,7 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -209,23 +210,42 @@ def canary_weight(status: dict[str, Any]) -> int | None:
 # --- the controller process ---------------------------------------------------------------------
 
 class Controller:
-    """A real ``tidegate controller`` process watching one namespace; log in a file."""
+    """A real ``tidegate controller`` process watching one namespace; log in a file.
 
-    def __init__(self, env: dict[str, str], namespace: str, log_path: Path) -> None:
+    ``extra_args`` select components and their flags (the sync module's tests add
+    ``--components gitops ...``); ``ready`` is the log line that says it started;
+    a ``metrics_port`` serves /metrics on 127.0.0.1 (0: no metrics).
+    """
+
+    def __init__(self, env: dict[str, str], namespace: str, log_path: Path, *,
+                 extra_args: Sequence[str] = (), ready: str = "rollout controller started",
+                 metrics_port: int = 0) -> None:
         self.env = env
         self.namespace = namespace
         self.log_path = log_path
+        self.extra_args = list(extra_args)
+        self.ready = ready
+        self.metrics_port = metrics_port
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
+        metrics = ["--metrics-port", str(self.metrics_port)]
+        if self.metrics_port:
+            metrics.append("--metrics-local")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "controller", "--namespace", self.namespace,
-             "--metrics-port", "0"],
+             *metrics, *self.extra_args],
             env={**self.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: "rollout controller started" in self.log(), timeout=60,
-                   message="the controller to start")
+        wait_until(lambda: self.ready in self.log(), timeout=60,
+                   message=f"the controller to log {self.ready!r}")
+
+    def metrics(self) -> str:
+        """The controller's /metrics text (needs a ``metrics_port``)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback, our own URL
+            return str(resp.read().decode())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

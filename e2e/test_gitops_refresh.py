@@ -40,7 +40,7 @@ import pytest
 from kubernetes import client
 
 from e2e.conftest import REPO, wait_until
-from e2e.test_gitops_sync import GitRepo
+from e2e.test_gitops_sync import GitopsController, GitRepo
 
 pytestmark = pytest.mark.e2e
 
@@ -73,35 +73,11 @@ def application(name: str, namespace: str, repo_url: str, *, automated: bool) ->
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
-class Controller:
-    def __init__(self, env: dict[str, str], namespace: str, log_path: Path, *,
-                 webhook_port: int = 0) -> None:
-        self.log_path = log_path
-        self.metrics_port = free_port()
-        args = [sys.executable, "-m", "cli.main", "controller", "--components", "gitops",
-                "--namespace", namespace, "--app-namespace", namespace,
-                "--metrics-port", str(self.metrics_port), "--metrics-local", "--app-resync", "600"]
-        if webhook_port:
-            args += ["--webhook-port", str(webhook_port)]
-        self.proc = subprocess.Popen(args, env={**env, "PYTHONUNBUFFERED": "1"}, cwd=REPO,
-                                     stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
-        wait_until(lambda: "gitops controller started" in self.log(), timeout=60,
-                   message="the gitops controller to start")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as resp:  # noqa: S310
-            return str(resp.read().decode())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+def metered_controller(env: dict[str, str], namespace: str, log_path: Path, *,
+                       webhook_port: int = 0) -> GitopsController:
+    """The gitops controller with /metrics on a free loopback port (and the webhook if given)."""
+    return GitopsController(env, namespace, log_path, metrics_port=free_port(),
+                            webhook_port=webhook_port)
 
 
 def metric_value(text: str, metric: str, **labels: str) -> float:
@@ -122,8 +98,8 @@ def settings(core: client.CoreV1Api, namespace: str, *, reconciliation: str) -> 
 
 
 @pytest.fixture
-def controllers() -> Iterator[list[Controller]]:
-    started: list[Controller] = []
+def controllers() -> Iterator[list[GitopsController]]:
+    started: list[GitopsController] = []
     yield started
     for ctl in started:
         ctl.stop()
@@ -138,7 +114,7 @@ def current_value(core: client.CoreV1Api, namespace: str) -> str | None:
         raise
 
 
-def wait_value(core: client.CoreV1Api, namespace: str, value: str, ctl: Controller, *,
+def wait_value(core: client.CoreV1Api, namespace: str, value: str, ctl: GitopsController, *,
                timeout: float = 60) -> None:
     wait_until(lambda: current_value(core, namespace) == value, timeout=timeout, interval=0.05,
                message=f"refresh-config to hold {value}; log:\n{ctl.log()[-3000:]}")
@@ -187,14 +163,14 @@ def report(label: str, latencies: list[float]) -> None:
 
 def test_a_commit_is_synced_through_the_webhook_and_a_bad_signature_changes_nothing(
         core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, tmp_path: Path,
-        cluster_env: dict[str, str], controllers: list[Controller]) -> None:
+        cluster_env: dict[str, str], controllers: list[GitopsController]) -> None:
     hooked = f"hooked-{namespace}"  # unique: the drift watch finds apps by name only
     # Given polling at 600 s, the webhook secret in argocd-secret, and a synced automated app
     settings(core, namespace, reconciliation="600s")
     repo = GitRepo(tmp_path)
     repo.commit({"app/cm.yaml": [config_map(namespace, "v1")]}, "v1")
     port = free_port()
-    ctl = Controller(cluster_env, namespace, tmp_path / "controller.log", webhook_port=port)
+    ctl = metered_controller(cluster_env, namespace, tmp_path / "controller.log", webhook_port=port)
     controllers.append(ctl)
     wait_until(lambda: "gitops webhook listening" in ctl.log(), timeout=30, message="the webhook server")
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
@@ -253,13 +229,13 @@ def test_a_commit_is_synced_through_the_webhook_and_a_bad_signature_changes_noth
 
 def test_a_commit_is_synced_through_polling_with_one_ls_remote_per_repo(
         core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, tmp_path: Path,
-        cluster_env: dict[str, str], controllers: list[Controller]) -> None:
+        cluster_env: dict[str, str], controllers: list[GitopsController]) -> None:
     polled = f"polled-{namespace}"  # unique: the drift watch finds apps by name only
     # Given timeout.reconciliation 3s, no webhook server, and an automated app
     settings(core, namespace, reconciliation="3s")
     repo = GitRepo(tmp_path)
     repo.commit({"app/cm.yaml": [config_map(namespace, "v1")]}, "v1")
-    ctl = Controller(cluster_env, namespace, tmp_path / "controller.log")
+    ctl = metered_controller(cluster_env, namespace, tmp_path / "controller.log")
     controllers.append(ctl)
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
                                            application(polled, namespace, repo.url, automated=True))
@@ -294,13 +270,13 @@ def tidegate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 def test_app_cli_sync_wait_and_diff_exit_codes(
         core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, tmp_path: Path,
-        cluster_env: dict[str, str], controllers: list[Controller]) -> None:
+        cluster_env: dict[str, str], controllers: list[GitopsController]) -> None:
     manual = f"manual-{namespace}"  # unique: the drift watch finds apps by name only
     # Given a manual Application (no automated sync, so no selfHeal) on a repo
     settings(core, namespace, reconciliation="600s")
     repo = GitRepo(tmp_path)
     repo.commit({"app/cm.yaml": [config_map(namespace, "v1")]}, "v1")
-    ctl = Controller(cluster_env, namespace, tmp_path / "controller.log")
+    ctl = metered_controller(cluster_env, namespace, tmp_path / "controller.log")
     controllers.append(ctl)
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
                                            application(manual, namespace, repo.url, automated=False))

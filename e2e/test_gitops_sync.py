@@ -20,7 +20,6 @@ and why:
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +32,8 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from e2e.conftest import REPO, TEST_LABEL, wait_until
+from e2e.conftest import TEST_LABEL, wait_until
+from e2e.kit import Controller
 
 pytestmark = pytest.mark.e2e
 
@@ -136,28 +136,17 @@ class OperationRecorder:
 
 # --- the controller -----------------------------------------------------------------------------
 
-class GitopsController:
-    def __init__(self, env: dict[str, str], namespace: str, log_path: Path) -> None:
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "controller", "--components", "gitops",
-             "--namespace", namespace, "--app-namespace", namespace, "--metrics-port", "0",
-             "--app-resync", "600"],
-            env={**env, "PYTHONUNBUFFERED": "1"}, cwd=REPO, stdout=log_path.open("ab"),
-            stderr=subprocess.STDOUT)
-        wait_until(lambda: "gitops controller started" in self.log(), timeout=60,
-                   message="the gitops controller to start")
+class GitopsController(Controller):
+    """``tidegate controller --components gitops`` for the test's namespace, started at once."""
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    def __init__(self, env: dict[str, str], namespace: str, log_path: Path, *,
+                 metrics_port: int = 0, webhook_port: int = 0) -> None:
+        args = ["--components", "gitops", "--app-namespace", namespace, "--app-resync", "600"]
+        if webhook_port:
+            args += ["--webhook-port", str(webhook_port)]
+        super().__init__(env, namespace, log_path, extra_args=args,
+                         ready="gitops controller started", metrics_port=metrics_port)
+        self.start()
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ import requests
 from kubernetes import client
 
 from e2e.analysis_kit import Analysis, analysis_run
-from e2e.conftest import REPO, wait_until
+from e2e.conftest import wait_until
 from e2e.kit import Controller
 
 pytestmark = pytest.mark.e2e
@@ -155,25 +154,8 @@ class VerboseController(Controller):
     """``tidegate controller --verbose`` with /metrics on a local port."""
 
     def __init__(self, env: dict[str, str], namespace: str, log_path: Path) -> None:
-        super().__init__(env, namespace, log_path)
-        self.metrics_port = _free_port()
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "controller", "--namespace",
-             self.namespace, "--verbose", "--metrics-port", str(self.metrics_port),
-             "--metrics-local"],
-            env={**self.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO, stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(lambda: "analysis controller started" in self.log(), timeout=60,
-                   message="the controller to start")
-
-    def metrics(self) -> str:
-        answer = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
-        answer.raise_for_status()
-        return answer.text
+        super().__init__(env, namespace, log_path, extra_args=["--verbose"],
+                         ready="analysis controller started", metrics_port=_free_port())
 
 
 @pytest.fixture

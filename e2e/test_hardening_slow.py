@@ -22,8 +22,6 @@ The figures are printed (run with ``-s`` to see them).
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -39,7 +37,7 @@ import pytest
 from kubernetes import client
 
 from e2e.analysis_kit import Analysis, analysis_run, metric_result, prometheus_metric
-from e2e.conftest import REPO, TEST_LABEL, wait_until
+from e2e.conftest import TEST_LABEL, wait_until
 from e2e.kit import Controller
 
 pytestmark = pytest.mark.e2e
@@ -139,19 +137,11 @@ class AnalysisController(Controller):
     """``tidegate controller --components analysis`` watching several namespaces."""
 
     def __init__(self, env: dict[str, str], namespaces: list[str], log_path: Path) -> None:
-        super().__init__(env, namespaces[0], log_path)
+        # The kit passes --namespace for the first; the others follow as extra arguments.
+        others = [arg for ns in namespaces[1:] for arg in ("--namespace", ns)]
+        super().__init__(env, namespaces[0], log_path,
+                         extra_args=["--components", "analysis", *others], ready=STARTED_LINE)
         self.namespaces = namespaces
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        watched = [arg for ns in self.namespaces for arg in ("--namespace", ns)]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "controller", "--components", "analysis",
-             *watched, "--metrics-port", "0"],
-            env={**self.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        )
-        wait_until(lambda: STARTED_LINE in self.log(), timeout=60,
-                   message="the analysis controller to start")
 
     def rss(self) -> int:
         assert self.proc is not None
