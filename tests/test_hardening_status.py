@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from test_analysis_controller import FakeKube
 
 from analysis import conditions
 from analysis.api.models import Metric
@@ -53,22 +54,16 @@ TEN_MB = 10 * 1000 * 1000
 # --- fakes ----------------------------------------------------------------------------------
 
 @dataclass
-class FakeApiServer:
-    """One AnalysisRun; applies merge patches like the API server and refuses what it refuses.
+class FakeApiServer(FakeKube):
+    """The controller tests' fake API server, refusing what the real one refuses.
 
     ``refuse`` answers a patch with an error instead of applying it: by default a
     request body over the real request limit gets the real 413.
     """
 
-    body: dict[str, Any]
     refuse: Callable[[bytes], ApiException | None] = lambda raw: (
         too_large() if len(raw) > API_SERVER_REQUEST_LIMIT else None)
-    patches: list[dict[str, Any]] = field(default_factory=list)
     refused: list[int] = field(default_factory=list)
-    events: list[dict[str, str]] = field(default_factory=list)
-
-    def read_secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
-        return None
 
     def patch_run(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
         raw = json.dumps(patch).encode()
@@ -76,24 +71,10 @@ class FakeApiServer:
         if error is not None:
             self.refused.append(len(raw))
             raise error
-        self.patches.append(copy.deepcopy(dict(patch)))
-        status = dict(self.body.get("status") or {})
-        for key, value in patch["status"].items():
-            if value is None:
-                status.pop(key, None)
-            else:
-                status[key] = copy.deepcopy(value)
-        self.body["status"] = status
-        meta = self.body["metadata"]
-        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
-        return copy.deepcopy(self.body)
+        return super().patch_run(namespace, name, patch)
 
     def delete_run(self, namespace: str, name: str) -> None:
         raise AssertionError("no test here deletes a run")
-
-    def post_event(self, involved: Mapping[str, Any], *, event_type: str, reason: str,
-                   message: str) -> None:
-        self.events.append({"type": event_type, "reason": reason, "message": message})
 
     @property
     def status(self) -> dict[str, Any]:
