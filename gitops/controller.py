@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +35,17 @@ from typing import Any, Protocol
 from common.api import SpecError
 from common.kubewrite import merge_patch
 from gitops.api import Application, ApplicationSource, parse_application
+from gitops.diff import (
+    DiffConfigError,
+    IgnoreRule,
+    RolloutFields,
+    carry_rollout_fields,
+    compare,
+    ignore_extraneous,
+    rollout_fields,
+    rules_from_app,
+    rules_from_settings,
+)
 from gitops.health import HealthStatus, health, worst
 from gitops.kube import GitopsPort, KubeError
 from gitops.plan import (
@@ -87,6 +98,7 @@ MSG_DESTINATION = ("application destination {server!r} is not supported yet: Tid
                    "to its own cluster ({default} or name: {name})")
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+CM_TTL_SECONDS = 10.0
 SOURCE_TYPES = {"helm": "Helm", "kustomize": "Kustomize", "directory": "Directory"}  # status.sourceType
 
 
@@ -140,6 +152,8 @@ class Observed:
     sync: dict[ResourceKey, str]
     prune: list[ResourceKey]
     source_type: str = "Directory"
+    owned: RolloutFields = field(default_factory=RolloutFields)  # what Rollouts write: never drift
+    quiet: set[ResourceKey] = field(default_factory=set)  # IgnoreExtraneous: not the app's OutOfSync
 
 
 @dataclass
@@ -166,6 +180,7 @@ class AppController:
                  detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
                  projects: Callable[[str, str], Mapping[str, Any] | None] = lambda namespace, name: None,
                  watch: Callable[[str, str], None] = lambda api_version, kind: None,
+                 argocd_cm: Callable[[], Mapping[str, Any] | None] = lambda: None,
                  ) -> None:
         self.kube = kube
         self.repos = repos
@@ -177,6 +192,8 @@ class AppController:
         self.detect = detect
         self.projects = projects  # (namespace, name) -> the AppProject document, None if absent
         self.watch = watch  # (apiVersion, kind) of a managed kind: watch it so drift is seen at once
+        self.argocd_cm = argocd_cm  # resource.customizations.ignoreDifferences.* (read at most every 10 s)
+        self._cm_rules: tuple[datetime, list[IgnoreRule]] | None = None
 
     # --- the reconcile ---------------------------------------------------------------------
 
@@ -230,7 +247,7 @@ class AppController:
             self._write(key, old_status, status, extra, now, changed_only=True)
             return self.settings.reconcile_seconds
         assert project is not None
-        errors: tuple[type[BaseException], ...] = (*self.source_errors, KubeError)
+        errors: tuple[type[BaseException], ...] = (*self.source_errors, KubeError, DiffConfigError)
         if running and _retry_pending(op_state) and (op_state.get("operation") or {}).get(
                 "initiatedBy", {}).get("automated"):
             # Better than Argo CD (argo-cd #11494): a new commit pre-empts an automated sync
@@ -297,6 +314,8 @@ class AppController:
         live: dict[ResourceKey, dict[str, Any]] = {}
         versions: dict[ResourceKey, str] = {}
         sync: dict[ResourceKey, str] = {}
+        owned = rollout_fields(targets)
+        rules = [*rules_from_app(app.spec.ignore_differences), *self._settings_rules()]
         for doc in targets:
             if hook_phases(doc) is not None:
                 continue
@@ -312,11 +331,12 @@ class AppController:
                 continue
             live[key] = current
             try:
-                predicted = self.kube.apply(doc, dry_run=True)
+                predicted = self.kube.apply(carry_rollout_fields(doc, current, owned), dry_run=True)
             except KubeError:
                 sync[key] = OUT_OF_SYNC  # the sync will say why, with the server's message
                 continue
-            sync[key] = SYNCED if _normalized(predicted) == _normalized(current) else OUT_OF_SYNC
+            drift = compare(predicted, current, rules=rules, owned=owned)
+            sync[key] = OUT_OF_SYNC if drift.differs else SYNCED
         prune: list[ResourceKey] = []
         for res in old_status.get("resources") or []:
             key = ResourceKey(group=str(res.get("group") or ""), kind=str(res.get("kind") or ""),
@@ -333,8 +353,20 @@ class AppController:
                 live[key], versions[key] = current, api_version
                 sync[key] = OUT_OF_SYNC
                 prune.append(key)
+        quiet = {k for k in prune if ignore_extraneous(live[k])}
         return Observed(revision=revision, targets=targets, live=live, versions=versions, sync=sync,
-                        prune=prune, source_type=source_type)
+                        prune=prune, source_type=source_type, owned=owned, quiet=quiet)
+
+    def _settings_rules(self) -> list[IgnoreRule]:
+        """argocd-cm's ignoreDifferences customizations, re-read once they are 10 s old."""
+        now = self.clock()
+        if self._cm_rules is None or (now - self._cm_rules[0]).total_seconds() > CM_TTL_SECONDS:
+            try:
+                data = (self.argocd_cm() or {}).get("data") or {}
+            except KubeError:
+                data = {}  # unreadable settings: no customizations, as when the ConfigMap is absent
+            self._cm_rules = (now, rules_from_settings(data))
+        return self._cm_rules[1]
 
     # --- operations ------------------------------------------------------------------------
 
@@ -351,7 +383,8 @@ class AppController:
                 operation["retry"] = (body.get("operation") or {})["retry"]
             prune = bool(requested.get("prune"))
             options = list(requested.get("syncOptions") or options)
-        elif automated is not None and OUT_OF_SYNC in observed.sync.values():
+        elif automated is not None and any(s == OUT_OF_SYNC for k, s in observed.sync.items()
+                                           if k not in observed.quiet):
             last = (op_state.get("syncResult") or {}).get("revision")
             heal_attempts = 0
             if last == observed.revision and op_state.get("phase") in (SUCCEEDED, FAILED, ERROR):
@@ -570,7 +603,11 @@ class AppController:
             if task.hook and "BeforeHookCreation" in task.hook_delete_policies:
                 self.kube.delete(task.api_version, task.key, propagation="Background")
             existed = task.key in observed.live
-            applied = self.kube.apply(task.manifest)
+            manifest = task.manifest
+            if observed.owned.paths(observed.live.get(task.key)):
+                # the canary's weights as they are now (re-read: the rollout may have moved them)
+                manifest = carry_rollout_fields(manifest, self.kube.get(task.api_version, task.key), observed.owned)
+            applied = self.kube.apply(manifest)
             observed.live[task.key] = applied
             verb = "configured" if existed else "created"
             message = f"{task.key.kind.lower()}/{task.key.name} {verb}"
@@ -628,7 +665,7 @@ class AppController:
             app_health = HealthStatus.MISSING
         else:
             app_health = worst(healths)
-        out_of_sync = any(status == OUT_OF_SYNC for status in observed.sync.values())
+        out_of_sync = any(status == OUT_OF_SYNC for k, status in observed.sync.items() if k not in observed.quiet)
         status: dict[str, Any] = {
             **old,
             "sync": {"status": OUT_OF_SYNC if out_of_sync else SYNCED, "revision": observed.revision,

@@ -246,6 +246,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         detect=_detect,
         projects=_project,
         watch=WATCHERS[-1].ensure,
+        argocd_cm=lambda: kube.get("v1", ResourceKey("", "ConfigMap", CONFIG.app_namespaces[0], ARGOCD_CM)),
     )
     SHELL.start(reconcile, workers=CONFIG.workers)
     STATE.poller = asyncio.create_task(Poller(repos=repos, apps=_apps, enqueue=_poll_enqueue,
