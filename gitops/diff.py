@@ -42,6 +42,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 import yaml
@@ -75,7 +76,7 @@ class DiffConfigError(ValueError):
 class IgnoreRule:
     """One ignoreDifferences entry; an empty group/kind/name/namespace matches any."""
 
-    group: str = ""
+    group: str = ""  # "" is the core group, as in Argo CD
     kind: str = ""
     name: str = ""
     namespace: str = ""
@@ -85,7 +86,9 @@ class IgnoreRule:
     any_group: bool = False  # argocd-cm ".all": every group and kind
 
     def matches(self, *, group: str, kind: str, name: str, namespace: str) -> bool:
-        if not self.any_group and (self.group != group or (self.kind and self.kind != kind)):
+        # As Argo CD: an omitted group is the core group; group and kind may be globs ("*").
+        if not self.any_group and not (fnmatchcase(group, self.group)
+                                       and (not self.kind or fnmatchcase(kind, self.kind))):
             return False
         return (not self.name or self.name == name) and (not self.namespace or self.namespace == namespace)
 
