@@ -679,6 +679,9 @@ class Comparison:
 
     differs: bool
     paths: tuple[FieldPath, ...] = ()
+    # both sides as compared (normalized, ignored paths removed): what a diff shows a person
+    target: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    live: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def formatted(self) -> list[str]:
@@ -715,4 +718,4 @@ def compare(target: Mapping[str, Any], live: Mapping[str, Any], *, rules: Sequen
     managers = {m for r in matching for m in r.managers}
     paths = [p for p in diff_paths(right, left)
              if not (managers and managers & set(field_managers(live, p)))]
-    return Comparison(differs=bool(paths), paths=tuple(paths))
+    return Comparison(differs=bool(paths), paths=tuple(paths), target=left, live=right)
