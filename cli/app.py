@@ -531,7 +531,7 @@ def run(args: argparse.Namespace, *, api: AppsApi | None = None, differ: Differ 
 MSG_EXPLAIN_CONDITION = "application {app} cannot be compared with Git: {type}: {message}"
 MSG_EXPLAIN_FAILED = "the last sync of {app} (revision {revision}) ended {phase}: {message}"
 MSG_EXPLAIN_RUNNING = "a sync of {app} is running: {message}"
-MSG_EXPLAIN_OUT_OF_SYNC = "{app} is OutOfSync: {count} differ from Git at revision {revision} ({first}{more}); {advice}"
+MSG_EXPLAIN_OUT_OF_SYNC = "{app} is OutOfSync: {count} from Git at revision {revision} ({first}{more}); {advice}"
 MSG_EXPLAIN_UNHEALTHY = "{app} is Synced but {health}: {resource}{message}"
 MSG_EXPLAIN_FINE = "{app} is Synced and {health} at revision {revision}: nothing to explain"
 ADVICE_SELF_HEAL = "selfHeal is on, so the controller reverts it"
@@ -588,7 +588,7 @@ def explain_reason(app: Mapping[str, Any], out_of_sync: Sequence[ResKey]) -> str
                   else ADVICE_AUTOMATED if automated is not None else ADVICE_MANUAL).format(name=name)
         count = len(out_of_sync)
         return MSG_EXPLAIN_OUT_OF_SYNC.format(
-            app=label, count=f"{count} resource{'s' if count != 1 else ''}", revision=revision,
+            app=label, count=f"{count} resources differ" if count != 1 else "1 resource differs", revision=revision,
             first=_res_name(out_of_sync[0]) if out_of_sync else "none listed",
             more=f" and {count - 1} more" if count > 1 else "", advice=advice)
     if health != "Healthy":
