@@ -132,7 +132,7 @@ def app_status(custom: client.CustomObjectsApi, namespace: str, name: str) -> di
 
 
 def canary_objects(image: str) -> list[dict[str, Any]]:
-    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "3s"}}]
+    steps: list[dict[str, Any]] = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "3s"}}]
     return [service("model", "model"),
             virtual_service("model-vsvc", canary_host="model", stable_host="model", subsets=True),
             destination_rule("model-dr", "model"),
