@@ -26,6 +26,7 @@ One reconcile:
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,8 @@ from typing import Any, Protocol
 
 from common.api import SpecError
 from common.kubewrite import merge_patch
-from gitops.api import Application, ApplicationSource, parse_application
+from gitops.api import Application, ApplicationDestination, ApplicationSource, parse_application
+from gitops.clusters import ClusterTarget, DestinationError, home_only
 from gitops.health import HealthStatus, health, worst
 from gitops.kube import GitopsPort, KubeError
 from gitops.plan import (
@@ -44,6 +46,7 @@ from gitops.plan import (
     TaskAction,
     build_plan,
     hook_phases,
+    instance_name,
     is_tracked_by,
     key_of,
     options_from,
@@ -83,8 +86,6 @@ MSG_RETRIED = "{message} (retried {count} times)."
 MSG_SUPERSEDED = "{message}; superseded by revision {revision} (a new commit pre-empts the retries)"
 DEFAULT_AUTOMATED_RETRY = {"limit": 5}  # what Argo CD's autoSync puts in an operation without retry
 DEFAULT_BACKOFF = (5.0, 2.0, 180.0)  # Argo CD's retry.backoff defaults: 5s, factor 2, 3m
-MSG_DESTINATION = ("application destination {server!r} is not supported yet: Tidegate syncs only "
-                   "to its own cluster ({default} or name: {name})")
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SOURCE_TYPES = {"helm": "Helm", "kustomize": "Kustomize", "directory": "Directory"}  # status.sourceType
@@ -154,6 +155,8 @@ class Settings:
     self_heal_backoff_seconds: float = 2.0
     self_heal_backoff_max_seconds: float = 300.0
     self_heal_cooldown_seconds: float = 330.0
+    # Argo CD's namespace: its Applications' tracking ids carry the bare name, others <ns>_<name>.
+    control_namespace: str = "argocd"
 
 
 class AppController:
@@ -166,8 +169,9 @@ class AppController:
                  detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
                  projects: Callable[[str, str], Mapping[str, Any] | None] = lambda namespace, name: None,
                  watch: Callable[[str, str], None] = lambda api_version, kind: None,
+                 kube_for: Callable[[ApplicationDestination], ClusterTarget] | None = None,
                  ) -> None:
-        self.kube = kube
+        self.home = kube  # the controller's own cluster: Applications are read and written there
         self.repos = repos
         self.render = render
         self.source_errors = source_errors
@@ -176,11 +180,31 @@ class AppController:
         self.written = written
         self.detect = detect
         self.projects = projects  # (namespace, name) -> the AppProject document, None if absent
-        self.watch = watch  # (apiVersion, kind) of a managed kind: watch it so drift is seen at once
+        # The destination's cluster, resolved once per reconcile (gitops/clusters.py); the default
+        # knows only the controller's own cluster. ``watch``: (apiVersion, kind) of a managed kind
+        # on it, watched so drift is seen at once.
+        self.kube_for = kube_for or home_only(kube, watch)
+        self._local = threading.local()  # the reconcile running in this worker thread: its target
+
+    @property
+    def target(self) -> ClusterTarget | None:
+        return getattr(self._local, "target", None)
+
+    @property
+    def kube(self) -> GitopsPort:
+        """The port of this reconcile's destination cluster (the own cluster before it is resolved)."""
+        target = self.target
+        return target.kube if target is not None else self.home
+
+    def watch(self, api_version: str, kind: str) -> None:
+        target = self.target
+        if target is not None:
+            target.watch(api_version, kind)
 
     # --- the reconcile ---------------------------------------------------------------------
 
     def reconcile(self, key: tuple[str, str], body: Mapping[str, Any] | None) -> float | None:
+        self._local.target = None
         if body is None:
             return None  # deleted (cascade delete is not in this slice)
         now = self.clock()
@@ -196,12 +220,8 @@ class AppController:
             self._write(key, old_status, status, extra, now, changed_only=False)
             return None
         source = app.spec.source or (app.spec.sources[0] if app.spec.sources else None)
-        destination = app.spec.destination
-        if destination.server not in (None, IN_CLUSTER_SERVER) or destination.name not in (
-                None, IN_CLUSTER_NAME) or source is None:
-            message = (MSG_DESTINATION.format(server=destination.server or destination.name,
-                                              default=IN_CLUSTER_SERVER, name=IN_CLUSTER_NAME)
-                       if source is not None else "application has no source")
+        if source is None:
+            message = "application has no source"
             status = self._with_condition(old_status, INVALID_SPEC_ERROR, message, now)
             self._write(key, old_status, status, extra, now, changed_only=False)
             return None
@@ -209,8 +229,12 @@ class AppController:
         running = op_state.get("phase") == RUNNING
         project = project_from(self.projects(key[0], app.spec.project), app.spec.project)
         sources = [source] if app.spec.source else list(app.spec.sources or [])
-        violations = ([MSG_MISSING.format(project=app.spec.project)] if project is None else
-                      spec_violations(project, [s.repo_url for s in sources], self._destination(app)))
+        try:
+            self._local.target = self.kube_for(app.spec.destination)
+            violations = ([MSG_MISSING.format(project=app.spec.project)] if project is None else
+                          spec_violations(project, [s.repo_url for s in sources], self._destination(app)))
+        except DestinationError as exc:  # Argo CD's ValidatePermissions: an unknown cluster
+            violations = [str(exc)]
         if violations:
             # Argo CD's ValidatePermissions: an InvalidSpecError condition; a requested or
             # running operation ends in Error with the same message, and nothing is applied.
@@ -291,7 +315,7 @@ class AppController:
         versions_by_kind = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
                             str(d.get("apiVersion")) for d in manifests}
         targets = target_objects(
-            manifests, app=name, namespace=namespace,
+            manifests, app=self._instance(app), namespace=namespace,
             namespaced=lambda group, kind: self.kube.namespaced(
                 versions_by_kind.get((group, kind), group), kind))
         live: dict[ResourceKey, dict[str, Any]] = {}
@@ -329,7 +353,7 @@ class AppController:
                 current = self.kube.get(api_version, key)
             except KubeError:
                 continue
-            if current is not None and is_tracked_by(current, name):
+            if current is not None and is_tracked_by(current, self._instance(app)):
                 live[key], versions[key] = current, api_version
                 sync[key] = OUT_OF_SYNC
                 prune.append(key)
@@ -396,7 +420,7 @@ class AppController:
         if options.create_namespace and namespace:
             exists = self.kube.get("v1", ResourceKey("", "Namespace", "", namespace)) is not None
         started = _parse_stamp(op_state.get("startedAt"))
-        return build_plan(observed.targets, observed.live, app=app.metadata.name or "",
+        return build_plan(observed.targets, observed.live, app=self._instance(app),
                           namespace=namespace, options=options, revision=observed.revision,
                           started_at=int(started.timestamp()) if started else 0,
                           namespace_exists=exists)
@@ -444,11 +468,18 @@ class AppController:
             op_state = {**op_state, "message": MSG_RETRIED.format(message=message, count=count)}
         return op_state, requeue
 
-    @staticmethod
-    def _destination(app: Application) -> Destination:
-        dest = app.spec.destination
+    def _destination(self, app: Application) -> Destination:
+        """The destination as the project checks it: the resolved cluster's server and name."""
+        dest, target = app.spec.destination, self.target
+        if target is not None:
+            return Destination(server=target.server, name=target.name, namespace=dest.namespace or "")
         return Destination(server=dest.server or IN_CLUSTER_SERVER, name=dest.name or "",
                            namespace=dest.namespace or "")
+
+    def _instance(self, app: Application) -> str:
+        """The app part of its objects' tracking ids (Argo CD v3: <namespace>_<app> outside its namespace)."""
+        return instance_name(app.metadata.name or "", app.metadata.namespace or "",
+                             self.settings.control_namespace)
 
     def _invalid_tasks(self, app: Application, plan: SyncPlan, project: Project) -> list[dict[str, Any]]:
         """The SyncFailed results of the tasks the project does not permit (gitops-engine's first pass)."""
@@ -664,7 +695,7 @@ class AppController:
             body["status"] = patch
         if not body:
             return
-        written = self.kube.patch_application(key[0], key[1], body)
+        written = self.home.patch_application(key[0], key[1], body)
         if self.written is not None:
             self.written.record(key, written)
 
