@@ -67,7 +67,8 @@ def tracked_app(obj: Mapping[str, Any], control_namespace: str) -> tuple[str, st
 class DriftWatcher:
     def __init__(self, api: Any, on_change: Callable[[tuple[str, str]], None], *,
                  control_namespace: str, namespaces: tuple[str, ...] = ()) -> None:
-        self.dyn = dynamic.DynamicClient(api)
+        self.api = api
+        self._dyn: Any = None  # built by the first watch thread: discovery is a blocking call
         self.on_change = on_change
         self.control_namespace = control_namespace
         self.namespaces = namespaces  # namespaced mode: one watch per namespace, else cluster-wide
@@ -85,6 +86,13 @@ class DriftWatcher:
             thread = threading.Thread(target=self._run, args=(api_version, kind, namespace), daemon=True,
                                       name=f"gitops-watch-{kind}")
             thread.start()
+
+    @property
+    def dyn(self) -> Any:
+        with self._lock:
+            if self._dyn is None:
+                self._dyn = dynamic.DynamicClient(self.api)
+            return self._dyn
 
     def stop(self) -> None:
         self._stop.set()
