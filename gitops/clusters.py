@@ -405,6 +405,10 @@ class Clusters:
             self.update(key, secret)
         self._listed.set()
 
+    def mark_listed(self) -> None:
+        """The listing failed: stop holding reconciles back (they resolve with what is known)."""
+        self._listed.set()
+
     def clusters(self) -> list[Cluster]:
         with self._lock:
             return known_clusters(sorted(self._secrets.values(), key=lambda c: c.secret))
@@ -521,8 +525,10 @@ class SecretWatch:
             except ApiException as exc:
                 log.info("gitops: cluster secrets watch failed, retrying", namespace=self.namespace,
                          status=exc.status)
+                self.registry.mark_listed()
                 self._stop.wait(RETRY_SECONDS)
             except Exception as exc:  # noqa: BLE001 - the watch thread must not die silently
                 log.info("gitops: cluster secrets watch failed, retrying", namespace=self.namespace,
                          error=type(exc).__name__)
+                self.registry.mark_listed()
                 self._stop.wait(RETRY_SECONDS)

@@ -8,6 +8,10 @@ one is healthy, so a reconcile never blocks waiting; it asks to be requeued.
 
 One reconcile:
 
+0. resolve the destination to a cluster (gitops/clusters.py: the controller's own, or one
+   of Argo CD's cluster Secrets; an unknown one is an ``InvalidSpecError`` with Argo CD's
+   message); every read and write of managed objects in this reconcile goes to that
+   cluster's port, the Application's own status to the controller's cluster;
 1. resolve ``targetRevision`` (or keep the revision of the running operation),
    check it out, render it (a source or render error is a ``ComparisonError``
    condition, and the last known resources are left alone);
