@@ -5,6 +5,13 @@ Called by gitops/controller.py for every managed object (the app's
 their order from best to worst (the app's health is its worst resource's) are
 Argo CD's: Healthy < Suspended < Progressing < Missing < Degraded < Unknown.
 
+Built-in checks (Argo CD's, in Go or in its bundled Lua): Deployment,
+StatefulSet, DaemonSet, ReplicaSet, Service, Ingress, PVC, Job, Pod, Namespace,
+HorizontalPodAutoscaler (v1 conditions from its annotation, v2 from status),
+Rollout, AnalysisRun (by phase), KServe InferenceService (every condition True and
+the model UpToDate; a failed model transition is Degraded) and Application (app
+of apps: the child's own ``status.health``).
+
 ``health(obj)`` returns None for an object with no check (ConfigMap, Secret,
 RBAC, ...): it has no health and passes its wave at once, as in Argo CD.
 
@@ -15,7 +22,9 @@ Where Tidegate does better than Argo CD:
   so a wave really waits for it (argo-cd #14442, #4577); Argo CD gives it no
   health and moves on;
 * a Rollout paused at a canary step is Suspended with the step in the message,
-  which the sync counts as delivered (argo-cd #25054).
+  which the sync counts as delivered (argo-cd #25054);
+* an InferenceService whose ``status.observedGeneration`` lags its generation is
+  Progressing (Argo CD's Lua would judge the previous spec's conditions).
 """
 
 from __future__ import annotations

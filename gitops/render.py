@@ -17,15 +17,24 @@ anything else a plain directory.
   skipped, ``kind: List`` expanded.
 * Kustomize: ``kustomize build``. The Application's overrides (images,
   namePrefix/nameSuffix, commonLabels/commonAnnotations, namespace, replicas,
-  components) are applied with ``kustomize edit`` in a private copy, as Argo CD
+  components) are applied with ``kustomize edit``, and its ``patches`` appended
+  to the kustomization, in a private copy in a scratch directory, as Argo CD
   does; the shared checkout is never written (the copy hard-links every file but
-  the kustomization it edits).
+  those a tool writes). Before building, every local path a kustomization names
+  (resources, components, patches, generator files, ...; followed through the
+  bases it includes) must resolve inside the checkout: ``../..`` past the root,
+  absolute paths and symlinks out are a RenderError naming the file and field.
 * Helm: ``helm template`` with the release name (default: the Application's
   name), ``--namespace``, valueFiles in order (missing ones skipped with
   ``ignoreMissingValueFiles``; globs expanded), then ``values`` or
   ``valuesObject`` (the latter wins, as in Argo CD), then ``parameters``
   (``--set``, or ``--set-string`` with ``forceString``) and ``fileParameters``;
-  CRDs included unless ``skipCrds``.
+  CRDs included unless ``skipCrds``. A chart with ``file://`` dependencies
+  (inside the repository) gets ``helm dependency build`` in a scratch copy first.
+* Helm repository (``chart`` + an http(s) ``repoURL``): ``helm pull --repo`` of
+  ``targetRevision`` (a version or a range) into a ``ChartCache`` kept by URL,
+  chart and version, under the render deadline and a size cap, then rendered as
+  above (``$ref/...`` valueFiles work as for a chart in Git).
 
 Nothing from the repository runs: kustomize without plugins, exec functions or
 its Helm inflator; Helm with an empty plugin directory and no post-renderer;
