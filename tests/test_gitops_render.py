@@ -10,6 +10,7 @@ path, environments/production, with values.yaml and values-production.yaml).
 
 from __future__ import annotations
 
+import copy
 import functools
 import http.server
 import os
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,11 @@ import pytest
 import yaml
 
 from gitops.api import ApplicationSource, parse_application
+from gitops.controller import AppController
+from gitops.plan import ResourceKey
 from gitops.render import ChartCache, RenderError, detect_tool, render_source
-from gitops.source import RepoCache
+from gitops.source import RepoCache, SourceError
+from tests.test_gitops_controller import KEY, FakeKube
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LLM_SERVICE = FIXTURES / "gitops" / "llm-service"
@@ -626,3 +631,102 @@ def test_a_chart_repo_url_that_is_not_http_is_refused(tmp_path: Path) -> None:
                       Path("."), app_name="m", namespace="ns", charts=ChartCache(tmp_path))
     assert err.value.message == ("chart 'model': repoURL 'oci://registry.example.com/charts' is not a Helm "
                                  "repository over http(s) (OCI registries are not supported yet)")
+
+
+# --- multi-source through the reconcile (real git, real helm; the API server is a fake) ----------
+
+
+def commit_files(repo: Path, files: dict[str, str], message: str) -> str:
+    write(repo, files)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", message)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def multi_source_app(sources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "app", "namespace": "argocd"},
+            "spec": {"project": "default", "sources": sources,
+                     "destination": {"server": "https://kubernetes.default.svc", "namespace": "dest"},
+                     "syncPolicy": {"automated": {"prune": True}}}}
+
+
+def reconcile_until_synced(controller: AppController, kube: FakeKube, clock: list[datetime]) -> dict[str, Any]:
+    for _ in range(10):
+        clock[0] += timedelta(seconds=5)
+        controller.reconcile(KEY, copy.deepcopy(kube.app))
+        status = dict(kube.app.get("status") or {})
+        if (status.get("operationState") or {}).get("phase") == "Succeeded" and \
+                (status.get("sync") or {}).get("status") == "Synced":
+            return status
+    raise AssertionError(f"not synced: {kube.app.get('status')}")
+
+
+@pytest.fixture
+def reconciler(tmp_path: Path) -> tuple[AppController, FakeKube, list[datetime]]:
+    kube = FakeKube()
+    clock = [datetime(2026, 12, 3, 10, 0, tzinfo=UTC)]
+    controller = AppController(
+        kube=kube, repos=RepoCache(tmp_path / "cache"),
+        render=functools.partial(render_source, charts=ChartCache(tmp_path / "charts")),
+        source_errors=(RenderError, SourceError), clock=lambda: clock[0],
+        detect=lambda src, path: detect_tool(src, path))
+    return controller, kube, clock
+
+
+def test_multi_source_values_from_another_repo_through_the_reconcile(
+    tmp_path: Path, tools: None, reconciler: tuple[AppController, FakeKube, list[datetime]]
+) -> None:
+    controller, kube, clock = reconciler
+    chart_repo, values_repo = tmp_path / "charts-git", tmp_path / "values-git"
+    for repo in (chart_repo, values_repo):
+        repo.mkdir()
+        git(repo, "init", "--quiet", "-b", "main")
+    chart_sha = commit_files(chart_repo, {"app/" + k.removeprefix("lib/"): v for k, v in LIB_CHART.items()},
+                             "chart")
+    values_sha = commit_files(values_repo, {"prod.yaml": "size: medium\n"}, "values")
+    kube.app = multi_source_app([
+        {"repoURL": f"file://{chart_repo}", "targetRevision": "main", "path": "app",
+         "helm": {"valueFiles": ["$values/prod.yaml"]}},
+        {"repoURL": f"file://{values_repo}", "targetRevision": "main", "ref": "values"},
+    ])
+
+    status = reconcile_until_synced(controller, kube, clock)
+
+    assert kube.objects[ResourceKey("", "ConfigMap", "dest", "from-lib")]["data"] == {"size": "medium"}
+    assert status["sync"]["revisions"] == [chart_sha, values_sha]
+    assert status["sync"]["revision"] == chart_sha
+    assert status["sourceTypes"] == ["Helm", "Directory"]
+    assert [s["repoURL"] for s in status["sync"]["comparedTo"]["sources"]] == [
+        f"file://{chart_repo}", f"file://{values_repo}"]
+    assert status["operationState"]["syncResult"]["revisions"] == [chart_sha, values_sha]
+
+    # A commit to the values repo only: a new automated sync (loop protection looks at every revision).
+    new_values_sha = commit_files(values_repo, {"prod.yaml": "size: huge\n"}, "values 2")
+    status = reconcile_until_synced(controller, kube, clock)
+
+    assert kube.objects[ResourceKey("", "ConfigMap", "dest", "from-lib")]["data"] == {"size": "huge"}
+    assert status["operationState"]["syncResult"]["revisions"] == [chart_sha, new_values_sha]
+
+
+def test_multi_source_chart_from_a_helm_repository_through_the_reconcile(
+    tmp_path: Path, helm_repo: tuple[str, Path], reconciler: tuple[AppController, FakeKube, list[datetime]]
+) -> None:
+    controller, kube, clock = reconciler
+    url, _ = helm_repo
+    values_repo = tmp_path / "values-git"
+    values_repo.mkdir()
+    git(values_repo, "init", "--quiet", "-b", "main")
+    values_sha = commit_files(values_repo, {"prod.yaml": "replicas: 3\n"}, "values")
+    kube.app = multi_source_app([
+        {"repoURL": url, "chart": "model", "targetRevision": "1.1.0",
+         "helm": {"valueFiles": ["$values/prod.yaml"]}},
+        {"repoURL": f"file://{values_repo}", "targetRevision": "main", "ref": "values"},
+    ])
+
+    status = reconcile_until_synced(controller, kube, clock)
+
+    assert kube.objects[ResourceKey("", "ConfigMap", "dest", "app")]["data"] == {"size": "two", "replicas": "3"}
+    assert status["sync"]["revisions"] == ["1.1.0", values_sha]
+    assert status["sourceTypes"] == ["Helm", "Directory"]
