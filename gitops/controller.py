@@ -107,7 +107,7 @@ class Render(Protocol):
     """gitops.render.render_source."""
 
     def __call__(self, source: ApplicationSource, root: Path, *, app_name: str,
-                 namespace: str) -> list[dict[str, Any]]: ...
+                 namespace: str, value_roots: Mapping[str, Path] = ...) -> list[dict[str, Any]]: ...
 
 
 class Recorder(Protocol):
@@ -145,6 +145,13 @@ class Observed:
     sync: dict[ResourceKey, str]
     prune: list[ResourceKey]
     source_type: str = "Directory"
+    # Multi-source apps only (None otherwise): each source's revision and type, in order.
+    revisions: list[str] | None = None
+    source_types: list[str] | None = None
+
+    def revisions_field(self) -> dict[str, Any]:
+        """``{"revisions": [...]}`` for a multi-source app (operation, syncResult, sync status)."""
+        return {"revisions": self.revisions} if self.revisions is not None else {}
 
 
 @dataclass
@@ -308,14 +315,8 @@ class AppController:
                  op_state: Mapping[str, Any] | None) -> Observed:
         name = app.metadata.name or ""
         namespace = app.spec.destination.namespace or ""
-        if op_state is not None:
-            revision = str((op_state.get("syncResult") or {}).get("revision") or "")
-        else:
-            revision = self.repos.resolve(source.repo_url, source.target_revision or "HEAD")
-        checkout = self.repos.checkout(source.repo_url, revision)
-        manifests = self.render(source, Path(checkout.path), app_name=name, namespace=namespace)
-        source_type = SOURCE_TYPES.get(self.detect(source, Path(checkout.path) / (source.path or ".")),
-                                       "Directory")
+        manifests, revision, revisions, source_types = self._render_sources(app, op_state)
+        source_type = source_types[0] if source_types else "Directory"
         versions_by_kind = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
                             str(d.get("apiVersion")) for d in manifests}
         targets = target_objects(
@@ -362,7 +363,40 @@ class AppController:
                 sync[key] = OUT_OF_SYNC
                 prune.append(key)
         return Observed(revision=revision, targets=targets, live=live, versions=versions, sync=sync,
-                        prune=prune, source_type=source_type)
+                        prune=prune, source_type=source_type,
+                        revisions=revisions, source_types=source_types if app.spec.sources else None)
+
+    def _render_sources(self, app: Application, op_state: Mapping[str, Any] | None
+                        ) -> tuple[list[dict[str, Any]], str, list[str] | None, list[str]]:
+        """(manifests, revision, revisions, sourceTypes) of the app's source or sources.
+
+        Multi-source as Argo CD: each source at its own revision (a running operation's
+        ``syncResult.revisions`` pin them), rendered in order and concatenated; a source
+        with ``ref`` lends its checkout to ``$ref/...`` Helm valueFiles, and is rendered
+        itself only when it has a path. A Helm repository source's revision is its
+        chart version. ``revisions`` is None for a single-source app.
+        """
+        name, namespace = app.metadata.name or "", app.spec.destination.namespace or ""
+        multi = not app.spec.source and bool(app.spec.sources)
+        sources = list(app.spec.sources or []) if multi else [s for s in [app.spec.source] if s]
+        result = (op_state.get("syncResult") or {}) if op_state is not None else {}
+        pinned = list(result.get("revisions") or []) if multi else [str(result.get("revision") or "")]
+        if op_state is None or len(pinned) != len(sources):
+            pinned = [source.target_revision or "" if source.chart else
+                      self.repos.resolve(source.repo_url, source.target_revision or "HEAD")
+                      for source in sources]
+        roots = [Path(".") if source.chart else Path(self.repos.checkout(source.repo_url, rev).path)
+                 for source, rev in zip(sources, pinned, strict=True)]
+        value_roots = {s.ref: root for s, root in zip(sources, roots, strict=True) if s.ref and not s.chart}
+        manifests: list[dict[str, Any]] = []
+        types: list[str] = []
+        for source, root in zip(sources, roots, strict=True):
+            types.append(SOURCE_TYPES.get(self.detect(source, root / (source.path or ".")), "Directory"))
+            if multi and source.ref and not source.path and not source.chart:
+                continue  # a values-only source: nothing to render
+            extra = {"value_roots": value_roots} if value_roots else {}
+            manifests += self.render(source, root, app_name=name, namespace=namespace, **extra)
+        return manifests, pinned[0] if pinned else "", pinned if multi else None, types
 
     # --- operations ------------------------------------------------------------------------
 
@@ -373,7 +407,7 @@ class AppController:
         automated = policy.automated if policy else None
         options = list((policy.sync_options if policy else None) or [])
         if requested is not None:
-            operation = {"sync": {**requested, "revision": observed.revision},
+            operation = {"sync": {**requested, "revision": observed.revision, **observed.revisions_field()},
                          "initiatedBy": (body.get("operation") or {}).get("initiatedBy") or {"username": "tidegate"}}
             if (body.get("operation") or {}).get("retry"):
                 operation["retry"] = (body.get("operation") or {})["retry"]
@@ -382,7 +416,8 @@ class AppController:
         elif automated is not None and OUT_OF_SYNC in observed.sync.values():
             last = (op_state.get("syncResult") or {}).get("revision")
             heal_attempts = 0
-            if last == observed.revision and op_state.get("phase") in (SUCCEEDED, FAILED, ERROR):
+            if last == observed.revision and (op_state.get("syncResult") or {}).get(
+                    "revisions") == observed.revisions and op_state.get("phase") in (SUCCEEDED, FAILED, ERROR):
                 if op_state.get("phase") != SUCCEEDED or not automated.self_heal:
                     return None  # already attempted at this revision (Argo CD's loop protection)
                 heal_attempts, wait = self._self_heal_backoff(op_state, now)
@@ -392,7 +427,8 @@ class AppController:
             if not prune and all(observed.sync[k] == SYNCED for k in observed.sync
                                  if k not in observed.prune):
                 return None  # only pruning is needed, and automated prune is off
-            operation = {"sync": {"revision": observed.revision, "prune": prune, "syncOptions": options},
+            operation = {"sync": {"revision": observed.revision, **observed.revisions_field(),
+                                  "prune": prune, "syncOptions": options},
                          "initiatedBy": {"automated": True}}
             # Argo CD's autoSync: the app's retry, else {limit: 5} (with the default backoff).
             operation["retry"] = (policy.retry.to_json() if policy is not None and policy.retry is not None
@@ -409,7 +445,7 @@ class AppController:
         operation["sync"]["prune"] = prune
         operation["sync"]["syncOptions"] = options
         return {"operation": operation, "phase": RUNNING, "message": "", "startedAt": stamp(now),
-                "syncResult": {"revision": observed.revision, "resources": []}}
+                "syncResult": {"revision": observed.revision, **observed.revisions_field(), "resources": []}}
 
     def _plan(self, app: Application, op_state: Mapping[str, Any], observed: Observed) -> SyncPlan:
         sync = (op_state.get("operation") or {}).get("sync") or {}
@@ -673,6 +709,12 @@ class AppController:
             "resources": resources,
             "sourceType": observed.source_type,
         }
+        if observed.source_types is not None:
+            # Multi-source, as Argo CD names it: one entry per source, in order.
+            status["sync"]["revisions"] = observed.revisions
+            status["sync"]["comparedTo"]["sources"] = [s.to_json() for s in app.spec.sources or []]
+            del status["sync"]["comparedTo"]["source"]
+            status["sourceTypes"] = observed.source_types
         status.pop("conditions", None)
         if op_state:
             status["operationState"] = dict(op_state)
