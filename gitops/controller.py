@@ -313,7 +313,6 @@ class AppController:
 
     def _observe(self, app: Application, source: ApplicationSource, old_status: Mapping[str, Any],
                  op_state: Mapping[str, Any] | None) -> Observed:
-        name = app.metadata.name or ""
         namespace = app.spec.destination.namespace or ""
         manifests, revision, revisions, source_types = self._render_sources(app, op_state)
         source_type = source_types[0] if source_types else "Directory"
