@@ -347,7 +347,9 @@ class AppController:
             self._write(key, old_status, status, {}, now, changed_only=True)
             return DELETION_RETRY_SECONDS
         if managed:
-            names = [f"{k.group}/{k.kind}/{k.name}" for k in sorted(managed)]
+            # The objects being deleted first: they are what this step waits for.
+            names = [f"{k.group}/{k.kind}/{k.name}" for k in sorted(
+                managed, key=lambda k: (not (managed[k][1].get("metadata") or {}).get("deletionTimestamp"), k))]
             more = f" and {len(names) - 1} more resources" if len(names) > 1 else ""
             message = MSG_DELETION_WAITING.format(first=names[0], more=more, propagation=propagation)
             status = self._with_condition(old_status, DELETION_WAITING, message, now)
@@ -861,7 +863,7 @@ def _history(app: Application, old: Mapping[str, Any], op_state: Mapping[str, An
     limit = app.spec.revision_history_limit
     limit = DEFAULT_HISTORY_LIMIT if limit is None else max(limit, 0)
     history.append(entry)
-    return history[len(history) - limit:] if limit else []
+    return history[max(len(history) - limit, 0):] if limit else []
 
 
 def _images(live: Mapping[str, Any]) -> list[str]:
