@@ -106,6 +106,8 @@ DELETION_ERROR = "DeletionError"  # Argo CD's condition when deleting the resour
 # Not an Argo CD condition type: Argo CD only logs what a cascade delete waits for; we say it in status.
 DELETION_WAITING = "DeletionInProgress"
 MSG_DELETION_WAITING = "waiting for deletion of {first}{more} ({propagation} propagation)"
+MSG_DELETION_DESTINATION = ("cannot delete the resources of destination {server!r}: Tidegate deletes only "
+                            "in its own cluster; remove the finalizer to leave them")
 DELETION_RETRY_SECONDS = 10.0  # after a refused delete (RBAC, webhook): not a hot loop
 KEEP_POLICY = ("helm.sh/resource-policy", "keep")  # Helm's keep: never deleted by a cascade
 DEFAULT_HISTORY_LIMIT = 10  # Argo CD's revisionHistoryLimit default
@@ -332,6 +334,13 @@ class AppController:
         propagation = "Background" if policy == FINALIZER_BACKGROUND else "Foreground"
         now = self.clock()
         old_status: dict[str, Any] = dict(body.get("status") or {})
+        dest = (body.get("spec") or {}).get("destination") or {}
+        if dest.get("server") not in (None, IN_CLUSTER_SERVER) or dest.get("name") not in (None, IN_CLUSTER_NAME):
+            # Never delete by name in the wrong cluster; the finalizer stays until it is removed by hand.
+            message = MSG_DELETION_DESTINATION.format(server=dest.get("server") or dest.get("name"))
+            status = self._with_condition(old_status, DELETION_ERROR, message, now)
+            self._write(key, old_status, status, {}, now, changed_only=True)
+            return self.settings.reconcile_seconds
         try:
             managed = self._deletable(key, old_status)
             # Objects already being deleted are waited for before the next (lower) wave goes.

@@ -195,6 +195,17 @@ def test_a_refused_delete_is_a_deletion_error_and_retried() -> None:
     assert env.kube.app["metadata"]["finalizers"] == [FOREGROUND]
 
 
+def test_a_cascade_never_deletes_in_another_clusters_destination() -> None:
+    env = synced_env([cm("config", 0)])
+    env.kube.app["spec"]["destination"] = {"server": "https://remote.example.com", "namespace": "dest"}
+    mark_deleted(env, FOREGROUND)
+    assert env.reconcile() == 120
+    assert env.kube.deleted == []
+    assert env.status["conditions"][0]["type"] == "DeletionError"
+    assert "'https://remote.example.com'" in env.status["conditions"][0]["message"]
+    assert env.kube.app["metadata"]["finalizers"] == [FOREGROUND]
+
+
 # --- history and rollback ---------------------------------------------------------------------
 
 def test_history_grows_per_synced_commit_and_is_kept_to_the_limit() -> None:
