@@ -25,6 +25,16 @@ One reconcile:
    skipped when nothing changed but ``reconciledAt`` and that is younger than
    the reconciliation timeout (re-stamping it each time would make our own
    write's watch event a hot loop).
+
+A successful sync (not a selective one, as Argo CD) appends to ``status.history``
+(kept to ``spec.revisionHistoryLimit``, 10 by default); a rollback is a manual sync
+whose ``operation.sync`` names the revision and source of a history entry.
+
+An Application being deleted (``deletionTimestamp``) with Argo CD's resources
+finalizer has its managed resources deleted, highest wave first, each wave gone
+before the next (foreground propagation, or background with the ``/background``
+finalizer); the finalizer is removed once none is left. Without it, deleting the
+Application leaves its resources (Argo CD's non-cascade delete).
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from common.api import SpecError
+from common.api import SpecError, parse
 from common.kubewrite import merge_patch
 from gitops.api import Application, ApplicationDestination, ApplicationSource, parse_application
 from gitops.clusters import ClusterTarget, DestinationError, home_only
@@ -48,6 +58,7 @@ from gitops.plan import (
     SyncPlan,
     Task,
     TaskAction,
+    annotations_of,
     build_plan,
     hook_phases,
     instance_name,
@@ -55,7 +66,9 @@ from gitops.plan import (
     key_of,
     options_from,
     split_api_version,
+    sync_options,
     target_objects,
+    wave_of,
 )
 from gitops.project import (
     MSG_MISSING,
@@ -90,6 +103,21 @@ MSG_RETRIED = "{message} (retried {count} times)."
 MSG_SUPERSEDED = "{message}; superseded by revision {revision} (a new commit pre-empts the retries)"
 DEFAULT_AUTOMATED_RETRY = {"limit": 5}  # what Argo CD's autoSync puts in an operation without retry
 DEFAULT_BACKOFF = (5.0, 2.0, 180.0)  # Argo CD's retry.backoff defaults: 5s, factor 2, 3m
+
+FINALIZER_FOREGROUND = "resources-finalizer.argocd.argoproj.io"
+FINALIZER_BACKGROUND = "resources-finalizer.argocd.argoproj.io/background"
+CASCADE_FINALIZERS = (FINALIZER_FOREGROUND, FINALIZER_BACKGROUND)
+DELETION_ERROR = "DeletionError"  # Argo CD's condition when deleting the resources fails
+# Not an Argo CD condition type: Argo CD only logs what a cascade delete waits for; we say it in status.
+DELETION_WAITING = "DeletionInProgress"
+MSG_DELETION_WAITING = "waiting for deletion of {first}{more} ({propagation} propagation)"
+MSG_DELETION_DESTINATION = ("cannot delete the resources of destination {server!r}: Tidegate deletes only "
+                            "in its own cluster; remove the finalizer to leave them")
+DELETION_RETRY_SECONDS = 10.0  # after a refused delete (RBAC, webhook): not a hot loop
+KEEP_POLICY = ("helm.sh/resource-policy", "keep")  # Helm's keep: never deleted by a cascade
+DEFAULT_HISTORY_LIMIT = 10  # Argo CD's revisionHistoryLimit default
+POD_SPEC_PATHS = (("spec",), ("spec", "template", "spec"),
+                  ("spec", "jobTemplate", "spec", "template", "spec"))  # where images live
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SOURCE_TYPES = {"helm": "Helm", "kustomize": "Kustomize", "directory": "Directory"}  # status.sourceType
@@ -217,7 +245,9 @@ class AppController:
     def reconcile(self, key: tuple[str, str], body: Mapping[str, Any] | None) -> float | None:
         self._local.target = None
         if body is None:
-            return None  # deleted (cascade delete is not in this slice)
+            return None  # gone: a finalizer-less Application leaves its resources (non-cascade)
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            return self._finalize(key, body)
         now = self.clock()
         old_status: dict[str, Any] = dict(body.get("status") or {})
         extra: dict[str, Any] = {}
@@ -280,9 +310,20 @@ class AppController:
                             "message": MSG_SUPERSEDED.format(message=_without_retry_note(
                                 str(op_state.get("message") or "")), revision=latest)}
                 running = False
+        requested = (body.get("operation") or {}).get("sync")
+        pin: Mapping[str, Any] | None = op_state if running else None
+        compare_errors: tuple[type[BaseException], ...] = (*errors, SpecError)
         try:
-            observed = self._observe(app, source, old_status, op_state if running else None)
-        except errors as exc:
+            # A manual sync (a rollback) runs at its revision and, if it names one, its source.
+            sync_op = ((op_state.get("operation") or {}).get("sync") if running else requested) or {}
+            if sync_op.get("source"):
+                source = parse(ApplicationSource, sync_op["source"])
+            if not running and requested is not None:
+                wanted = str(requested.get("revision") or next(iter(requested.get("revisions") or []), "")
+                             or source.target_revision or "HEAD")
+                pin = {"syncResult": {"revision": self.repos.resolve(source.repo_url, wanted)}}
+            observed = self._observe(app, source, old_status, pin)
+        except compare_errors as exc:
             status = self._with_condition(old_status, COMPARISON_ERROR, str(exc), now)
             status["sync"] = {**(old_status.get("sync") or {}), "status": UNKNOWN}
             self._write(key, old_status, status, extra, now, changed_only=False)
@@ -294,20 +335,106 @@ class AppController:
                 requeue = min(requeue, started)  # a self-heal waits for its backoff
             elif started is not None:
                 op_state, running = started, True
+                op_state["syncResult"].update(_source_fields(app, source, requested or {}))
         due: float | None = None
+        extra_history: list[dict[str, Any]] | None = None
         if running and _retry_pending(op_state):
             due, op_state = self._retry_due(op_state, now)
         if running and due is not None:
             requeue = due  # the next attempt waits for its backoff
         elif running:
             op_state, requeue = self._advance(app, op_state, observed, now, project)
+            if op_state.get("phase") == SUCCEEDED:
+                extra_history = _history(app, old_status, op_state, now)
             if op_state.get("phase") in (FAILED, ERROR):
                 op_state, requeue = self._retry_or_end(op_state, requeue, now)
             if op_state.get("phase") != RUNNING and body.get("operation") is not None:
                 extra["operation"] = None
         status = self._status(app, source, old_status, observed, op_state, now)
+        if extra_history is not None:
+            status["history"] = extra_history
         self._write(key, old_status, status, extra, now, changed_only=True)
         return requeue
+
+    # --- cascade delete --------------------------------------------------------------------
+
+    def _finalize(self, key: tuple[str, str], body: Mapping[str, Any]) -> float | None:
+        """One step of Argo CD's cascade delete; the requeue delay, None once the finalizer is off."""
+        meta = body.get("metadata") or {}
+        finalizers = [str(f) for f in meta.get("finalizers") or []]
+        # Argo CD's GetPropagationPolicy: the first resources finalizer decides.
+        policy = next((f for f in finalizers if f in CASCADE_FINALIZERS), None)
+        if policy is None:
+            return None  # non-cascade: the resources stay; other finalizers belong to others
+        propagation = "Background" if policy == FINALIZER_BACKGROUND else "Foreground"
+        now = self.clock()
+        old_status: dict[str, Any] = dict(body.get("status") or {})
+        dest = (body.get("spec") or {}).get("destination") or {}
+        if dest.get("server") not in (None, IN_CLUSTER_SERVER) or dest.get("name") not in (None, IN_CLUSTER_NAME):
+            # Never delete by name in the wrong cluster; the finalizer stays until it is removed by hand.
+            message = MSG_DELETION_DESTINATION.format(server=dest.get("server") or dest.get("name"))
+            status = self._with_condition(old_status, DELETION_ERROR, message, now)
+            self._write(key, old_status, status, {}, now, changed_only=True)
+            return self.settings.reconcile_seconds
+        try:
+            managed = self._deletable(key, old_status)
+            # Objects already being deleted are waited for before the next (lower) wave goes.
+            if managed and not any((obj.get("metadata") or {}).get("deletionTimestamp")
+                                   for _, obj in managed.values()):
+                top = max(wave_of(obj) for _, obj in managed.values())
+                for res, (api_version, obj) in sorted(managed.items()):
+                    if wave_of(obj) == top:
+                        self.kube.delete(api_version, res, propagation=propagation)
+                managed = self._deletable(key, old_status)
+        except KubeError as exc:
+            status = self._with_condition(old_status, DELETION_ERROR, str(exc), now)
+            self._write(key, old_status, status, {}, now, changed_only=True)
+            return DELETION_RETRY_SECONDS
+        if managed:
+            # The objects being deleted first: they are what this step waits for.
+            names = [f"{k.group}/{k.kind}/{k.name}" for k in sorted(
+                managed, key=lambda k: (not (managed[k][1].get("metadata") or {}).get("deletionTimestamp"), k))]
+            more = f" and {len(names) - 1} more resources" if len(names) > 1 else ""
+            message = MSG_DELETION_WAITING.format(first=names[0], more=more, propagation=propagation)
+            status = self._with_condition(old_status, DELETION_WAITING, message, now)
+            self._write(key, old_status, status, {}, now, changed_only=True)
+            return self.settings.wave_delay_seconds
+        patch: dict[str, Any] = {"finalizers": [f for f in finalizers if f not in CASCADE_FINALIZERS]}
+        if meta.get("resourceVersion"):
+            patch["resourceVersion"] = meta["resourceVersion"]  # a conflict re-reads, never drops another's
+        try:
+            self.kube.patch_application(key[0], key[1], {"metadata": patch})
+        except KubeError:
+            return self.settings.wave_delay_seconds
+        return None
+
+    def _deletable(self, key: tuple[str, str], status: Mapping[str, Any],
+                   ) -> dict[ResourceKey, tuple[str, dict[str, Any]]]:
+        """The live resources of ``status.resources`` this app tracks and a cascade may delete.
+
+        Argo CD's shouldBeDeleted: never a CRD, the Application itself, an object with
+        ``Delete=false`` or Helm's ``resource-policy: keep``; never an object another app tracks.
+        """
+        out: dict[ResourceKey, tuple[str, dict[str, Any]]] = {}
+        for res in status.get("resources") or []:
+            rkey = ResourceKey(group=str(res.get("group") or ""), kind=str(res.get("kind") or ""),
+                               namespace=str(res.get("namespace") or ""), name=str(res.get("name") or ""))
+            if rkey.kind == "CustomResourceDefinition" or (
+                    rkey.kind == "Application" and rkey.name == key[1] and rkey.namespace == key[0]):
+                continue
+            version = str(res.get("version") or "v1")
+            api_version = f"{rkey.group}/{version}" if rkey.group else version
+            try:
+                live = self.kube.get(api_version, rkey)
+            except KubeError as exc:
+                if exc.status is None:
+                    continue  # a kind the server no longer serves: nothing left to delete
+                raise
+            if (live is None or not is_tracked_by(live, key[1]) or "Delete=false" in sync_options(live)
+                    or annotations_of(live).get(KEEP_POLICY[0]) == KEEP_POLICY[1]):
+                continue
+            out[rkey] = (api_version, live)
+        return out
 
     # --- observe ---------------------------------------------------------------------------
 
@@ -699,14 +826,21 @@ class AppController:
         else:
             app_health = worst(healths)
         out_of_sync = any(status == OUT_OF_SYNC for status in observed.sync.values())
+        # comparedTo is the spec's source(s), also while a rollback runs at another source.
+        compared: dict[str, Any] = _source_fields(app, source, {})
+        compared["destination"] = app.spec.destination.to_json()
+        if app.spec.ignore_differences:
+            compared["ignoreDifferences"] = list(app.spec.ignore_differences)
+        images = sorted({image for key, live in observed.live.items() if key in observed.sync
+                         for image in _images(live)})
         status: dict[str, Any] = {
             **old,
             "sync": {"status": OUT_OF_SYNC if out_of_sync else SYNCED, "revision": observed.revision,
-                     "comparedTo": {"source": source.to_json(),
-                                    "destination": app.spec.destination.to_json()}},
+                     "comparedTo": compared},
             "health": {"status": app_health.value},
             "resources": resources,
             "sourceType": observed.source_type,
+            "summary": {"images": images} if images else {},
         }
         if observed.source_types is not None:
             # Multi-source, as Argo CD names it: one entry per source, in order.
@@ -774,6 +908,63 @@ def _retry_pending(op_state: Mapping[str, Any]) -> bool:
     """A Running operation that failed and waits for its next attempt."""
     return (op_state.get("phase") == RUNNING and bool(op_state.get("finishedAt"))
             and int(op_state.get("retryCount") or 0) > 0)
+
+
+def _source_fields(app: Application, source: ApplicationSource,
+                   sync: Mapping[str, Any]) -> dict[str, Any]:
+    """``source`` or ``sources`` as Argo CD writes them in comparedTo, syncResult and history."""
+    if sync.get("source"):
+        return {"source": dict(sync["source"])}
+    if sync.get("sources"):
+        return {"sources": list(sync["sources"])}
+    if app.spec.source is None and app.spec.sources:
+        return {"sources": [s.to_json() for s in app.spec.sources]}
+    return {"source": (app.spec.source or source).to_json()}
+
+
+def _history(app: Application, old: Mapping[str, Any], op_state: Mapping[str, Any],
+             now: datetime) -> list[dict[str, Any]] | None:
+    """status.history with this successful sync appended (None: a selective or dry-run sync,
+    which Argo CD does not record); ids count up from Argo CD's 0, trimmed to the limit."""
+    operation = op_state.get("operation") or {}
+    sync = operation.get("sync") or {}
+    if sync.get("resources") or sync.get("dryRun"):
+        return None
+    history = [dict(h) for h in old.get("history") or []]
+    result = op_state.get("syncResult") or {}
+    entry: dict[str, Any] = {
+        "id": int(history[-1].get("id") or 0) + 1 if history else 0,
+        "deployStartedAt": op_state.get("startedAt"),
+        "deployedAt": stamp(now),
+        "initiatedBy": dict(operation.get("initiatedBy") or {}),
+    }
+    if result.get("sources"):
+        entry["sources"] = list(result["sources"])
+        entry["revisions"] = list(result.get("revisions") or [result.get("revision")])
+    else:
+        entry["revision"] = result.get("revision")
+        if result.get("source"):
+            entry["source"] = dict(result["source"])
+    limit = app.spec.revision_history_limit
+    limit = DEFAULT_HISTORY_LIMIT if limit is None else max(limit, 0)
+    history.append(entry)
+    return history[max(len(history) - limit, 0):] if limit else []
+
+
+def _images(live: Mapping[str, Any]) -> list[str]:
+    """The container and init container images of a pod spec, a pod template or a CronJob's."""
+    out: list[str] = []
+    for path in POD_SPEC_PATHS:
+        node: Any = live
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping):
+            continue
+        for field in ("initContainers", "containers"):
+            for container in node.get(field) or []:
+                if isinstance(container, Mapping) and container.get("image"):
+                    out.append(str(container["image"]))
+    return out
 
 
 def _without_retry_note(message: str) -> str:
