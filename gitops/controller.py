@@ -111,8 +111,8 @@ DELETION_ERROR = "DeletionError"  # Argo CD's condition when deleting the resour
 # Not an Argo CD condition type: Argo CD only logs what a cascade delete waits for; we say it in status.
 DELETION_WAITING = "DeletionInProgress"
 MSG_DELETION_WAITING = "waiting for deletion of {first}{more} ({propagation} propagation)"
-MSG_DELETION_DESTINATION = ("cannot delete the resources of destination {server!r}: Tidegate deletes only "
-                            "in its own cluster; remove the finalizer to leave them")
+MSG_DELETION_DESTINATION = ("cannot delete the resources of destination {server!r}: {reason}; the "
+                            "finalizer stays (remove it by hand to leave the resources)")
 DELETION_RETRY_SECONDS = 10.0  # after a refused delete (RBAC, webhook): not a hot loop
 KEEP_POLICY = ("helm.sh/resource-policy", "keep")  # Helm's keep: never deleted by a cascade
 DEFAULT_HISTORY_LIMIT = 10  # Argo CD's revisionHistoryLimit default
@@ -370,14 +370,20 @@ class AppController:
         now = self.clock()
         old_status: dict[str, Any] = dict(body.get("status") or {})
         dest = (body.get("spec") or {}).get("destination") or {}
-        if dest.get("server") not in (None, IN_CLUSTER_SERVER) or dest.get("name") not in (None, IN_CLUSTER_NAME):
-            # Never delete by name in the wrong cluster; the finalizer stays until it is removed by hand.
-            message = MSG_DELETION_DESTINATION.format(server=dest.get("server") or dest.get("name"))
+        try:
+            # The resources live in the destination's cluster (gitops/clusters.py).
+            self._local.target = self.kube_for(parse(ApplicationDestination, dest))
+        except (DestinationError, SpecError) as exc:
+            # Never delete by name in the wrong cluster; the finalizer stays until the
+            # destination resolves again, or someone removes it by hand.
+            message = MSG_DELETION_DESTINATION.format(server=dest.get("server") or dest.get("name"),
+                                                      reason=exc)
             status = self._with_condition(old_status, DELETION_ERROR, message, now)
             self._write(key, old_status, status, {}, now, changed_only=True)
             return self.settings.reconcile_seconds
+        instance = instance_name(key[1], key[0], self.settings.control_namespace)
         try:
-            managed = self._deletable(key, old_status)
+            managed = self._deletable(key, old_status, instance)
             # Objects already being deleted are waited for before the next (lower) wave goes.
             if managed and not any((obj.get("metadata") or {}).get("deletionTimestamp")
                                    for _, obj in managed.values()):
@@ -385,7 +391,7 @@ class AppController:
                 for res, (api_version, obj) in sorted(managed.items()):
                     if wave_of(obj) == top:
                         self.kube.delete(api_version, res, propagation=propagation)
-                managed = self._deletable(key, old_status)
+                managed = self._deletable(key, old_status, instance)
         except KubeError as exc:
             status = self._with_condition(old_status, DELETION_ERROR, str(exc), now)
             self._write(key, old_status, status, {}, now, changed_only=True)
@@ -403,12 +409,12 @@ class AppController:
         if meta.get("resourceVersion"):
             patch["resourceVersion"] = meta["resourceVersion"]  # a conflict re-reads, never drops another's
         try:
-            self.kube.patch_application(key[0], key[1], {"metadata": patch})
+            self.home.patch_application(key[0], key[1], {"metadata": patch})
         except KubeError:
             return self.settings.wave_delay_seconds
         return None
 
-    def _deletable(self, key: tuple[str, str], status: Mapping[str, Any],
+    def _deletable(self, key: tuple[str, str], status: Mapping[str, Any], instance: str,
                    ) -> dict[ResourceKey, tuple[str, dict[str, Any]]]:
         """The live resources of ``status.resources`` this app tracks and a cascade may delete.
 
@@ -430,7 +436,7 @@ class AppController:
                 if exc.status is None:
                     continue  # a kind the server no longer serves: nothing left to delete
                 raise
-            if (live is None or not is_tracked_by(live, key[1]) or "Delete=false" in sync_options(live)
+            if (live is None or not is_tracked_by(live, instance) or "Delete=false" in sync_options(live)
                     or annotations_of(live).get(KEEP_POLICY[0]) == KEEP_POLICY[1]):
                 continue
             out[rkey] = (api_version, live)
@@ -441,7 +447,7 @@ class AppController:
     def _observe(self, app: Application, source: ApplicationSource, old_status: Mapping[str, Any],
                  op_state: Mapping[str, Any] | None) -> Observed:
         namespace = app.spec.destination.namespace or ""
-        manifests, revision, revisions, source_types = self._render_sources(app, op_state)
+        manifests, revision, revisions, source_types = self._render_sources(app, op_state, source)
         source_type = source_types[0] if source_types else "Directory"
         versions_by_kind = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
                             str(d.get("apiVersion")) for d in manifests}
@@ -492,7 +498,8 @@ class AppController:
                         prune=prune, source_type=source_type,
                         revisions=revisions, source_types=source_types if app.spec.sources else None)
 
-    def _render_sources(self, app: Application, op_state: Mapping[str, Any] | None
+    def _render_sources(self, app: Application, op_state: Mapping[str, Any] | None,
+                        single: ApplicationSource | None = None,
                         ) -> tuple[list[dict[str, Any]], str, list[str] | None, list[str]]:
         """(manifests, revision, revisions, sourceTypes) of the app's source or sources.
 
@@ -504,7 +511,8 @@ class AppController:
         """
         name, namespace = app.metadata.name or "", app.spec.destination.namespace or ""
         multi = not app.spec.source and bool(app.spec.sources)
-        sources = list(app.spec.sources or []) if multi else [s for s in [app.spec.source] if s]
+        # ``single``: the source a single-source app renders now (a rollback's, else the spec's).
+        sources = list(app.spec.sources or []) if multi else [s for s in [single or app.spec.source] if s]
         result = (op_state.get("syncResult") or {}) if op_state is not None else {}
         pinned = list(result.get("revisions") or []) if multi else [str(result.get("revision") or "")]
         if op_state is None or len(pinned) != len(sources):
@@ -846,7 +854,7 @@ class AppController:
             # Multi-source, as Argo CD names it: one entry per source, in order.
             status["sync"]["revisions"] = observed.revisions
             status["sync"]["comparedTo"]["sources"] = [s.to_json() for s in app.spec.sources or []]
-            del status["sync"]["comparedTo"]["source"]
+            status["sync"]["comparedTo"].pop("source", None)
             status["sourceTypes"] = observed.source_types
         status.pop("conditions", None)
         if op_state:

@@ -18,6 +18,7 @@ from test_cli_app import FakeApi, run
 from test_gitops_controller import KEY, Env, FakeCheckout, FakeKube, FakeRepos, cm
 
 from gitops.api import ApplicationSource
+from gitops.clusters import home_only
 from gitops.kube import KubeError
 from gitops.plan import ResourceKey
 
@@ -106,7 +107,8 @@ def synced_env(manifests: list[dict[str, Any]], kube: FakeKube | None = None) ->
     if kube is not None:
         kube.app = env.kube.app
         env.kube = kube
-        env.controller.kube = kube
+        env.controller.home = kube
+        env.controller.kube_for = home_only(kube, lambda api_version, kind: None)
     for _ in range(4):
         env.reconcile()
     assert env.status["operationState"]["phase"] == "Succeeded"
