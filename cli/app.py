@@ -130,15 +130,6 @@ class KubeApps:
                                                                dict(patch)))
 
 
-def _normalized(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Without status and what the server changes on every write (as the controller compares)."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
-            if k not in {"managedFields", "resourceVersion", "generation"}}
-    out["metadata"] = meta
-    return out
-
-
 def _dump(obj: Mapping[str, Any] | None) -> list[str]:
     if obj is None:
         return []
@@ -155,6 +146,7 @@ def kube_differ(api: Any) -> Differ:
         compare,
         field_manager,
         format_path,
+        normalized,
         rollout_fields,
         rules_from_app,
         rules_from_settings,
@@ -204,7 +196,7 @@ def kube_differ(api: Any) -> Differ:
             key = key_of(doc)
             live = kube.get(str(doc["apiVersion"]), key)
             if live is None:
-                text = "".join(difflib.unified_diff([], _dump(_normalized(doc)), fromfile="live",
+                text = "".join(difflib.unified_diff([], _dump(normalized(doc)), fromfile="live",
                                                     tofile="desired"))
                 diffs.append(ResourceDiff(kind=key.kind, namespace=key.namespace, name=key.name,
                                           group=key.group, text=text, missing=True))

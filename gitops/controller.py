@@ -165,15 +165,6 @@ def _parse_stamp(text: str | None) -> datetime | None:
         return None
 
 
-def _normalized(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """An object without what the server changes on every write (the diff ignores these)."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
-            if k not in {"managedFields", "resourceVersion", "generation"}}
-    out["metadata"] = meta
-    return out
-
-
 @dataclass
 class Observed:
     """What one reconcile read and compared."""
