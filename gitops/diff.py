@@ -455,12 +455,6 @@ def normalized(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _same_scalar(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    return bool(a == b)
-
-
 def diff_paths(a: Any, b: Any, prefix: FieldPath = ()) -> Iterator[FieldPath]:
     """The leaf paths where ``a`` and ``b`` differ (a whole subtree present on one side only)."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
@@ -475,7 +469,7 @@ def diff_paths(a: Any, b: Any, prefix: FieldPath = ()) -> Iterator[FieldPath]:
                 yield (*prefix, i)
             else:
                 yield from diff_paths(a[i], b[i], (*prefix, i))
-    elif not _same_scalar(a, b):
+    elif not _equal(a, b):
         yield prefix
 
 
