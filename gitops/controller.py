@@ -52,9 +52,11 @@ from common.kubewrite import merge_patch
 from gitops.api import Application, ApplicationDestination, ApplicationSource, parse_application
 from gitops.clusters import ClusterTarget, DestinationError, home_only
 from gitops.diff import (
+    RESPECT_IGNORE_DIFFERENCES,
     DiffConfigError,
     IgnoreRule,
     RolloutFields,
+    carry_ignored,
     carry_rollout_fields,
     compare,
     ignore_extraneous,
@@ -178,6 +180,7 @@ class Observed:
     source_type: str = "Directory"
     owned: RolloutFields = RolloutFields()  # what Rollouts write: never drift (frozen, shared default)
     quiet: frozenset[ResourceKey] = frozenset()  # IgnoreExtraneous: not the app's OutOfSync
+    respected: tuple[IgnoreRule, ...] = ()  # RespectIgnoreDifferences: the sync keeps these fields
     # Multi-source apps only (None otherwise): each source's revision and type, in order.
     revisions: list[str] | None = None
     source_types: list[str] | None = None
@@ -506,8 +509,11 @@ class AppController:
                 sync[key] = OUT_OF_SYNC
                 prune.append(key)
         quiet = frozenset(k for k in prune if ignore_extraneous(live[k]))
+        policy = app.spec.sync_policy
+        respect = RESPECT_IGNORE_DIFFERENCES in ((policy.sync_options if policy else None) or [])
         return Observed(revision=revision, targets=targets, live=live, versions=versions, sync=sync,
                         prune=prune, source_type=source_type, owned=owned, quiet=quiet,
+                        respected=tuple(rules) if respect else (),
                         revisions=revisions, source_types=source_types if app.spec.sources else None)
 
     def _settings_rules(self) -> list[IgnoreRule]:
@@ -803,6 +809,8 @@ class AppController:
             if observed.owned.paths(observed.live.get(task.key)):
                 # the canary's weights as they are now (re-read: the rollout may have moved them)
                 manifest = carry_rollout_fields(manifest, self.kube.get(task.api_version, task.key), observed.owned)
+            if observed.respected:
+                manifest = carry_ignored(manifest, observed.live.get(task.key), observed.respected)
             applied = self.kube.apply(manifest)
             observed.live[task.key] = applied
             verb = "configured" if existed else "created"

@@ -15,7 +15,9 @@ What it implements, as Argo CD does:
   ``managedFieldsManagers`` (a differing field owned in the live object's
   managedFields by one of those managers is not drift);
 * ``argocd.argoproj.io/compare-options: IgnoreExtraneous`` (``ignore_extraneous``):
-  such a resource may show OutOfSync itself but never makes the app OutOfSync.
+  such a resource may show OutOfSync itself but never makes the app OutOfSync;
+* the sync option ``RespectIgnoreDifferences=true`` (``carry_ignored``): a sync
+  keeps the live values of the ignored pointers and jq paths.
 
 And what Argo CD leaves to its users (argo-cd #25054, argo-rollouts #3854): the
 fields Tidegate's rollout controller writes never count as drift, and a sync
@@ -663,6 +665,45 @@ def _counterpart(routes: Sequence[Any], route: Mapping[str, Any], index: int) ->
     if name:
         return next((r for r in routes if isinstance(r, Mapping) and r.get("name") == name), None)
     return routes[index] if index < len(routes) and isinstance(routes[index], Mapping) else None
+
+
+# --- RespectIgnoreDifferences ---------------------------------------------------------------------
+
+RESPECT_IGNORE_DIFFERENCES = "RespectIgnoreDifferences=true"
+
+
+def carry_ignored(manifest: Mapping[str, Any], live: Mapping[str, Any] | None,
+                  rules: Sequence[IgnoreRule]) -> dict[str, Any]:
+    """``manifest`` with the live values at the matching rules' pointers and jq paths (Argo CD's
+    ``RespectIgnoreDifferences=true``: a sync leaves ignored fields as they are in the cluster).
+
+    A value is carried where its parent exists in the manifest (or is a map the manifest lacks);
+    a path into a list item the manifest does not have is left alone. managedFieldsManagers are
+    not carried (Argo CD does not either)."""
+    out = copy.deepcopy(dict(manifest))
+    if live is None:
+        return out
+    matching = [r for r in rules if r.matches(**_scope(live))]
+    paths = [p for r in matching for ptr in r.json_pointers for p in pointer_paths(live, ptr)]
+    paths += [p for r in matching for expr in r.jq_paths for p in jq_paths(live, expr)]
+    for path in paths:
+        _, value = _lookup(live, [_Key(s) if isinstance(s, str) else _Index(s) for s in path])
+        node: Any = out
+        for i, seg in enumerate(path[:-1]):
+            if isinstance(seg, str) and isinstance(node, dict):
+                if seg not in node and all(isinstance(s, str) for s in path[i + 1:]):
+                    node[seg] = {}  # only maps below: creating them cannot fail half-way
+                node = node.get(seg)
+            elif isinstance(seg, int) and isinstance(node, list) and seg < len(node):
+                node = node[seg]
+            else:
+                node = None
+        last = path[-1]
+        if isinstance(node, dict) and isinstance(last, str):
+            node[last] = copy.deepcopy(value)
+        elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+            node[last] = copy.deepcopy(value)
+    return out
 
 
 # --- the comparison ----------------------------------------------------------------------------

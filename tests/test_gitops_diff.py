@@ -11,6 +11,7 @@ from gitops.diff import (
     DiffConfigError,
     FieldPath,
     IgnoreRule,
+    carry_ignored,
     carry_rollout_fields,
     compare,
     field_manager,
@@ -451,3 +452,58 @@ def test_an_extraneous_resource_with_ignore_extraneous_does_not_make_the_app_out
     entry = next(r for r in env.status["resources"] if r["name"] == "old")
     assert (entry["status"], entry.get("requiresPruning")) == ("OutOfSync", True)  # itself: OutOfSync
     assert env.status["sync"]["status"] == status
+
+
+# --- RespectIgnoreDifferences -------------------------------------------------------------------
+
+RESPECT_CASES = [
+    # (id, rules, live changes, (replicas, image) of what the sync applies)
+    ("pointer-keeps-live-replicas", [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}],
+     {"replicas": 5, "image": "model:v9"}, (5, "model:v1")),
+    ("jq-keeps-live-image", [{"group": "apps", "kind": "Deployment",
+                              "jqPathExpressions": ['.spec.template.spec.containers[] | select(.name == "model") | .image']}],
+     {"replicas": 5, "image": "model:v9"}, (2, "model:v9")),
+    ("another-kind-carries-nothing", [{"group": "apps", "kind": "StatefulSet", "jsonPointers": ["/spec/replicas"]}],
+     {"replicas": 5}, (2, "model:v1")),
+    ("managers-are-not-carried", [{"group": "apps", "kind": "Deployment", "managedFieldsManagers": ["kubectl-edit"]}],
+     {"replicas": 5}, (2, "model:v1")),
+]
+
+
+@pytest.mark.parametrize(("entries", "changes", "applied"), [pytest.param(*c[1:], id=c[0]) for c in RESPECT_CASES])
+def test_carry_ignored(entries: list[dict[str, Any]], changes: dict[str, Any], applied: tuple[int, str]) -> None:
+    git = deployment()
+    out = carry_ignored(git, _live(changes), rules_from_app(entries))
+    assert (out["spec"]["replicas"], out["spec"]["template"]["spec"]["containers"][0]["image"]) == applied
+    assert git["spec"]["replicas"] == 2  # the manifest itself is not changed
+
+
+def test_carry_ignored_creates_missing_maps_but_never_list_items() -> None:
+    git: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    live = {**git, "data": {"a": "1"}, "items": [{"x": 1}]}
+    rules = rules_from_app([{"kind": "ConfigMap", "jsonPointers": ["/data/a", "/items/0/x"]}])
+    assert carry_ignored(git, live, rules) == {**git, "data": {"a": "1"}}
+    assert carry_ignored(git, None, rules) == git
+
+
+@pytest.mark.parametrize(("options", "replicas"), [
+    pytest.param(["RespectIgnoreDifferences=true"], 5, id="respect-keeps-the-edit"),
+    pytest.param([], 1, id="without-it-the-sync-resets-it"),
+])
+def test_a_sync_respects_ignore_differences_when_asked(options: list[str], replicas: int) -> None:
+    env = Env([{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"replicas": 1, "paused": False}}], automated=False)
+    env.kube.app["spec"]["syncPolicy"]["syncOptions"] = options
+    env.kube.app["spec"]["ignoreDifferences"] = [{"group": "apps", "kind": "Deployment",
+                                                 "jsonPointers": ["/spec/replicas"]}]
+    env.kube.app["operation"] = {"sync": {"prune": False}, "initiatedBy": {"username": "me"}}
+    for _ in range(3):
+        env.reconcile()
+    key = ResourceKey("apps", "Deployment", "dest", "web")
+    env.kube.objects[key]["spec"].update(replicas=5, paused=True)  # an ignored edit and a real one
+    env.reconcile()
+    assert env.status["sync"]["status"] == "OutOfSync"
+    env.kube.app["operation"] = {"sync": {"prune": False}, "initiatedBy": {"username": "me"}}
+    for _ in range(3):
+        env.reconcile()
+    assert env.kube.objects[key]["spec"] == {"replicas": replicas, "paused": False}
