@@ -136,7 +136,7 @@ def _dump(obj: Mapping[str, Any] | None) -> list[str]:
     return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
 
 
-def kube_differ(api: Any) -> Differ:
+def kube_differ(api: Any, *, control_namespace: str = DEFAULT_APP_NAMESPACE) -> Differ:
     """The controller's comparison, run here: render from Git, dry-run apply, compare to live."""
     from kubernetes import client
 
@@ -152,7 +152,14 @@ def kube_differ(api: Any) -> Differ:
         rules_from_settings,
     )
     from gitops.kube import GitopsKube
-    from gitops.plan import ResourceKey, hook_phases, key_of, split_api_version, target_objects
+    from gitops.plan import (
+        ResourceKey,
+        hook_phases,
+        instance_name,
+        key_of,
+        split_api_version,
+        target_objects,
+    )
     from gitops.render import render_source
     from gitops.source import RepoCache, credentials_lookup
     from gitops.webhook import ARGOCD_CM
@@ -183,7 +190,10 @@ def kube_differ(api: Any) -> Differ:
             shutil.rmtree(root, ignore_errors=True)
         versions = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
                     str(d.get("apiVersion")) for d in manifests}
-        targets = target_objects(manifests, app=name, namespace=namespace,
+        # The tracking id's app part as the controller writes it (<ns>_<name> outside its
+        # control namespace, which the CLI cannot ask the controller for: --control-namespace).
+        instance = instance_name(name, app_namespace, control_namespace)
+        targets = target_objects(manifests, app=instance, namespace=namespace,
                                  namespaced=lambda g, k: kube.namespaced(versions.get((g, k), g), k))
         owned = rollout_fields(targets)
         settings = kube.get("v1", ResourceKey("", "ConfigMap", app_namespace, ARGOCD_CM))
@@ -617,6 +627,11 @@ def add_subcommands(sub: Any) -> None:
         if name == "rollback":
             p.add_argument("id", nargs="?", type=int, help="the history ID (default: the previous one)")
             p.add_argument("--prune", action="store_true", help="delete resources not in that revision")
+        if name in ("diff", "explain"):
+            p.add_argument("--control-namespace", default=None,
+                           help="the controller's control namespace (its first --app-namespace); objects of "
+                                "apps outside it carry <namespace>_<name> tracking ids (default: the "
+                                "Applications' namespace)")
         p.set_defaults(func=run)
 
 
@@ -636,7 +651,8 @@ def run(args: argparse.Namespace, *, api: AppsApi | None = None, differ: Differ 
 
     ctx = Context(api=api or KubeApps(kube()), out=out, err=err,
                   rich=out.isatty() and not isinstance(out, io.StringIO),
-                  differ=(lambda: differ) if differ is not None else (lambda: kube_differ(kube())))
+                  differ=(lambda: differ) if differ is not None else (lambda: kube_differ(
+                      kube(), control_namespace=getattr(args, "control_namespace", None) or args.app_namespace)))
     fn, _ = COMMANDS[args.app_command]
     try:
         return fn(ctx, args)
