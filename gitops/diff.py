@@ -542,9 +542,17 @@ class RolloutFields:
 
     virtual_services: Mapping[tuple[str, str], tuple[RouteRefs, ...]] = field(default_factory=dict)
     destination_rules: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)  # subsets
+    services: frozenset[tuple[str, str]] = frozenset()  # canaryService/stableService: their selector hash
 
     def paths(self, live: Mapping[str, Any] | None) -> list[FieldPath]:
-        """The rollout-owned paths present in ``live`` (the weights, the subset hash labels)."""
+        """The rollout-owned paths present in ``live`` (the weights, the subset hash labels, the
+        hash label in the selector of its canary and stable Services)."""
+        if live is not None and live.get("kind") == "Service" and live.get("apiVersion") == "v1":
+            key = (str((live.get("metadata") or {}).get("namespace") or ""),
+                   str((live.get("metadata") or {}).get("name") or ""))
+            if key in self.services and HASH_LABEL in ((live.get("spec") or {}).get("selector") or {}):
+                return [("spec", "selector", HASH_LABEL)]
+            return []
         if live is None or not str(live.get("apiVersion") or "").startswith(ISTIO_GROUP + "/"):
             return []
         key = (str((live.get("metadata") or {}).get("namespace") or ""),
@@ -593,12 +601,14 @@ def rollout_fields(targets: Sequence[Mapping[str, Any]]) -> RolloutFields:
     """What the Rollouts among ``targets`` manage (``canary.trafficRouting.istio``)."""
     services: dict[tuple[str, str], list[RouteRefs]] = {}
     rules: dict[tuple[str, str], list[str]] = {}
+    svcs: set[tuple[str, str]] = set()
     for doc in targets:
         if doc.get("kind") != "Rollout" or not str(doc.get("apiVersion") or "").startswith(ROLLOUT_GROUP + "/"):
             continue
         namespace = str((doc.get("metadata") or {}).get("namespace") or "")
         canary = ((doc.get("spec") or {}).get("strategy") or {}).get("canary") or {}
         istio = (canary.get("trafficRouting") or {}).get("istio") or {}
+        svcs.update((namespace, str(canary[k])) for k in ("canaryService", "stableService") if canary.get(k))
         configs = [istio["virtualService"]] if istio.get("virtualService") else list(
             istio.get("virtualServices") or [])
         for config in configs:
@@ -616,7 +626,7 @@ def rollout_fields(targets: Sequence[Mapping[str, Any]]) -> RolloutFields:
             rules.setdefault((namespace, str(rule["name"])), []).extend(
                 str(rule.get(k)) for k in ("canarySubsetName", "stableSubsetName") if rule.get(k))
     return RolloutFields(virtual_services={k: tuple(v) for k, v in services.items()},
-                         destination_rules={k: tuple(v) for k, v in rules.items()})
+                         destination_rules={k: tuple(v) for k, v in rules.items()}, services=frozenset(svcs))
 
 
 def carry_rollout_fields(manifest: Mapping[str, Any], live: Mapping[str, Any] | None,
@@ -635,6 +645,11 @@ def carry_rollout_fields(manifest: Mapping[str, Any], live: Mapping[str, Any] | 
         return out
     key = (str((live.get("metadata") or {}).get("namespace") or ""),
            str((live.get("metadata") or {}).get("name") or ""))
+    if live.get("kind") == "Service":
+        # The rollout controller pins its canary/stable Services to a ReplicaSet by this label.
+        selector = spec_out.setdefault("selector", {})
+        if isinstance(selector, dict):
+            selector[HASH_LABEL] = (spec_live.get("selector") or {})[HASH_LABEL]
     if live.get("kind") == "VirtualService":
         for refs in owned.virtual_services.get(key, ()):
             for kind, index in _selected_routes(spec_out, refs):

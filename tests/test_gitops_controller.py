@@ -516,3 +516,18 @@ def test_drift_watch_fingerprint_ignores_status() -> None:
     assert fingerprint(obj) != fingerprint(edited)
     assert tracked_app(obj, "argocd") == ("argocd", "app")
     assert tracked_app({"metadata": {}}, "argocd") is None
+
+
+def test_apply_out_of_sync_only_applies_just_what_differs() -> None:
+    env = Env([cm("same", 0, a="1"), cm("changed", 0, a="1")])
+    for _ in range(4):
+        env.reconcile()
+    env.kube.app["spec"]["syncPolicy"]["syncOptions"].append("ApplyOutOfSyncOnly=true")
+    env.manifests = [cm("same", 0, a="1"), cm("changed", 0, a="2")]
+    env.repos.commit = "b" * 40
+    env.kube.applied.clear()
+    for _ in range(3):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Succeeded"
+    assert env.kube.applied == ["changed"]
+    assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "changed")]["data"] == {"a": "2"}

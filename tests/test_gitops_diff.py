@@ -507,3 +507,35 @@ def test_a_sync_respects_ignore_differences_when_asked(options: list[str], repli
     for _ in range(3):
         env.reconcile()
     assert env.kube.objects[key]["spec"] == {"replicas": replicas, "paused": False}
+
+
+def service(selector_hash: str | None, *, name: str = "model-canary", extra: str = "") -> dict[str, Any]:
+    selector = {"app": "model", **({"rollouts-pod-template-hash": selector_hash} if selector_hash else {}),
+                **({"tier": extra} if extra else {})}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "ml"},
+            "spec": {"selector": selector, "ports": [{"port": 80}]}}
+
+
+def service_rollout() -> dict[str, Any]:
+    owner = rollout(routes=["primary"])
+    owner["spec"]["strategy"]["canary"].update(canaryService="model-canary", stableService="model-stable")
+    return owner
+
+
+SERVICE_CASES = [
+    # (id, Git's Service, live Service, differing paths)
+    ("canary-service-hash-written-by-the-rollout", service(None), service("abc"), []),
+    ("stable-service-hash-written-by-the-rollout", service(None, name="model-stable"),
+     service("abc", name="model-stable"), []),
+    ("other-selector-label-is-drift", service(None), service("abc", extra="gold"), ["spec.selector.tier"]),
+    ("a-service-the-rollout-does-not-name-drifts", service(None, name="other"), service("abc", name="other"),
+     ['spec.selector["rollouts-pod-template-hash"]']),
+]
+
+
+@pytest.mark.parametrize(("git", "live", "paths"), [pytest.param(*c[1:], id=c[0]) for c in SERVICE_CASES])
+def test_the_rollouts_service_selector_hash_is_carried_and_never_drift(
+        git: dict[str, Any], live: dict[str, Any], paths: list[str]) -> None:
+    owned = rollout_fields([service_rollout(), git])
+    assert compare(carry_rollout_fields(git, live, owned), live).formatted == paths
+    assert compare(git, live, owned=owned).formatted == paths
