@@ -50,7 +50,7 @@ MSG_PARSE_TIME = 'time.Parse: "{text}" is not an RFC 3339 timestamp (like 2024-0
 MSG_PARSE_NIL = "time.Parse of nil: the field is not set"
 MSG_LAYOUT = "time.Parse: only the RFC 3339 layouts (time.RFC3339, time.RFC3339Nano) are supported"
 MSG_NO_METHOD = 'a {type} has no method "{name}"'
-MSG_METHOD_ON_NIL = 'cannot call {name}() on nil'
+MSG_METHOD_ON_NIL = "cannot call {name}() on nil"
 MSG_METHOD_ARG = "{name}: argument must be a {expected}, not {type}"
 MSG_DURATION_OVERFLOW = "time value out of range in {op}"
 MSG_NO_CLOCK = "time.Now() is not available here"
@@ -92,8 +92,9 @@ def parse_time(text: Any, pos: int | None) -> Time:
     if text is None:
         raise MissingValueError(MSG_PARSE_NIL, pos)
     if not isinstance(text, str):
-        raise ExpressionError(MSG_METHOD_ARG.format(
-            name="time.Parse", expected="string", type=type_name(text)), pos)
+        raise ExpressionError(
+            MSG_METHOD_ARG.format(name="time.Parse", expected="string", type=type_name(text)), pos
+        )
     shown = text if len(text) <= MAX_TIMESTAMP_LENGTH else text[:MAX_TIMESTAMP_LENGTH] + "…"
     match = _RFC3339.fullmatch(text) if len(text) <= MAX_TIMESTAMP_LENGTH else None
     if match is None:
@@ -129,11 +130,14 @@ def to_duration(value: Any, pos: int | None) -> Duration:
     if isinstance(value, Duration):
         return value
     if value is None:
-        raise MissingValueError(MSG_METHOD_ARG.format(
-            name="time.Duration", expected="number", type="nil"), pos)
+        raise MissingValueError(
+            MSG_METHOD_ARG.format(name="time.Duration", expected="number", type="nil"), pos
+        )
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ExpressionError(MSG_METHOD_ARG.format(
-            name="time.Duration", expected="number", type=type_name(value)), pos)
+        raise ExpressionError(
+            MSG_METHOD_ARG.format(name="time.Duration", expected="number", type=type_name(value)),
+            pos,
+        )
     if isinstance(value, float) and not (float(INT_MIN) <= value <= float(INT_MAX)):
         raise ExpressionError(MSG_DURATION_OVERFLOW.format(op="time.Duration"), pos)
     return Duration(nanos=checked(int(value), "time.Duration", pos))
@@ -148,7 +152,9 @@ def _arg(name: str, value: Any, kind: type[ExprValue], pos: int) -> Any:
     if isinstance(value, kind):
         return value
     error = MissingValueError if value is None else ExpressionError
-    raise error(MSG_METHOD_ARG.format(name=name, expected=kind.TYPE_NAME, type=type_name(value)), pos)
+    raise error(
+        MSG_METHOD_ARG.format(name=name, expected=kind.TYPE_NAME, type=type_name(value)), pos
+    )
 
 
 def _float_units(unit: int) -> Method:
