@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -289,7 +289,7 @@ def parse_recipient(value: str) -> tuple[str, str]:
     return service, recipient
 
 
-def _table(out: TextIO, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _table(out: TextIO, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     for row in [columns, *rows]:
         out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")

@@ -21,7 +21,13 @@ import pytest
 import yaml
 
 from notifications.catalog import catalog_data, load_catalog, parse_with_catalog
-from notifications.config import ARGOCD_CONFIGMAP, ROLLOUTS_CONFIGMAP, NotificationConfig, parse_config, parse_selector, selector_matches
+from notifications.config import (
+    ARGOCD_CONFIGMAP,
+    ROLLOUTS_CONFIGMAP,
+    NotificationConfig,
+    parse_selector,
+    selector_matches,
+)
 from notifications.engine import (
     Plan,
     condition_env,
