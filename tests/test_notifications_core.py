@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from notifications.catalog import catalog_data, load_catalog, parse_with_catalog
 from notifications.config import (
@@ -630,3 +632,57 @@ def test_unknown_kind_is_an_error_not_a_crash() -> None:
     result = plan(copy.deepcopy(app()), kind="Deployment", config=config_of({}), project=None,
                   context_vars={}, now=NOW)
     assert result.deliveries == [] and result.annotation is None and result.errors
+
+
+# --- never raises ------------------------------------------------------------------------------
+
+def test_a_once_per_value_with_colons_keeps_its_key() -> None:
+    config = config_of({"trigger.on-done": ONCE_PER_TRIGGER})
+    obj = subscribed(app(revision="refs/tags:v1:<x>"), "on-done")
+    assert len(step(obj, config).deliveries) == 1
+    obj["status"]["operationState"]["phase"] = "Running"
+    step(obj, config)
+    obj["status"]["operationState"]["phase"] = "Succeeded"
+    assert step(obj, config).deliveries == []
+    assert "\\u003cx\\u003e" in obj["metadata"]["annotations"][NOTIFIED_ANNOTATION]
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=st.one_of(st.text(max_size=200), st.dictionaries(st.text(max_size=40), st.one_of(
+    st.integers(), st.floats(), st.text(max_size=10), st.booleans(), st.none()), max_size=8).map(json.dumps)))
+def test_plan_never_raises_on_any_annotation(raw: str) -> None:
+    config = config_of({"trigger.on-done": ONCE_PER_TRIGGER})
+    obj = subscribed(app(), "on-done")
+    obj["metadata"]["annotations"][NOTIFIED_ANNOTATION] = raw
+    result = plan(obj, kind="Application", config=config, project=None, context_vars={}, now=NOW)
+    assert result.annotation is None or isinstance(json.loads(result.annotation), dict)
+
+
+@settings(max_examples=150, deadline=None)
+@given(source=st.text(max_size=60))
+def test_once_per_refuses_only_with_value_error(source: str) -> None:
+    try:
+        compiled = compile_once_per(source)
+    except ValueError:
+        return
+    assert isinstance(compiled.value({"app": {"a": [1, {"b": None}]}}), str)
+
+
+@settings(max_examples=100, deadline=None)
+@given(annotations=st.dictionaries(
+    st.one_of(st.just("notifications.argoproj.io/subscriptions"),
+              st.text(max_size=20).map(lambda s: "notifications.argoproj.io/subscribe." + s)),
+    st.text(max_size=80), max_size=4))
+def test_subscriptions_never_raise(annotations: dict[str, str]) -> None:
+    found, errors = subscriptions_for(app(annotations=annotations), config=config_of({}))
+    assert all(isinstance(s, Subscription) for s in found)
+
+
+@pytest.mark.parametrize("text", ["- trigger: 5\n  destinations: 7", "- destinations: {service: slack}",
+                                  "- trigger: [on-x]\n  destinations: [{service: slack, recipients: 3}]",
+                                  "[1, 2]", "42"],
+                         ids=["numbers", "mapping-destinations", "number-recipients", "list-of-numbers", "scalar"])
+def test_odd_yaml_subscriptions_are_errors_not_crashes(text: str) -> None:
+    found, errors = subscriptions_for(app(annotations={"notifications.argoproj.io/subscriptions": text}),
+                                      config=config_of({}))
+    assert errors or found == [Subscription("on-x", "slack", "")]
