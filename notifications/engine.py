@@ -91,7 +91,8 @@ class Delivery:
 class Plan:
     deliveries: list[Delivery] = field(default_factory=list)
     annotation: str | None = None
-    """The new value of ``notified.notifications.argoproj.io``; None: leave it as it is."""
+    """The new value of ``notified.notifications.argoproj.io``; None: leave it as it is.
+    ``{}`` when the record became empty (Argo removes the annotation then; both read the same)."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -110,6 +111,9 @@ class ConditionResult:
 
 
 def variable_for(kind: str) -> str:
+    """``Application`` -> ``app``; the variable names themselves are accepted too."""
+    if kind in KIND_VARIABLES.values():
+        return kind
     try:
         return KIND_VARIABLES[kind]
     except KeyError:
@@ -169,7 +173,7 @@ def template_data(
         "recipient": recipient,
         "repo": repo_functions(),
     }
-    if kind == "Application":
+    if variable_for(kind) == "app":
         data["appProject"] = project
     return data
 

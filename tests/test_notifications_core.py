@@ -686,3 +686,12 @@ def test_odd_yaml_subscriptions_are_errors_not_crashes(text: str) -> None:
     found, errors = subscriptions_for(app(annotations={"notifications.argoproj.io/subscriptions": text}),
                                       config=config_of({}))
     assert errors or found == [Subscription("on-x", "slack", "")]
+
+
+@pytest.mark.parametrize("kind", ["Rollout", "rollout"])
+def test_kind_or_variable_name(kind: str) -> None:
+    obj = rollout(abort=True, stable="h0")
+    obj["metadata"]["annotations"][f"{SUB}on-rollout-aborted.slack"] = "oncall"
+    result = plan(obj, kind=kind, config=config_of({}, name=ROLLOUTS_CONFIGMAP), project=None,
+                  context_vars={}, now=NOW)
+    assert [d.trigger for d in result.deliveries] == ["on-rollout-aborted"]
