@@ -695,3 +695,14 @@ def test_kind_or_variable_name(kind: str) -> None:
     result = plan(obj, kind=kind, config=config_of({}, name=ROLLOUTS_CONFIGMAP), project=None,
                   context_vars={}, now=NOW)
     assert [d.trigger for d in result.deliveries] == ["on-rollout-aborted"]
+
+
+def test_service_keys_are_handed_to_build_services_as_written() -> None:
+    from notifications.services import build_services
+
+    config = config_of({"service.slack": "token: $slack-token\napiURL: http://127.0.0.1:1/api",
+                        "service.webhook.hook": "url: http://127.0.0.1:1/hook", "trigger.x": "- when: 'true'\n  send: [app-created]"})
+    assert config.service_data() == {"service.slack": "token: $slack-token\napiURL: http://127.0.0.1:1/api",
+                                     "service.webhook.hook": "url: http://127.0.0.1:1/hook"}
+    services, errors = build_services(config.service_data(), {"slack-token": "xoxb-1"})
+    assert sorted(services) == ["hook", "slack"], errors
