@@ -156,7 +156,7 @@ def _list(value: Any, which: str) -> Sequence[Any]:
 def invoke(fn: Any, args: list[Any]) -> Any:
     """Calls a TemplateFunc; its exception becomes an EvalError naming it."""
     if not isinstance(fn, TemplateFunc):
-        raise EvalError(MSG_NOT_CALLABLE.format(what=sprint_value(fn) if fn is not None else "nil", kind=type_name(fn)))
+        raise EvalError(MSG_NOT_CALLABLE.format(what="nil" if fn is None else "value", kind=type_name(fn)))
     try:
         return fn.fn(*args)
     except Exception as exc:  # the caller's function: any failure is reported, never raised

@@ -66,7 +66,7 @@ def truth(value: Any) -> bool:
 
 
 def format_float(value: float, verb: str = "g", prec: int = -1) -> str:
-    """Go's strconv formatting of a float64 for %v (shortest 'g', exponent at >= 1e21... as fmt)."""
+    """Go's formatting of a float64: %v is strconv's shortest 'g'; other verbs as printf."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -85,7 +85,7 @@ def format_float(value: float, verb: str = "g", prec: int = -1) -> str:
         allds = allds.rstrip("0") or "0"
         exp = point - 1
         sign = "-" if value < 0 else ""
-        if exp < -4 or exp >= 21:
+        if exp < -4 or exp >= 6:  # fmt's %v: shortest digits, exponent form from 1e+06
             mantissa = allds[0] + ("." + allds[1:] if len(allds) > 1 else "")
             return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
         if point <= 0:
