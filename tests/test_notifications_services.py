@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
+import requests
 
 from e2e.receivers import PagerDutyStandIn, SlackStandIn, SmtpStandIn, WebhookReceiver
 from notifications.services import (
@@ -524,3 +525,42 @@ def test_no_secret_reaches_errors_or_logs(slack: SlackStandIn, hook: WebhookRece
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retries) == 4  # two per service: the log was really written
     _assert_no_secret("\n".join(failures) + caplog.text, HOSTILE, url)
+
+
+# --- the stand-ins check what the real APIs check -----------------------------------------
+
+@pytest.mark.parametrize(("headers", "body", "error"), [
+    ({}, {"channel": "c", "text": "t"}, "not_authed"),
+    ({"Authorization": "Bearer other"}, {"channel": "c", "text": "t"}, "invalid_auth"),
+    ({"Authorization": f"Bearer {TOKEN}"}, {"text": "t"}, "channel_not_found"),
+    ({"Authorization": f"Bearer {TOKEN}"}, {"channel": "c"}, "no_text"),
+    ({"Authorization": f"Bearer {TOKEN}"}, {"channel": "c", "attachments": "[]"},
+     "invalid_attachments"),
+    ({"Authorization": f"Bearer {TOKEN}"}, {"channel": "c", "blocks": [1]}, "invalid_blocks"),
+], ids=["no-token", "wrong-token", "no-channel", "no-text", "attachments-as-text",
+        "blocks-not-objects"])
+def test_the_slack_stand_in_refuses_what_slack_refuses(
+        slack: SlackStandIn, headers: dict[str, str], body: dict[str, Any], error: str) -> None:
+
+
+    reply = requests.post(slack.api_url + "chat.postMessage", json=body, headers=headers,
+                          timeout=5)
+    assert (reply.status_code, reply.json()) == (200, {"ok": False, "error": error})
+
+
+@pytest.mark.parametrize(("event", "error"), [
+    ({"event_action": "trigger", "payload": {"summary": "s", "severity": "error", "source": "x"}},
+     "'routing_key' is missing or unknown"),
+    ({"routing_key": "pd-key-0123456789", "event_action": "page"}, "'event_action' is invalid"),
+    ({"routing_key": "pd-key-0123456789", "event_action": "trigger",
+      "payload": {"summary": "s", "severity": "sev1", "source": "x"}},
+     "'payload.severity' is invalid"),
+    ({"routing_key": "pd-key-0123456789", "event_action": "resolve"}, "'dedup_key' is required"),
+], ids=["no-routing-key", "bad-action", "bad-severity", "resolve-without-dedup-key"])
+def test_the_pagerduty_stand_in_refuses_invalid_events(
+        pagerduty: PagerDutyStandIn, event: dict[str, Any], error: str) -> None:
+
+
+    reply = requests.post(pagerduty.url + "/v2/enqueue", json=event, timeout=5)
+    assert reply.status_code == 400
+    assert any(e.startswith(error) for e in reply.json()["errors"])
