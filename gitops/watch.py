@@ -9,7 +9,10 @@ status and server-kept metadata (a ``kubectl edit``, a deletion) calls
 ``on_change(app_name)``: the handlers queue that Application, and its reconcile
 compares it at once (selfHeal reverts it, else it is reported OutOfSync).
 Status-only updates (a Deployment's replicas becoming ready) are ignored, as
-Argo CD's ``ignoreResourceUpdates`` does by default, so they cost no reconcile.
+Argo CD's ``ignoreResourceUpdates`` does by default, so they cost no reconcile,
+unless they change the object's health (as Argo CD, which still refreshes an
+Application when a resource's health changes): an InferenceService marked Ready
+makes its settled Application Healthy at once, not at the next resync.
 
 Why watches and not a short periodic re-compare: a re-compare costs a Git
 ``ls-remote`` and one dry-run apply per object every few seconds for every
@@ -29,6 +32,7 @@ from kubernetes import dynamic
 from kubernetes.client.exceptions import ApiException
 
 from common.logging import get_logger
+from gitops.health import health
 from gitops.plan import TRACKING_ID_ANNOTATION, parse_tracking_id
 
 log = get_logger("tidegate.gitops.watch")
@@ -84,7 +88,8 @@ class DriftWatcher:
             self._seen.pop(uid, None)
             self.on_change(app)
             return
-        mark = fingerprint(obj)
+        judged = health(obj)
+        mark = f"{fingerprint(obj)}:{judged.status.value if judged else ''}"
         before = self._seen.get(uid)
         self._seen[uid] = mark
         if not initial and before != mark:
