@@ -225,6 +225,14 @@ def test_the_seed_application_and_the_llm_service_kustomization_sync_from_a_loca
     def app(name: str) -> dict[str, Any]:
         return dict(custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "applications", name))
 
+    def wait_app(name: str, check: Any, *, timeout: float, what: str) -> Any:
+        """wait_until, failing with the Application's status and the controller's log."""
+        try:
+            return wait_until(check, timeout=timeout, interval=0.5, message=what)
+        except AssertionError as exc:
+            shown = (app(name).get("status") or {})
+            raise AssertionError(f"{exc}\nstatus of {name}: {shown}\ncontroller log:\n{ctl.log()[-3000:]}") from None
+
     def settled(name: str, revision: str) -> Any:
         def check() -> dict[str, Any] | None:
             status = app(name).get("status") or {}
@@ -242,13 +250,14 @@ def test_the_seed_application_and_the_llm_service_kustomization_sync_from_a_loca
     ctl = SeedController(cluster_env, namespace, tmp_path / "controller.log", bare=bare)
     seed = seed_objects(namespace)
     try:
+        ctl.start()
         # When the seed's AppProject and Application are applied as written (but for their namespace)
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "appprojects", seed["AppProject"])
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications", seed["Application"])
 
         # Then it syncs the chart at that commit and is Synced and Healthy
-        status = wait_until(settled("ml-platform", commit), timeout=180, interval=0.5,
-                            message=f"ml-platform to be Synced and Healthy; log:\n{ctl.log()[-3000:]}")
+        status = wait_app("ml-platform", settled("ml-platform", commit), timeout=180,
+                          what="ml-platform to be Synced and Healthy")
         live = app("ml-platform")
         # ... the Application still names the seed's URL (the rewrite is git's business only)
         assert live["spec"]["source"]["repoURL"] == SEED_URL
@@ -292,9 +301,8 @@ def test_the_seed_application_and_the_llm_service_kustomization_sync_from_a_loca
                       and isvc and (isvc[0].get("health") or {}).get("status") == "Healthy")
                 return status if ok else None
 
-            status = wait_until(synced, timeout=120, interval=0.5,
-                                message=f"llm-service to be Synced with a Healthy InferenceService; "
-                                        f"log:\n{ctl.log()[-3000:]}")
+            status = wait_app("llm-service", synced, timeout=120,
+                              what="llm-service to be Synced with a Healthy InferenceService")
             recorder.stop()
             assert status["sourceType"] == "Kustomize"
             applied_kustomize = [(r["kind"], r["name"]) for r in status["operationState"]["syncResult"]["resources"]]
@@ -331,8 +339,8 @@ def test_the_seed_application_and_the_llm_service_kustomization_sync_from_a_loca
             hpa_health = next((r.get("health") or {}).get("status") for r in status["resources"]
                               if r["kind"] == "HorizontalPodAutoscaler")
             expected = "Healthy" if hpa_health in (None, "Healthy") else hpa_health
-            wait_until(lambda: (app("llm-service").get("status") or {}).get("health", {}).get("status")
-                       == expected, timeout=30, interval=0.5, message=f"llm-service health {expected}")
+            wait_app("llm-service", lambda: (app("llm-service").get("status") or {}).get("health", {})
+                     .get("status") == expected, timeout=30, what=f"llm-service health {expected}")
             delete_application(custom, namespace, "llm-service")
     finally:
         for name in ("llm-service", "ml-platform"):
