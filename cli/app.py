@@ -1,4 +1,4 @@
-"""``tidegate app list|get|diff|refresh|sync|wait``: Argo CD's ``argocd app`` on Applications.
+"""``tidegate app list|get|diff|refresh|sync|wait|history|rollback``: Argo CD's ``argocd app``.
 
 Talks to the Kubernetes API directly (no Argo CD API server): reads and patches
 Application objects in the application namespace (``-N``, ``argocd`` by
@@ -14,6 +14,11 @@ they are plain aligned columns, as ``argocd`` prints them.
   controller removed it;
 * ``wait`` waits for ``--sync``, ``--health``, ``--operation`` (all three when
   none is given) up to ``--timeout``;
+* ``history`` prints ``status.history`` as ``argocd app history`` (per source: ID DATE
+  REVISION; ``-o id`` the ids only);
+* ``rollback [ID]`` writes the ``operation`` ``argocd app rollback`` makes the API server
+  write (the revision and source of history entry ID, the previous one by default),
+  refused as Argo CD refuses it while automated sync is on, then waits like ``sync``;
 * ``diff`` renders the Application's source from Git here (gitops.source,
   gitops.render) and compares each object as a server-side apply dry run
   (gitops.kube) would store it with the live object, as the controller does.
@@ -36,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -46,6 +52,14 @@ REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 DEFAULT_APP_NAMESPACE = "argocd"
 EXIT_OK, EXIT_DIFF, EXIT_ERROR = 0, 1, 2
 POLL_SECONDS = 1.0
+SHORT_SHA = 7  # argocd app history shows a revision as "<targetRevision> (<sha[:7]>)"
+
+MSG_OPERATION_RUNNING = "another operation is already in progress for app {name!r}"
+# Argo CD's own words (server/application Rollback and the CLI's findRevisionHistory).
+MSG_ROLLBACK_AUTOMATED = "rollback cannot be initiated when auto-sync is enabled"
+MSG_ROLLBACK_TOO_FEW = "Application '{name}' should have at least two successful deployments"
+MSG_ROLLBACK_NO_ID = "Application '{name}' does not have deployment id '{id}' in history"
+MSG_ROLLBACK_OLD = "cannot rollback to revision deployed with Argo CD v1.4 or older"
 
 LIST_COLUMNS = ("NAME", "CLUSTER", "NAMESPACE", "PROJECT", "STATUS", "HEALTH", "SYNCPOLICY",
                 "CONDITIONS", "REPO", "PATH", "TARGET")
@@ -383,10 +397,15 @@ def sync_operation(app: Mapping[str, Any], *, revision: str | None, prune: bool,
     return {"operation": {"sync": sync, "initiatedBy": {"username": username}}}
 
 
+def _operation_running(app: Mapping[str, Any]) -> bool:
+    return ((app.get("status") or {}).get("operationState") or {}).get("phase") == "Running" or bool(
+        app.get("operation"))
+
+
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.api.get(args.app_namespace, args.name)
-    if ((app.get("status") or {}).get("operationState") or {}).get("phase") == "Running" or app.get("operation"):
-        ctx.err.write(f"another operation is already in progress for app {args.name!r}\n")
+    if _operation_running(app):
+        ctx.err.write(MSG_OPERATION_RUNNING.format(name=args.name) + "\n")
         return 1
     previous = str(((app.get("status") or {}).get("operationState") or {}).get("startedAt") or "")
     ctx.api.patch(args.app_namespace, args.name,
@@ -395,6 +414,11 @@ def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
     if args.async_:
         ctx.out.write(f"sync of application {args.name!r} requested\n")
         return EXIT_OK
+    return _await_operation(ctx, args, previous)
+
+
+def _await_operation(ctx: Context, args: argparse.Namespace, previous: str) -> int:
+    """Wait for the operation just written to finish (a new startedAt); print the app; 1 unless Succeeded."""
 
     def finished(current: Mapping[str, Any]) -> bool:
         op = (current.get("status") or {}).get("operationState") or {}
@@ -410,6 +434,102 @@ def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
         ctx.err.write(f"Operation has completed with phase: {phase}\n")
         return 1
     return EXIT_OK
+
+
+def go_time(stamp: str) -> str:
+    """An RFC 3339 stamp as Go prints a time.Time (what argocd app history shows)."""
+    try:
+        when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return stamp
+    return when.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+def history_sections(app: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """(repoURL, [(ID, DATE, REVISION)]) in first-seen order, as argocd app history groups them."""
+    sections: dict[str, list[tuple[str, str, str]]] = {}
+    for entry in (app.get("status") or {}).get("history") or []:
+        date = go_time(str(entry.get("deployedAt") or ""))
+        sources = entry.get("sources")
+        if sources:
+            revisions = list(entry.get("revisions") or [])
+            pairs = [(s, revisions[i] if len(revisions) == len(sources) else "")
+                     for i, s in enumerate(sources)]
+        else:
+            pairs = [(entry.get("source") or {}, str(entry.get("revision") or ""))]
+        for source, revision in pairs:
+            text = str(source.get("targetRevision") or "")
+            if len(revision) >= SHORT_SHA:
+                text = f"{text} ({revision[:SHORT_SHA]})"
+            sections.setdefault(str(source.get("repoURL") or ""), []).append(
+                (str(entry.get("id")), date, text))
+    return list(sections.items())
+
+
+def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.api.get(args.app_namespace, args.name)
+    history = list((app.get("status") or {}).get("history") or [])
+    if args.output in ("json", "yaml"):
+        _print_doc(history, args.output, ctx.out)
+    elif args.output == "id":
+        for entry in history:
+            ctx.out.write(f"{entry.get('id')}\n")
+    else:
+        for number, (repo, rows) in enumerate(history_sections(app)):
+            if number:
+                ctx.out.write("\n")
+            # One aligned block per source, as Go's tabwriter draws argocd's (SOURCE shares column 1).
+            first = max(len(c) for c in ("SOURCE", "ID", *(r[0] for r in rows)))
+            second = max(len(c) for c in ("DATE", *(r[1] for r in rows)))
+            ctx.out.write(f"{'SOURCE'.ljust(first)}  {repo}\n")
+            for row in (("ID", "DATE", "REVISION"), *rows):
+                ctx.out.write(f"{row[0].ljust(first)}  {row[1].ljust(second)}  {row[2]}".rstrip() + "\n")
+    return EXIT_OK
+
+
+def rollback_operation(app: Mapping[str, Any], history_id: int | None, *, prune: bool,
+                       username: str) -> dict[str, Any]:
+    """The ``operation`` Argo CD's API server writes for ``argocd app rollback`` (AppError if refused)."""
+    name = str((app.get("metadata") or {}).get("name") or "")
+    spec = app.get("spec") or {}
+    if ((spec.get("syncPolicy") or {}).get("automated")) is not None:
+        raise AppError(MSG_ROLLBACK_AUTOMATED)
+    if _operation_running(app):
+        raise AppError(MSG_OPERATION_RUNNING.format(name=name))
+    history = list((app.get("status") or {}).get("history") or [])
+    if history_id is None:
+        if len(history) < 2:
+            raise AppError(MSG_ROLLBACK_TOO_FEW.format(name=name))
+        entry = history[-2]
+    else:
+        found = [h for h in history if h.get("id") == history_id]
+        if not found:
+            raise AppError(MSG_ROLLBACK_NO_ID.format(name=name, id=history_id))
+        entry = found[0]
+    if not entry.get("source") and not entry.get("sources"):
+        raise AppError(MSG_ROLLBACK_OLD)
+    sync: dict[str, Any] = {}
+    if entry.get("sources"):
+        sync["revisions"] = list(entry.get("revisions") or [])
+        sync["sources"] = list(entry["sources"])
+    else:
+        sync["revision"] = entry.get("revision")
+        sync["source"] = dict(entry["source"])
+    if prune:
+        sync["prune"] = True
+    options = (spec.get("syncPolicy") or {}).get("syncOptions")
+    if options:
+        sync["syncOptions"] = list(options)
+    sync["syncStrategy"] = {"apply": {}}  # what Argo CD's rollback writes: the apply strategy
+    return {"operation": {"sync": sync, "initiatedBy": {"username": username}}}
+
+
+def cmd_rollback(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.api.get(args.app_namespace, args.name)
+    previous = str(((app.get("status") or {}).get("operationState") or {}).get("startedAt") or "")
+    ctx.api.patch(args.app_namespace, args.name,
+                  rollback_operation(app, args.id, prune=args.prune, username=_username()))
+    return _await_operation(ctx, args, previous)
 
 
 def cmd_refresh(ctx: Context, args: argparse.Namespace) -> int:
@@ -439,11 +559,14 @@ COMMANDS: dict[str, tuple[Callable[[Context, argparse.Namespace], int], str]] = 
     "refresh": (cmd_refresh, "refresh an Application now (--hard: Argo CD's hard refresh)"),
     "sync": (cmd_sync, "sync an Application (writes the operation field, as argocd app sync)"),
     "wait": (cmd_wait, "wait for an Application to be synced, healthy, done with its operation"),
+    "history": (cmd_history, "show an Application's deployment history (status.history)"),
+    "rollback": (cmd_rollback, "sync to a history entry's revision and source (default: the previous)"),
 }
 
 
 def add_subcommands(sub: Any) -> None:
-    app = sub.add_parser("app", help="act on Argo CD Applications (list, get, diff, refresh, sync, wait)")
+    app = sub.add_parser("app", help="act on Argo CD Applications (list, get, diff, refresh, sync, wait, "
+                                     "history, rollback)")
     app_sub = app.add_subparsers(dest="app_command", required=True)
     for name, (_fn, help_text) in COMMANDS.items():
         p = app_sub.add_parser(name, help=help_text)
@@ -451,10 +574,11 @@ def add_subcommands(sub: Any) -> None:
             p.add_argument("name")
         p.add_argument("--app-namespace", "-N", default=DEFAULT_APP_NAMESPACE,
                        help="the namespace of the Applications (default argocd)")
-        if name in ("list", "get", "wait", "sync", "refresh"):
-            choices = ["wide", "json", "yaml"] + (["name"] if name == "list" else [])
+        if name in ("list", "get", "wait", "sync", "refresh", "history", "rollback"):
+            choices = (["wide", "json", "yaml"] + (["name"] if name == "list" else [])
+                       + (["id"] if name == "history" else []))
             p.add_argument("--output", "-o", choices=choices, default="wide")
-        if name in ("wait", "sync", "refresh"):
+        if name in ("wait", "sync", "refresh", "rollback"):
             p.add_argument("--timeout", type=float, default=0 if name == "wait" else 300,
                            help="seconds to wait (0: no limit)")
         if name == "wait":
@@ -468,6 +592,9 @@ def add_subcommands(sub: Any) -> None:
             p.add_argument("--async", dest="async_", action="store_true", help="do not wait for the sync")
         if name == "refresh":
             p.add_argument("--hard", action="store_true", help="hard refresh")
+        if name == "rollback":
+            p.add_argument("id", nargs="?", type=int, help="the history ID (default: the previous one)")
+            p.add_argument("--prune", action="store_true", help="delete resources not in that revision")
         p.set_defaults(func=run)
 
 

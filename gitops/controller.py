@@ -8,6 +8,10 @@ one is healthy, so a reconcile never blocks waiting; it asks to be requeued.
 
 One reconcile:
 
+0. resolve the destination to a cluster (gitops/clusters.py: the controller's own, or one
+   of Argo CD's cluster Secrets; an unknown one is an ``InvalidSpecError`` with Argo CD's
+   message); every read and write of managed objects in this reconcile goes to that
+   cluster's port, the Application's own status to the controller's cluster;
 1. resolve ``targetRevision`` (or keep the revision of the running operation),
    check it out, render it (a source or render error is a ``ComparisonError``
    condition, and the last known resources are left alone);
@@ -21,20 +25,32 @@ One reconcile:
    skipped when nothing changed but ``reconciledAt`` and that is younger than
    the reconciliation timeout (re-stamping it each time would make our own
    write's watch event a hot loop).
+
+A successful sync (not a selective one, as Argo CD) appends to ``status.history``
+(kept to ``spec.revisionHistoryLimit``, 10 by default); a rollback is a manual sync
+whose ``operation.sync`` names the revision and source of a history entry.
+
+An Application being deleted (``deletionTimestamp``) with Argo CD's resources
+finalizer has its managed resources deleted, highest wave first, each wave gone
+before the next (foreground propagation, or background with the ``/background``
+finalizer); the finalizer is removed once none is left. Without it, deleting the
+Application leaves its resources (Argo CD's non-cascade delete).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from common.api import SpecError
+from common.api import SpecError, parse
 from common.kubewrite import merge_patch
-from gitops.api import Application, ApplicationSource, parse_application
+from gitops.api import Application, ApplicationDestination, ApplicationSource, parse_application
+from gitops.clusters import ClusterTarget, DestinationError, home_only
 from gitops.health import HealthStatus, health, worst
 from gitops.kube import GitopsPort, KubeError
 from gitops.plan import (
@@ -42,13 +58,17 @@ from gitops.plan import (
     SyncPlan,
     Task,
     TaskAction,
+    annotations_of,
     build_plan,
     hook_phases,
+    instance_name,
     is_tracked_by,
     key_of,
     options_from,
     split_api_version,
+    sync_options,
     target_objects,
+    wave_of,
 )
 from gitops.project import (
     MSG_MISSING,
@@ -83,8 +103,21 @@ MSG_RETRIED = "{message} (retried {count} times)."
 MSG_SUPERSEDED = "{message}; superseded by revision {revision} (a new commit pre-empts the retries)"
 DEFAULT_AUTOMATED_RETRY = {"limit": 5}  # what Argo CD's autoSync puts in an operation without retry
 DEFAULT_BACKOFF = (5.0, 2.0, 180.0)  # Argo CD's retry.backoff defaults: 5s, factor 2, 3m
-MSG_DESTINATION = ("application destination {server!r} is not supported yet: Tidegate syncs only "
-                   "to its own cluster ({default} or name: {name})")
+
+FINALIZER_FOREGROUND = "resources-finalizer.argocd.argoproj.io"
+FINALIZER_BACKGROUND = "resources-finalizer.argocd.argoproj.io/background"
+CASCADE_FINALIZERS = (FINALIZER_FOREGROUND, FINALIZER_BACKGROUND)
+DELETION_ERROR = "DeletionError"  # Argo CD's condition when deleting the resources fails
+# Not an Argo CD condition type: Argo CD only logs what a cascade delete waits for; we say it in status.
+DELETION_WAITING = "DeletionInProgress"
+MSG_DELETION_WAITING = "waiting for deletion of {first}{more} ({propagation} propagation)"
+MSG_DELETION_DESTINATION = ("cannot delete the resources of destination {server!r}: {reason}; the "
+                            "finalizer stays (remove it by hand to leave the resources)")
+DELETION_RETRY_SECONDS = 10.0  # after a refused delete (RBAC, webhook): not a hot loop
+KEEP_POLICY = ("helm.sh/resource-policy", "keep")  # Helm's keep: never deleted by a cascade
+DEFAULT_HISTORY_LIMIT = 10  # Argo CD's revisionHistoryLimit default
+POD_SPEC_PATHS = (("spec",), ("spec", "template", "spec"),
+                  ("spec", "jobTemplate", "spec", "template", "spec"))  # where images live
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SOURCE_TYPES = {"helm": "Helm", "kustomize": "Kustomize", "directory": "Directory"}  # status.sourceType
@@ -102,7 +135,7 @@ class Render(Protocol):
     """gitops.render.render_source."""
 
     def __call__(self, source: ApplicationSource, root: Path, *, app_name: str,
-                 namespace: str) -> list[dict[str, Any]]: ...
+                 namespace: str, value_roots: Mapping[str, Path] = ...) -> list[dict[str, Any]]: ...
 
 
 class Recorder(Protocol):
@@ -140,6 +173,13 @@ class Observed:
     sync: dict[ResourceKey, str]
     prune: list[ResourceKey]
     source_type: str = "Directory"
+    # Multi-source apps only (None otherwise): each source's revision and type, in order.
+    revisions: list[str] | None = None
+    source_types: list[str] | None = None
+
+    def revisions_field(self) -> dict[str, Any]:
+        """``{"revisions": [...]}`` for a multi-source app (operation, syncResult, sync status)."""
+        return {"revisions": self.revisions} if self.revisions is not None else {}
 
 
 @dataclass
@@ -154,6 +194,8 @@ class Settings:
     self_heal_backoff_seconds: float = 2.0
     self_heal_backoff_max_seconds: float = 300.0
     self_heal_cooldown_seconds: float = 330.0
+    # Argo CD's namespace: its Applications' tracking ids carry the bare name, others <ns>_<name>.
+    control_namespace: str = "argocd"
 
 
 class AppController:
@@ -166,8 +208,9 @@ class AppController:
                  detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
                  projects: Callable[[str, str], Mapping[str, Any] | None] = lambda namespace, name: None,
                  watch: Callable[[str, str], None] = lambda api_version, kind: None,
+                 kube_for: Callable[[ApplicationDestination], ClusterTarget] | None = None,
                  ) -> None:
-        self.kube = kube
+        self.home = kube  # the controller's own cluster: Applications are read and written there
         self.repos = repos
         self.render = render
         self.source_errors = source_errors
@@ -176,13 +219,35 @@ class AppController:
         self.written = written
         self.detect = detect
         self.projects = projects  # (namespace, name) -> the AppProject document, None if absent
-        self.watch = watch  # (apiVersion, kind) of a managed kind: watch it so drift is seen at once
+        # The destination's cluster, resolved once per reconcile (gitops/clusters.py); the default
+        # knows only the controller's own cluster. ``watch``: (apiVersion, kind) of a managed kind
+        # on it, watched so drift is seen at once.
+        self.kube_for = kube_for or home_only(kube, watch)
+        self._local = threading.local()  # the reconcile running in this worker thread: its target
+
+    @property
+    def target(self) -> ClusterTarget | None:
+        return getattr(self._local, "target", None)
+
+    @property
+    def kube(self) -> GitopsPort:
+        """The port of this reconcile's destination cluster (the own cluster before it is resolved)."""
+        target = self.target
+        return target.kube if target is not None else self.home
+
+    def watch(self, api_version: str, kind: str) -> None:
+        target = self.target
+        if target is not None:
+            target.watch(api_version, kind)
 
     # --- the reconcile ---------------------------------------------------------------------
 
     def reconcile(self, key: tuple[str, str], body: Mapping[str, Any] | None) -> float | None:
+        self._local.target = None
         if body is None:
-            return None  # deleted (cascade delete is not in this slice)
+            return None  # gone: a finalizer-less Application leaves its resources (non-cascade)
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            return self._finalize(key, body)
         now = self.clock()
         old_status: dict[str, Any] = dict(body.get("status") or {})
         extra: dict[str, Any] = {}
@@ -196,12 +261,8 @@ class AppController:
             self._write(key, old_status, status, extra, now, changed_only=False)
             return None
         source = app.spec.source or (app.spec.sources[0] if app.spec.sources else None)
-        destination = app.spec.destination
-        if destination.server not in (None, IN_CLUSTER_SERVER) or destination.name not in (
-                None, IN_CLUSTER_NAME) or source is None:
-            message = (MSG_DESTINATION.format(server=destination.server or destination.name,
-                                              default=IN_CLUSTER_SERVER, name=IN_CLUSTER_NAME)
-                       if source is not None else "application has no source")
+        if source is None:
+            message = "application has no source"
             status = self._with_condition(old_status, INVALID_SPEC_ERROR, message, now)
             self._write(key, old_status, status, extra, now, changed_only=False)
             return None
@@ -209,8 +270,12 @@ class AppController:
         running = op_state.get("phase") == RUNNING
         project = project_from(self.projects(key[0], app.spec.project), app.spec.project)
         sources = [source] if app.spec.source else list(app.spec.sources or [])
-        violations = ([MSG_MISSING.format(project=app.spec.project)] if project is None else
-                      spec_violations(project, [s.repo_url for s in sources], self._destination(app)))
+        try:
+            self._local.target = self.kube_for(app.spec.destination)
+            violations = ([MSG_MISSING.format(project=app.spec.project)] if project is None else
+                          spec_violations(project, [s.repo_url for s in sources], self._destination(app)))
+        except DestinationError as exc:  # Argo CD's ValidatePermissions: an unknown cluster
+            violations = [str(exc)]
         if violations:
             # Argo CD's ValidatePermissions: an InvalidSpecError condition; a requested or
             # running operation ends in Error with the same message, and nothing is applied.
@@ -245,9 +310,20 @@ class AppController:
                             "message": MSG_SUPERSEDED.format(message=_without_retry_note(
                                 str(op_state.get("message") or "")), revision=latest)}
                 running = False
+        requested = (body.get("operation") or {}).get("sync")
+        pin: Mapping[str, Any] | None = op_state if running else None
+        compare_errors: tuple[type[BaseException], ...] = (*errors, SpecError)
         try:
-            observed = self._observe(app, source, old_status, op_state if running else None)
-        except errors as exc:
+            # A manual sync (a rollback) runs at its revision and, if it names one, its source.
+            sync_op = ((op_state.get("operation") or {}).get("sync") if running else requested) or {}
+            if sync_op.get("source"):
+                source = parse(ApplicationSource, sync_op["source"])
+            if not running and requested is not None:
+                wanted = str(requested.get("revision") or next(iter(requested.get("revisions") or []), "")
+                             or source.target_revision or "HEAD")
+                pin = {"syncResult": {"revision": self.repos.resolve(source.repo_url, wanted)}}
+            observed = self._observe(app, source, old_status, pin)
+        except compare_errors as exc:
             status = self._with_condition(old_status, COMPARISON_ERROR, str(exc), now)
             status["sync"] = {**(old_status.get("sync") or {}), "status": UNKNOWN}
             self._write(key, old_status, status, extra, now, changed_only=False)
@@ -259,39 +335,124 @@ class AppController:
                 requeue = min(requeue, started)  # a self-heal waits for its backoff
             elif started is not None:
                 op_state, running = started, True
+                op_state["syncResult"].update(_source_fields(app, source, requested or {}))
         due: float | None = None
+        extra_history: list[dict[str, Any]] | None = None
         if running and _retry_pending(op_state):
             due, op_state = self._retry_due(op_state, now)
         if running and due is not None:
             requeue = due  # the next attempt waits for its backoff
         elif running:
             op_state, requeue = self._advance(app, op_state, observed, now, project)
+            if op_state.get("phase") == SUCCEEDED:
+                extra_history = _history(app, old_status, op_state, now)
             if op_state.get("phase") in (FAILED, ERROR):
                 op_state, requeue = self._retry_or_end(op_state, requeue, now)
             if op_state.get("phase") != RUNNING and body.get("operation") is not None:
                 extra["operation"] = None
         status = self._status(app, source, old_status, observed, op_state, now)
+        if extra_history is not None:
+            status["history"] = extra_history
         self._write(key, old_status, status, extra, now, changed_only=True)
         return requeue
+
+    # --- cascade delete --------------------------------------------------------------------
+
+    def _finalize(self, key: tuple[str, str], body: Mapping[str, Any]) -> float | None:
+        """One step of Argo CD's cascade delete; the requeue delay, None once the finalizer is off."""
+        meta = body.get("metadata") or {}
+        finalizers = [str(f) for f in meta.get("finalizers") or []]
+        # Argo CD's GetPropagationPolicy: the first resources finalizer decides.
+        policy = next((f for f in finalizers if f in CASCADE_FINALIZERS), None)
+        if policy is None:
+            return None  # non-cascade: the resources stay; other finalizers belong to others
+        propagation = "Background" if policy == FINALIZER_BACKGROUND else "Foreground"
+        now = self.clock()
+        old_status: dict[str, Any] = dict(body.get("status") or {})
+        dest = (body.get("spec") or {}).get("destination") or {}
+        try:
+            # The resources live in the destination's cluster (gitops/clusters.py).
+            self._local.target = self.kube_for(parse(ApplicationDestination, dest))
+        except (DestinationError, SpecError) as exc:
+            # Never delete by name in the wrong cluster; the finalizer stays until the
+            # destination resolves again, or someone removes it by hand.
+            message = MSG_DELETION_DESTINATION.format(server=dest.get("server") or dest.get("name"),
+                                                      reason=exc)
+            status = self._with_condition(old_status, DELETION_ERROR, message, now)
+            self._write(key, old_status, status, {}, now, changed_only=True)
+            return self.settings.reconcile_seconds
+        instance = instance_name(key[1], key[0], self.settings.control_namespace)
+        try:
+            managed = self._deletable(key, old_status, instance)
+            # Objects already being deleted are waited for before the next (lower) wave goes.
+            if managed and not any((obj.get("metadata") or {}).get("deletionTimestamp")
+                                   for _, obj in managed.values()):
+                top = max(wave_of(obj) for _, obj in managed.values())
+                for res, (api_version, obj) in sorted(managed.items()):
+                    if wave_of(obj) == top:
+                        self.kube.delete(api_version, res, propagation=propagation)
+                managed = self._deletable(key, old_status, instance)
+        except KubeError as exc:
+            status = self._with_condition(old_status, DELETION_ERROR, str(exc), now)
+            self._write(key, old_status, status, {}, now, changed_only=True)
+            return DELETION_RETRY_SECONDS
+        if managed:
+            # The objects being deleted first: they are what this step waits for.
+            names = [f"{k.group}/{k.kind}/{k.name}" for k in sorted(
+                managed, key=lambda k: (not (managed[k][1].get("metadata") or {}).get("deletionTimestamp"), k))]
+            more = f" and {len(names) - 1} more resources" if len(names) > 1 else ""
+            message = MSG_DELETION_WAITING.format(first=names[0], more=more, propagation=propagation)
+            status = self._with_condition(old_status, DELETION_WAITING, message, now)
+            self._write(key, old_status, status, {}, now, changed_only=True)
+            return self.settings.wave_delay_seconds
+        patch: dict[str, Any] = {"finalizers": [f for f in finalizers if f not in CASCADE_FINALIZERS]}
+        if meta.get("resourceVersion"):
+            patch["resourceVersion"] = meta["resourceVersion"]  # a conflict re-reads, never drops another's
+        try:
+            self.home.patch_application(key[0], key[1], {"metadata": patch})
+        except KubeError:
+            return self.settings.wave_delay_seconds
+        return None
+
+    def _deletable(self, key: tuple[str, str], status: Mapping[str, Any], instance: str,
+                   ) -> dict[ResourceKey, tuple[str, dict[str, Any]]]:
+        """The live resources of ``status.resources`` this app tracks and a cascade may delete.
+
+        Argo CD's shouldBeDeleted: never a CRD, the Application itself, an object with
+        ``Delete=false`` or Helm's ``resource-policy: keep``; never an object another app tracks.
+        """
+        out: dict[ResourceKey, tuple[str, dict[str, Any]]] = {}
+        for res in status.get("resources") or []:
+            rkey = ResourceKey(group=str(res.get("group") or ""), kind=str(res.get("kind") or ""),
+                               namespace=str(res.get("namespace") or ""), name=str(res.get("name") or ""))
+            if rkey.kind == "CustomResourceDefinition" or (
+                    rkey.kind == "Application" and rkey.name == key[1] and rkey.namespace == key[0]):
+                continue
+            version = str(res.get("version") or "v1")
+            api_version = f"{rkey.group}/{version}" if rkey.group else version
+            try:
+                live = self.kube.get(api_version, rkey)
+            except KubeError as exc:
+                if exc.status is None:
+                    continue  # a kind the server no longer serves: nothing left to delete
+                raise
+            if (live is None or not is_tracked_by(live, instance) or "Delete=false" in sync_options(live)
+                    or annotations_of(live).get(KEEP_POLICY[0]) == KEEP_POLICY[1]):
+                continue
+            out[rkey] = (api_version, live)
+        return out
 
     # --- observe ---------------------------------------------------------------------------
 
     def _observe(self, app: Application, source: ApplicationSource, old_status: Mapping[str, Any],
                  op_state: Mapping[str, Any] | None) -> Observed:
-        name = app.metadata.name or ""
         namespace = app.spec.destination.namespace or ""
-        if op_state is not None:
-            revision = str((op_state.get("syncResult") or {}).get("revision") or "")
-        else:
-            revision = self.repos.resolve(source.repo_url, source.target_revision or "HEAD")
-        checkout = self.repos.checkout(source.repo_url, revision)
-        manifests = self.render(source, Path(checkout.path), app_name=name, namespace=namespace)
-        source_type = SOURCE_TYPES.get(self.detect(source, Path(checkout.path) / (source.path or ".")),
-                                       "Directory")
+        manifests, revision, revisions, source_types = self._render_sources(app, op_state, source)
+        source_type = source_types[0] if source_types else "Directory"
         versions_by_kind = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
                             str(d.get("apiVersion")) for d in manifests}
         targets = target_objects(
-            manifests, app=name, namespace=namespace,
+            manifests, app=self._instance(app), namespace=namespace,
             namespaced=lambda group, kind: self.kube.namespaced(
                 versions_by_kind.get((group, kind), group), kind))
         live: dict[ResourceKey, dict[str, Any]] = {}
@@ -329,12 +490,47 @@ class AppController:
                 current = self.kube.get(api_version, key)
             except KubeError:
                 continue
-            if current is not None and is_tracked_by(current, name):
+            if current is not None and is_tracked_by(current, self._instance(app)):
                 live[key], versions[key] = current, api_version
                 sync[key] = OUT_OF_SYNC
                 prune.append(key)
         return Observed(revision=revision, targets=targets, live=live, versions=versions, sync=sync,
-                        prune=prune, source_type=source_type)
+                        prune=prune, source_type=source_type,
+                        revisions=revisions, source_types=source_types if app.spec.sources else None)
+
+    def _render_sources(self, app: Application, op_state: Mapping[str, Any] | None,
+                        single: ApplicationSource | None = None,
+                        ) -> tuple[list[dict[str, Any]], str, list[str] | None, list[str]]:
+        """(manifests, revision, revisions, sourceTypes) of the app's source or sources.
+
+        Multi-source as Argo CD: each source at its own revision (a running operation's
+        ``syncResult.revisions`` pin them), rendered in order and concatenated; a source
+        with ``ref`` lends its checkout to ``$ref/...`` Helm valueFiles, and is rendered
+        itself only when it has a path. A Helm repository source's revision is its
+        chart version. ``revisions`` is None for a single-source app.
+        """
+        name, namespace = app.metadata.name or "", app.spec.destination.namespace or ""
+        multi = not app.spec.source and bool(app.spec.sources)
+        # ``single``: the source a single-source app renders now (a rollback's, else the spec's).
+        sources = list(app.spec.sources or []) if multi else [s for s in [single or app.spec.source] if s]
+        result = (op_state.get("syncResult") or {}) if op_state is not None else {}
+        pinned = list(result.get("revisions") or []) if multi else [str(result.get("revision") or "")]
+        if op_state is None or len(pinned) != len(sources):
+            pinned = [source.target_revision or "" if source.chart else
+                      self.repos.resolve(source.repo_url, source.target_revision or "HEAD")
+                      for source in sources]
+        roots = [Path(".") if source.chart else Path(self.repos.checkout(source.repo_url, rev).path)
+                 for source, rev in zip(sources, pinned, strict=True)]
+        value_roots = {s.ref: root for s, root in zip(sources, roots, strict=True) if s.ref and not s.chart}
+        manifests: list[dict[str, Any]] = []
+        types: list[str] = []
+        for source, root in zip(sources, roots, strict=True):
+            types.append(SOURCE_TYPES.get(self.detect(source, root / (source.path or ".")), "Directory"))
+            if multi and source.ref and not source.path and not source.chart:
+                continue  # a values-only source: nothing to render
+            extra = {"value_roots": value_roots} if value_roots else {}
+            manifests += self.render(source, root, app_name=name, namespace=namespace, **extra)
+        return manifests, pinned[0] if pinned else "", pinned if multi else None, types
 
     # --- operations ------------------------------------------------------------------------
 
@@ -345,7 +541,7 @@ class AppController:
         automated = policy.automated if policy else None
         options = list((policy.sync_options if policy else None) or [])
         if requested is not None:
-            operation = {"sync": {**requested, "revision": observed.revision},
+            operation = {"sync": {**requested, "revision": observed.revision, **observed.revisions_field()},
                          "initiatedBy": (body.get("operation") or {}).get("initiatedBy") or {"username": "tidegate"}}
             if (body.get("operation") or {}).get("retry"):
                 operation["retry"] = (body.get("operation") or {})["retry"]
@@ -354,7 +550,8 @@ class AppController:
         elif automated is not None and OUT_OF_SYNC in observed.sync.values():
             last = (op_state.get("syncResult") or {}).get("revision")
             heal_attempts = 0
-            if last == observed.revision and op_state.get("phase") in (SUCCEEDED, FAILED, ERROR):
+            if last == observed.revision and (op_state.get("syncResult") or {}).get(
+                    "revisions") == observed.revisions and op_state.get("phase") in (SUCCEEDED, FAILED, ERROR):
                 if op_state.get("phase") != SUCCEEDED or not automated.self_heal:
                     return None  # already attempted at this revision (Argo CD's loop protection)
                 heal_attempts, wait = self._self_heal_backoff(op_state, now)
@@ -364,7 +561,8 @@ class AppController:
             if not prune and all(observed.sync[k] == SYNCED for k in observed.sync
                                  if k not in observed.prune):
                 return None  # only pruning is needed, and automated prune is off
-            operation = {"sync": {"revision": observed.revision, "prune": prune, "syncOptions": options},
+            operation = {"sync": {"revision": observed.revision, **observed.revisions_field(),
+                                  "prune": prune, "syncOptions": options},
                          "initiatedBy": {"automated": True}}
             # Argo CD's autoSync: the app's retry, else {limit: 5} (with the default backoff).
             operation["retry"] = (policy.retry.to_json() if policy is not None and policy.retry is not None
@@ -381,7 +579,7 @@ class AppController:
         operation["sync"]["prune"] = prune
         operation["sync"]["syncOptions"] = options
         return {"operation": operation, "phase": RUNNING, "message": "", "startedAt": stamp(now),
-                "syncResult": {"revision": observed.revision, "resources": []}}
+                "syncResult": {"revision": observed.revision, **observed.revisions_field(), "resources": []}}
 
     def _plan(self, app: Application, op_state: Mapping[str, Any], observed: Observed) -> SyncPlan:
         sync = (op_state.get("operation") or {}).get("sync") or {}
@@ -400,7 +598,7 @@ class AppController:
         if options.create_namespace and namespace:
             exists = self.kube.get("v1", ResourceKey("", "Namespace", "", namespace)) is not None
         started = _parse_stamp(op_state.get("startedAt"))
-        return build_plan(observed.targets, observed.live, app=app.metadata.name or "",
+        return build_plan(observed.targets, observed.live, app=self._instance(app),
                           namespace=namespace, options=options, revision=observed.revision,
                           started_at=int(started.timestamp()) if started else 0,
                           namespace_exists=exists)
@@ -448,11 +646,18 @@ class AppController:
             op_state = {**op_state, "message": MSG_RETRIED.format(message=message, count=count)}
         return op_state, requeue
 
-    @staticmethod
-    def _destination(app: Application) -> Destination:
-        dest = app.spec.destination
+    def _destination(self, app: Application) -> Destination:
+        """The destination as the project checks it: the resolved cluster's server and name."""
+        dest, target = app.spec.destination, self.target
+        if target is not None:
+            return Destination(server=target.server, name=target.name, namespace=dest.namespace or "")
         return Destination(server=dest.server or IN_CLUSTER_SERVER, name=dest.name or "",
                            namespace=dest.namespace or "")
+
+    def _instance(self, app: Application) -> str:
+        """The app part of its objects' tracking ids (Argo CD v3: <namespace>_<app> outside its namespace)."""
+        return instance_name(app.metadata.name or "", app.metadata.namespace or "",
+                             self.settings.control_namespace)
 
     def _invalid_tasks(self, app: Application, plan: SyncPlan, project: Project) -> list[dict[str, Any]]:
         """The SyncFailed results of the tasks the project does not permit (gitops-engine's first pass)."""
@@ -633,15 +838,28 @@ class AppController:
         else:
             app_health = worst(healths)
         out_of_sync = any(status == OUT_OF_SYNC for status in observed.sync.values())
+        # comparedTo is the spec's source(s), also while a rollback runs at another source.
+        compared: dict[str, Any] = _source_fields(app, source, {})
+        compared["destination"] = app.spec.destination.to_json()
+        if app.spec.ignore_differences:
+            compared["ignoreDifferences"] = list(app.spec.ignore_differences)
+        images = sorted({image for key, live in observed.live.items() if key in observed.sync
+                         for image in _images(live)})
         status: dict[str, Any] = {
             **old,
             "sync": {"status": OUT_OF_SYNC if out_of_sync else SYNCED, "revision": observed.revision,
-                     "comparedTo": {"source": source.to_json(),
-                                    "destination": app.spec.destination.to_json()}},
+                     "comparedTo": compared},
             "health": {"status": app_health.value},
             "resources": resources,
             "sourceType": observed.source_type,
+            "summary": {"images": images} if images else {},
         }
+        if observed.source_types is not None:
+            # Multi-source, as Argo CD names it: one entry per source, in order.
+            status["sync"]["revisions"] = observed.revisions
+            status["sync"]["comparedTo"]["sources"] = [s.to_json() for s in app.spec.sources or []]
+            status["sync"]["comparedTo"].pop("source", None)
+            status["sourceTypes"] = observed.source_types
         status.pop("conditions", None)
         if op_state:
             status["operationState"] = dict(op_state)
@@ -668,7 +886,7 @@ class AppController:
             body["status"] = patch
         if not body:
             return
-        written = self.kube.patch_application(key[0], key[1], body)
+        written = self.home.patch_application(key[0], key[1], body)
         if self.written is not None:
             self.written.record(key, written)
 
@@ -702,6 +920,63 @@ def _retry_pending(op_state: Mapping[str, Any]) -> bool:
     """A Running operation that failed and waits for its next attempt."""
     return (op_state.get("phase") == RUNNING and bool(op_state.get("finishedAt"))
             and int(op_state.get("retryCount") or 0) > 0)
+
+
+def _source_fields(app: Application, source: ApplicationSource,
+                   sync: Mapping[str, Any]) -> dict[str, Any]:
+    """``source`` or ``sources`` as Argo CD writes them in comparedTo, syncResult and history."""
+    if sync.get("source"):
+        return {"source": dict(sync["source"])}
+    if sync.get("sources"):
+        return {"sources": list(sync["sources"])}
+    if app.spec.source is None and app.spec.sources:
+        return {"sources": [s.to_json() for s in app.spec.sources]}
+    return {"source": (app.spec.source or source).to_json()}
+
+
+def _history(app: Application, old: Mapping[str, Any], op_state: Mapping[str, Any],
+             now: datetime) -> list[dict[str, Any]] | None:
+    """status.history with this successful sync appended (None: a selective or dry-run sync,
+    which Argo CD does not record); ids count up from Argo CD's 0, trimmed to the limit."""
+    operation = op_state.get("operation") or {}
+    sync = operation.get("sync") or {}
+    if sync.get("resources") or sync.get("dryRun"):
+        return None
+    history = [dict(h) for h in old.get("history") or []]
+    result = op_state.get("syncResult") or {}
+    entry: dict[str, Any] = {
+        "id": int(history[-1].get("id") or 0) + 1 if history else 0,
+        "deployStartedAt": op_state.get("startedAt"),
+        "deployedAt": stamp(now),
+        "initiatedBy": dict(operation.get("initiatedBy") or {}),
+    }
+    if result.get("sources"):
+        entry["sources"] = list(result["sources"])
+        entry["revisions"] = list(result.get("revisions") or [result.get("revision")])
+    else:
+        entry["revision"] = result.get("revision")
+        if result.get("source"):
+            entry["source"] = dict(result["source"])
+    limit = app.spec.revision_history_limit
+    limit = DEFAULT_HISTORY_LIMIT if limit is None else max(limit, 0)
+    history.append(entry)
+    return history[max(len(history) - limit, 0):] if limit else []
+
+
+def _images(live: Mapping[str, Any]) -> list[str]:
+    """The container and init container images of a pod spec, a pod template or a CronJob's."""
+    out: list[str] = []
+    for path in POD_SPEC_PATHS:
+        node: Any = live
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping):
+            continue
+        for field in ("initContainers", "containers"):
+            for container in node.get(field) or []:
+                if isinstance(container, Mapping) and container.get("image"):
+                    out.append(str(container["image"]))
+    return out
 
 
 def _without_retry_note(message: str) -> str:

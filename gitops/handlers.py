@@ -20,6 +20,11 @@ Applications a push or a moved ref concerns on the same queue; each trigger is
 remembered (gitops/metrics.py ``RefreshClock``) until the sync that applies it
 shows in an Application event, which records ``tidegate_refresh_to_applied_seconds``.
 
+Destinations other than the controller's own cluster come from Argo CD's cluster
+Secrets in the control namespace (the first application namespace): a thread
+watches them (gitops/clusters.py ``SecretWatch``), every change re-queues the
+Applications, and each destination cluster gets its own client and drift watch.
+
 No daemons, no finalizers: kopf writes nothing to Applications. Every id here is
 prefixed ``gitops-``.
 """
@@ -41,6 +46,7 @@ from common.logging import get_logger
 from common.shell import Shell, VersionTracker, configure_operator, in_shard
 from gitops import metrics
 from gitops.api import ApplicationSource
+from gitops.clusters import Clusters, SecretWatch
 from gitops.config import CONFIG
 from gitops.controller import AppController, Settings
 from gitops.kube import GitopsKube, KubeError
@@ -113,16 +119,25 @@ def appproject_changed(namespace: str, name: str, **_: Any) -> None:
 
 
 WATCHERS: list[DriftWatcher] = []  # the watches on managed kinds (drift seen in seconds)
+CLUSTERS: list[tuple[Clusters, SecretWatch]] = []  # the destination clusters and their Secrets' watch
 
 
 def _drifted(loop: asyncio.AbstractEventLoop) -> Any:
-    """A managed object of app ``name`` changed (from a watch thread): queue that Application."""
-    def queue(name: str) -> None:
-        for key in list(SHELL.indices.get(INDEX_ID) or {}):
-            if key[1] == name:
-                SHELL.queue.add(key)
+    """A managed object of Application ``key`` changed (from a watch thread): queue that Application."""
+    def queue(key: Key) -> None:
+        if key in (SHELL.indices.get(INDEX_ID) or {}):
+            SHELL.queue.add(key)
 
-    return lambda name: loop.call_soon_threadsafe(queue, name)
+    return lambda key: loop.call_soon_threadsafe(queue, key)
+
+
+def _requeue_all(loop: asyncio.AbstractEventLoop) -> Any:
+    """A cluster Secret changed (from its watch thread): every Application resolves its destination again."""
+    def queue() -> None:
+        for key in list(SHELL.indices.get(INDEX_ID) or {}):
+            SHELL.queue.add(key)
+
+    return lambda: loop.call_soon_threadsafe(queue)
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "applications", id="gitops-application-changed",
@@ -233,7 +248,14 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     STATE.pool = SHELL.pool(CONFIG.workers, name="gitops")
     STATE.kube = kube
     repos = CountedRepoCache(CONFIG.cache_dir or Path(tempfile.mkdtemp(prefix="tidegate-gitops-")))
-    WATCHERS.append(DriftWatcher(api, _drifted(asyncio.get_running_loop())))
+    loop = asyncio.get_running_loop()
+    control = CONFIG.app_namespaces[0]
+    WATCHERS.append(DriftWatcher(api, _drifted(loop), control_namespace=control))
+    clusters = Clusters(home=kube, home_watch=WATCHERS[0].ensure, listed=False,
+                        watcher=lambda cluster, remote: DriftWatcher(
+                            remote, _drifted(loop), control_namespace=control, namespaces=cluster.namespaces))
+    CLUSTERS.append((clusters, SecretWatch(api, control, clusters, on_change=_requeue_all(loop))))
+    CLUSTERS[-1][1].start()
     STATE.controller = AppController(
         kube=kube,
         repos=repos,
@@ -241,11 +263,12 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         source_errors=(SourceError, RenderError, KubeError),
         settings=Settings(reconcile_seconds=CONFIG.reconcile_seconds,
                           wave_delay_seconds=CONFIG.wave_delay_seconds,
-                          sync_timeout_seconds=CONFIG.sync_timeout_seconds),
+                          sync_timeout_seconds=CONFIG.sync_timeout_seconds,
+                          control_namespace=control),
         written=TRACKER,
         detect=_detect,
         projects=_project,
-        watch=WATCHERS[-1].ensure,
+        kube_for=lambda dest: clusters.target(server=dest.server, name=dest.name),
     )
     SHELL.start(reconcile, workers=CONFIG.workers)
     STATE.poller = asyncio.create_task(Poller(repos=repos, apps=_apps, enqueue=_poll_enqueue,
@@ -264,6 +287,9 @@ async def cleanup(**_: Any) -> None:
     SHELL.stop()
     for watcher in WATCHERS:
         watcher.stop()
+    for registry, secrets in CLUSTERS:
+        secrets.stop()
+        registry.close()
     if STATE.poller is not None:
         STATE.poller.cancel()
     if STATE.webhook is not None:

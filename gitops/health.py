@@ -5,6 +5,13 @@ Called by gitops/controller.py for every managed object (the app's
 their order from best to worst (the app's health is its worst resource's) are
 Argo CD's: Healthy < Suspended < Progressing < Missing < Degraded < Unknown.
 
+Built-in checks (Argo CD's, in Go or in its bundled Lua): Deployment,
+StatefulSet, DaemonSet, ReplicaSet, Service, Ingress, PVC, Job, Pod, Namespace,
+HorizontalPodAutoscaler (v1 conditions from its annotation, v2 from status),
+Rollout, AnalysisRun (by phase), KServe InferenceService (every condition True and
+the model UpToDate; a failed model transition is Degraded) and Application (app
+of apps: the child's own ``status.health``).
+
 ``health(obj)`` returns None for an object with no check (ConfigMap, Secret,
 RBAC, ...): it has no health and passes its wave at once, as in Argo CD.
 
@@ -15,11 +22,14 @@ Where Tidegate does better than Argo CD:
   so a wave really waits for it (argo-cd #14442, #4577); Argo CD gives it no
   health and moves on;
 * a Rollout paused at a canary step is Suspended with the step in the message,
-  which the sync counts as delivered (argo-cd #25054).
+  which the sync counts as delivered (argo-cd #25054);
+* an InferenceService whose ``status.observedGeneration`` lags its generation is
+  Progressing (Argo CD's Lua would judge the previous spec's conditions).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -212,6 +222,132 @@ def _rollout(obj: Mapping[str, Any]) -> Health:
     return Health(HealthStatus.PROGRESSING, message)
 
 
+def _daemonset(obj: Mapping[str, Any]) -> Health:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    name = (obj.get("metadata") or {}).get("name", "")
+    if not _generation_observed(obj):
+        return Health(HealthStatus.PROGRESSING, "Waiting for rollout to finish: observed daemon set generation less than desired generation")
+    updated = _int(status.get("updatedNumberScheduled"))
+    desired = _int(status.get("desiredNumberScheduled"))
+    if (spec.get("updateStrategy") or {}).get("type") == "OnDelete":
+        return Health(HealthStatus.HEALTHY, f"daemon set {updated} out of {desired} new pods have been updated")
+    if updated < desired:
+        return Health(HealthStatus.PROGRESSING, f'Waiting for daemon set "{name}" rollout to finish: {updated} out of {desired} new pods have been updated...')
+    available = _int(status.get("numberAvailable"))
+    if available < desired:
+        return Health(HealthStatus.PROGRESSING, f'Waiting for daemon set "{name}" rollout to finish: {available} of {desired} updated pods are available...')
+    return HEALTHY
+
+
+def _ingress(obj: Mapping[str, Any]) -> Health:
+    """Argo CD's: Healthy once the load balancer reports an address, Progressing until then."""
+    if ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
+        return HEALTHY
+    return Health(HealthStatus.PROGRESSING)
+
+
+# Argo CD's HPA check: the first condition that matches one of these decides; none: waiting.
+HPA_DEGRADED = frozenset({("AbleToScale", "FailedGetScale"), ("AbleToScale", "FailedUpdateScale"),
+                          ("ScalingActive", "FailedGetResourceMetric"),
+                          ("ScalingActive", "InvalidSelector")})
+HPA_HEALTHY = frozenset({("AbleToScale", "SucceededRescale"), ("ScalingLimited", "DesiredWithinRange"),
+                         ("ScalingLimited", "TooFewReplicas"), ("ScalingLimited", "TooManyReplicas")})
+HPA_CONDITIONS_ANNOTATION = "autoscaling.alpha.kubernetes.io/conditions"
+MSG_HPA_WAITING = "Waiting to Autoscale"
+
+
+def _hpa(obj: Mapping[str, Any]) -> Health:
+    """Argo CD's HPA check; autoscaling/v1 keeps its conditions in an annotation (JSON)."""
+    conditions: Any
+    if str(obj.get("apiVersion")) == "autoscaling/v1":
+        text = ((obj.get("metadata") or {}).get("annotations") or {}).get(HPA_CONDITIONS_ANNOTATION)
+        try:
+            conditions = json.loads(text) if isinstance(text, str) else []
+        except ValueError:
+            conditions = []
+    else:
+        conditions = (obj.get("status") or {}).get("conditions") or []
+    for condition in conditions if isinstance(conditions, list) else []:
+        if not isinstance(condition, Mapping):
+            continue
+        pair = (condition.get("type"), condition.get("reason"))
+        if pair in HPA_DEGRADED:
+            return Health(HealthStatus.DEGRADED, str(condition.get("message") or ""))
+        if pair in HPA_HEALTHY:
+            return Health(HealthStatus.HEALTHY, str(condition.get("message") or ""))
+    return Health(HealthStatus.PROGRESSING, MSG_HPA_WAITING)
+
+
+MSG_ISVC_WAITING = "Waiting for InferenceService to report status..."
+MSG_ISVC_HEALTHY = "InferenceService is healthy."
+
+
+def _inference_service(obj: Mapping[str, Any]) -> Health:
+    """Argo CD's KServe check: healthy when every condition is True and the model is UpToDate.
+
+    As Argo CD's Lua: a model transition that failed is Degraded; conditions not yet
+    True (False or Unknown) are Progressing, listed in the message one by one.
+    """
+    status = obj.get("status")
+    if not isinstance(status, Mapping):
+        return Health(HealthStatus.PROGRESSING, MSG_ISVC_WAITING)
+    if "observedGeneration" in status and not _generation_observed(obj):
+        # Better than Argo CD's Lua: conditions of the previous spec do not count.
+        return Health(HealthStatus.PROGRESSING, MSG_ISVC_WAITING)
+    parts: list[str] = []
+    degraded = waiting = False
+    transition = (status.get("modelStatus") or {}).get("transitionStatus")
+    if transition is not None and transition != "UpToDate":
+        degraded, waiting = transition != "InProgress", transition == "InProgress"
+        parts.append(f"0: transitionStatus | {transition}")
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return Health(HealthStatus.PROGRESSING, MSG_ISVC_WAITING)
+    for index, condition in enumerate(conditions, start=1):
+        if not isinstance(condition, Mapping) or condition.get("status") == "True":
+            continue
+        waiting = True
+        fields = [f"{index}: {condition.get('type')}", str(condition.get("status"))]
+        fields += [str(condition[k]) for k in ("reason", "message") if condition.get(k)]
+        parts.append(" | ".join(fields))
+    if degraded:
+        return Health(HealthStatus.DEGRADED, " | ".join(parts))
+    if waiting:
+        return Health(HealthStatus.PROGRESSING, " | ".join(parts))
+    return Health(HealthStatus.HEALTHY, MSG_ISVC_HEALTHY)
+
+
+def _application(obj: Mapping[str, Any]) -> Health:
+    """App of apps: a child Application's own ``status.health`` (Argo CD's documented Lua)."""
+    reported = (obj.get("status") or {}).get("health") or {}
+    try:
+        code = HealthStatus(str(reported.get("status")))
+    except ValueError:
+        return Health(HealthStatus.PROGRESSING)
+    return Health(code, str(reported.get("message") or ""))
+
+
+_ANALYSIS_PHASES = {
+    "Pending": (HealthStatus.PROGRESSING, "Analysis run is running", False),
+    "Running": (HealthStatus.PROGRESSING, "Analysis run is running", False),
+    "Successful": (HealthStatus.HEALTHY, "Analysis run completed successfully", True),
+    "Failed": (HealthStatus.DEGRADED, "Analysis run failed", True),
+    "Error": (HealthStatus.DEGRADED, "Analysis run had an error", True),
+    "Inconclusive": (HealthStatus.UNKNOWN, "Analysis run was inconclusive", True),
+}
+MSG_ANALYSIS_WAITING = "Waiting for analysis run to finish: status has not been reconciled."
+
+
+def _analysis_run(obj: Mapping[str, Any]) -> Health:
+    """Argo CD's AnalysisRun check: by phase; a finished run's own message when it has one."""
+    status = obj.get("status") or {}
+    found = _ANALYSIS_PHASES.get(str(status.get("phase")))
+    if found is None:
+        return Health(HealthStatus.PROGRESSING, MSG_ANALYSIS_WAITING)
+    code, default, own_message = found
+    return Health(code, str(status.get("message") or default) if own_message else default)
+
+
 def _fallback(obj: Mapping[str, Any]) -> Health | None:
     """A custom resource without a check: its Ready (else Available) condition and observedGeneration."""
     status = obj.get("status") or {}
@@ -242,6 +378,13 @@ _CHECKS = {
     ("", "Pod"): _pod,
     ("", "Namespace"): _namespace,
     ("argoproj.io", "Rollout"): _rollout,
+    ("apps", "DaemonSet"): _daemonset,
+    ("networking.k8s.io", "Ingress"): _ingress,
+    ("extensions", "Ingress"): _ingress,
+    ("autoscaling", "HorizontalPodAutoscaler"): _hpa,
+    ("serving.kserve.io", "InferenceService"): _inference_service,
+    ("argoproj.io", "Application"): _application,
+    ("argoproj.io", "AnalysisRun"): _analysis_run,
 }
 # Kinds Argo CD gives no health: they pass their wave as soon as they are applied.
 NO_HEALTH = frozenset({("", "ConfigMap"), ("", "Secret"), ("", "ServiceAccount"),

@@ -17,8 +17,9 @@ Then a Namespace moves in front of the first task in it, and a CRD in front of
 the first resource of its kind, each taking that task's phase and wave.
 
 Prune candidates are live objects whose tracking id
-(``argocd.argoproj.io/tracking-id: <app>:<group>/<kind>:<ns>/<name>``) names this
-app and this very object, and that Git no longer has. They are pruned in reverse
+(``argocd.argoproj.io/tracking-id: <app>:<group>/<kind>:<ns>/<name>``, where
+``<app>`` is ``<namespace>_<app>`` for an Application outside the control
+namespace, as Argo CD v3 writes it) names this app and this very object, and that Git no longer has. They are pruned in reverse
 wave order (distinct prune waves swapped symmetrically: the highest goes first),
 or after everything else with ``PruneLast=true``; ``Prune=false`` on the live
 object, or prune switched off for the operation, leaves them ``PruneSkipped``.
@@ -37,6 +38,7 @@ SYNC_WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
 HELM_HOOK_WEIGHT_ANNOTATION = "helm.sh/hook-weight"
 SYNC_OPTIONS_ANNOTATION = "argocd.argoproj.io/sync-options"
 TRACKING_ID_ANNOTATION = "argocd.argoproj.io/tracking-id"
+INSTANCE_SEPARATOR = "_"  # <namespace>_<app> for an Application outside the control namespace
 
 HOOK_SKIP = "Skip"
 BEFORE_HOOK_CREATION = "BeforeHookCreation"
@@ -113,13 +115,30 @@ def key_of(doc: Mapping[str, Any]) -> ResourceKey:
                        namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""))
 
 
+def instance_name(name: str, namespace: str, control_namespace: str) -> str:
+    """The app part of a tracking id (Argo CD v3's InstanceName): ``<app>`` for an Application
+    in the control namespace, ``<namespace>_<app>`` for one in another application namespace
+    (``_`` is in neither a namespace nor an object name, so the split back is unambiguous)."""
+    return name if not namespace or namespace == control_namespace else f"{namespace}{INSTANCE_SEPARATOR}{name}"
+
+
+def app_of_instance(instance: str, control_namespace: str) -> tuple[str, str]:
+    """The (namespace, name) of the Application an instance name (``instance_name``) stands for."""
+    namespace, separator, name = instance.partition(INSTANCE_SEPARATOR)
+    return (namespace, name) if separator and namespace and name else (control_namespace, instance)
+
+
 def tracking_id(app: str, key: ResourceKey) -> str:
-    """Argo CD v3's annotation value: ``<app>:<group>/<kind>:<namespace>/<name>``."""
+    """Argo CD v3's annotation value: ``<app>:<group>/<kind>:<namespace>/<name>``.
+
+    ``app`` is the instance name (``instance_name``), not always the bare Application name.
+    """
     return f"{app}:{key.group}/{key.kind}:{key.namespace}/{key.name}"
 
 
 def parse_tracking_id(value: str) -> tuple[str, ResourceKey] | None:
-    """The app and the object a tracking id names; None if it is not one."""
+    """The app (its instance name: ``app_of_instance`` maps it back) and the object a tracking id
+    names; None if it is not one."""
     try:
         app, group_kind, ns_name = value.split(":", 2)
         group, kind = group_kind.split("/", 1)

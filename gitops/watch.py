@@ -6,13 +6,22 @@ in a daemon thread (list, then watch from the list's resourceVersion, re-listed
 when the watch expires). An event on an object carrying a tracking id
 (``argocd.argoproj.io/tracking-id``) whose content changed other than its
 status and server-kept metadata (a ``kubectl edit``, a deletion) calls
-``on_change(app_name)``: the handlers queue that Application, and its reconcile
+``on_change((namespace, name))`` of the Application the id names (``<app>`` is
+an Application of the control namespace, ``<namespace>_<app>`` one of another
+application namespace, as Argo CD v3 writes them): the handlers queue that
+Application, and its reconcile
 compares it at once (selfHeal reverts it, else it is reported OutOfSync).
 Status-only updates (a Deployment's replicas becoming ready) are ignored, as
 Argo CD's ``ignoreResourceUpdates`` does by default, so they cost no reconcile,
 unless they change the object's health (as Argo CD, which still refreshes an
 Application when a resource's health changes): an InferenceService marked Ready
 makes its settled Application Healthy at once, not at the next resync.
+
+One watcher per destination cluster (gitops/clusters.py makes one for each
+cluster it connects to, over that cluster's client, and stops it when the
+cluster's Secret changes). A cluster in namespaced mode (its Secret lists
+``namespaces``) is watched in each of those namespaces, not cluster-wide: its
+credentials usually allow no more.
 
 Why watches and not a short periodic re-compare: a re-compare costs a Git
 ``ls-remote`` and one dry-run apply per object every few seconds for every
@@ -33,7 +42,7 @@ from kubernetes.client.exceptions import ApiException
 
 from common.logging import get_logger
 from gitops.health import health
-from gitops.plan import TRACKING_ID_ANNOTATION, parse_tracking_id
+from gitops.plan import TRACKING_ID_ANNOTATION, app_of_instance, parse_tracking_id
 
 log = get_logger("tidegate.gitops.watch")
 
@@ -52,16 +61,21 @@ def fingerprint(obj: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def tracked_app(obj: Mapping[str, Any]) -> str | None:
+def tracked_app(obj: Mapping[str, Any], control_namespace: str) -> tuple[str, str] | None:
+    """The (namespace, name) of the Application whose tracking id ``obj`` carries."""
     value = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRACKING_ID_ANNOTATION)
     parsed = parse_tracking_id(str(value)) if value else None
-    return parsed[0] if parsed else None
+    return app_of_instance(parsed[0], control_namespace) if parsed else None
 
 
 class DriftWatcher:
-    def __init__(self, api: Any, on_change: Callable[[str], None]) -> None:
-        self.dyn = dynamic.DynamicClient(api)
+    def __init__(self, api: Any, on_change: Callable[[tuple[str, str]], None], *,
+                 control_namespace: str, namespaces: tuple[str, ...] = ()) -> None:
+        self.api = api
+        self._dyn: Any = None  # built by the first watch thread: discovery is a blocking call
         self.on_change = on_change
+        self.control_namespace = control_namespace
+        self.namespaces = namespaces  # namespaced mode: one watch per namespace, else cluster-wide
         self._kinds: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -72,15 +86,23 @@ class DriftWatcher:
             if (api_version, kind) in self._kinds or self._stop.is_set():
                 return
             self._kinds.add((api_version, kind))
-        thread = threading.Thread(target=self._run, args=(api_version, kind), daemon=True,
-                                  name=f"gitops-watch-{kind}")
-        thread.start()
+        for namespace in self.namespaces or (None,):
+            thread = threading.Thread(target=self._run, args=(api_version, kind, namespace), daemon=True,
+                                      name=f"gitops-watch-{kind}")
+            thread.start()
+
+    @property
+    def dyn(self) -> Any:
+        with self._lock:
+            if self._dyn is None:
+                self._dyn = dynamic.DynamicClient(self.api)
+            return self._dyn
 
     def stop(self) -> None:
         self._stop.set()
 
     def _event(self, kind: str, obj: Mapping[str, Any], *, initial: bool) -> None:
-        app = tracked_app(obj)
+        app = tracked_app(obj, self.control_namespace)
         if app is None:
             return
         uid = str((obj.get("metadata") or {}).get("uid") or "")
@@ -95,16 +117,16 @@ class DriftWatcher:
         if not initial and before != mark:
             self.on_change(app)
 
-    def _run(self, api_version: str, kind: str) -> None:
+    def _run(self, api_version: str, kind: str, namespace: str | None) -> None:
         while not self._stop.is_set():
             try:
                 resource = self.dyn.resources.get(api_version=api_version, kind=kind)
-                listing = self.dyn.get(resource, _request_timeout=60).to_dict()
+                listing = self.dyn.get(resource, namespace=namespace, _request_timeout=60).to_dict()
                 for item in listing.get("items") or []:
                     self._event("ADDED", item, initial=True)
                 version = (listing.get("metadata") or {}).get("resourceVersion")
                 while not self._stop.is_set():
-                    for event in self.dyn.watch(resource, resource_version=version,
+                    for event in self.dyn.watch(resource, namespace=namespace, resource_version=version,
                                                 timeout=WATCH_TIMEOUT_SECONDS):
                         raw = event.get("raw_object") or {}
                         if event.get("type") == "ERROR":

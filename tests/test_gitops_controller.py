@@ -514,5 +514,5 @@ def test_drift_watch_fingerprint_ignores_status() -> None:
     edited = {**obj, "spec": {"replicas": 3}}
     assert fingerprint(obj) == fingerprint(status_only)
     assert fingerprint(obj) != fingerprint(edited)
-    assert tracked_app(obj) == "app"
-    assert tracked_app({"metadata": {}}) is None
+    assert tracked_app(obj, "argocd") == ("argocd", "app")
+    assert tracked_app({"metadata": {}}, "argocd") is None

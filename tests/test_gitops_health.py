@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -114,3 +115,109 @@ def test_worst_first_order() -> None:
     assert worst([H, D, HealthStatus.MISSING]) is D
     assert worst([D, U]) is U
     assert worst([]) is H
+
+
+# --- issue 9: DaemonSet, Ingress, HPA, InferenceService, Application, AnalysisRun -----------
+
+HPA_V1_CONDITIONS = "autoscaling.alpha.kubernetes.io/conditions"
+
+
+def hpa_v1(conditions: Any) -> dict[str, Any]:
+    text = conditions if isinstance(conditions, str) else json.dumps(conditions)
+    return make("autoscaling/v1", "HorizontalPodAutoscaler", annotations={HPA_V1_CONDITIONS: text})
+
+
+def isvc(**status: Any) -> dict[str, Any]:
+    return make("serving.kserve.io/v1beta1", "InferenceService", status=status)
+
+
+def daemonset(*, strategy: str = "RollingUpdate", generation: int = 1, **status: Any) -> dict[str, Any]:
+    return make("apps/v1", "DaemonSet", spec={"updateStrategy": {"type": strategy}},
+                generation=generation, status={"observedGeneration": 1, **status})
+
+
+@pytest.mark.parametrize(("obj", "expected", "message"), [
+    pytest.param(daemonset(desiredNumberScheduled=2, updatedNumberScheduled=2, numberAvailable=2), H, "",
+                 id="daemonset healthy"),
+    pytest.param(daemonset(desiredNumberScheduled=2, updatedNumberScheduled=1, numberAvailable=2), P,
+                 'Waiting for daemon set "x" rollout to finish: 1 out of 2 new pods have been updated...',
+                 id="daemonset updating"),
+    pytest.param(daemonset(desiredNumberScheduled=2, updatedNumberScheduled=2, numberAvailable=1), P,
+                 'Waiting for daemon set "x" rollout to finish: 1 of 2 updated pods are available...',
+                 id="daemonset unavailable"),
+    pytest.param(daemonset(strategy="OnDelete", desiredNumberScheduled=2, updatedNumberScheduled=0), H,
+                 "daemon set 0 out of 2 new pods have been updated", id="daemonset on delete"),
+    pytest.param(daemonset(generation=2), P,
+                 "Waiting for rollout to finish: observed daemon set generation less than desired generation",
+                 id="daemonset generation not observed"),
+    pytest.param(make("networking.k8s.io/v1", "Ingress"), P, "", id="ingress without address"),
+    pytest.param(make("networking.k8s.io/v1", "Ingress",
+                      status={"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}), H, "", id="ingress address"),
+    pytest.param(make("extensions/v1beta1", "Ingress",
+                      status={"loadBalancer": {"ingress": [{"hostname": "lb"}]}}), H, "", id="ingress extensions"),
+    pytest.param(make("autoscaling/v2", "HorizontalPodAutoscaler"), P, "Waiting to Autoscale",
+                 id="hpa v2 no conditions"),
+    pytest.param(make("autoscaling/v2", "HorizontalPodAutoscaler", status={"conditions": [
+        cond("AbleToScale", "True", "ReadyForNewScale"),
+        cond("ScalingActive", "False", "FailedGetResourceMetric", "no metrics")]}), D, "no metrics",
+        id="hpa v2 metrics failing"),
+    pytest.param(make("autoscaling/v2", "HorizontalPodAutoscaler", status={"conditions": [
+        cond("AbleToScale", "True", "SucceededRescale", "scaled"),
+        cond("ScalingActive", "False", "InvalidSelector", "bad")]}), H, "scaled",
+        id="hpa v2 first deciding condition wins"),
+    pytest.param(make("autoscaling/v2", "HorizontalPodAutoscaler", status={"conditions": [
+        cond("ScalingLimited", "True", "TooManyReplicas", "capped")]}), H, "capped", id="hpa v2 limited"),
+    pytest.param(make("autoscaling/v2", "HorizontalPodAutoscaler", status={"conditions": [
+        cond("AbleToScale", "False", "FailedUpdateScale", "forbidden")]}), D, "forbidden",
+        id="hpa v2 cannot scale"),
+    pytest.param(hpa_v1([cond("ScalingLimited", "False", "DesiredWithinRange", "in range")]), H, "in range",
+                 id="hpa v1 annotation healthy"),
+    pytest.param(hpa_v1([cond("AbleToScale", "False", "FailedGetScale", "no target")]), D, "no target",
+                 id="hpa v1 annotation degraded"),
+    pytest.param(hpa_v1("not json"), P, "Waiting to Autoscale", id="hpa v1 malformed annotation"),
+    pytest.param(make("autoscaling/v1", "HorizontalPodAutoscaler"), P, "Waiting to Autoscale",
+                 id="hpa v1 no annotation"),
+    pytest.param(make("serving.kserve.io/v1beta1", "InferenceService", status=None), P,
+                 "Waiting for InferenceService to report status...", id="isvc no status"),
+    pytest.param(isvc(conditions=[cond("IngressReady", "True"), cond("PredictorReady", "True"),
+                                  cond("Ready", "True")], modelStatus={"transitionStatus": "UpToDate"}),
+                 H, "InferenceService is healthy.", id="isvc ready"),
+    pytest.param(isvc(conditions=[cond("PredictorReady", "True"),
+                                  cond("Ready", "False", "RevisionMissing", "not yet")]),
+                 P, "2: Ready | False | RevisionMissing | not yet", id="isvc ready false is progressing"),
+    pytest.param(isvc(conditions=[cond("Ready", "Unknown")]), P, "1: Ready | Unknown",
+                 id="isvc ready unknown"),
+    pytest.param(isvc(conditions=[cond("Ready", "True")], modelStatus={"transitionStatus": "InProgress"}),
+                 P, "0: transitionStatus | InProgress", id="isvc model loading"),
+    pytest.param(isvc(conditions=[cond("Ready", "False", "ModelLoadFailed")],
+                      modelStatus={"transitionStatus": "BlockedByFailedLoad"}),
+                 D, "0: transitionStatus | BlockedByFailedLoad | 1: Ready | False | ModelLoadFailed",
+                 id="isvc model failed"),
+    pytest.param(make("serving.kserve.io/v1beta1", "InferenceService", generation=2,
+                      status={"observedGeneration": 1, "conditions": [cond("Ready", "True")]}),
+                 P, "Waiting for InferenceService to report status...", id="isvc old generation"),
+    pytest.param(make("argoproj.io/v1alpha1", "Application",
+                      status={"health": {"status": "Degraded", "message": "child broke"}}), D, "child broke",
+                 id="app of apps degraded"),
+    pytest.param(make("argoproj.io/v1alpha1", "Application", status={"health": {"status": "Healthy"}}), H, "",
+                 id="app of apps healthy"),
+    pytest.param(make("argoproj.io/v1alpha1", "Application"), P, "", id="app of apps no health yet"),
+    pytest.param(make("argoproj.io/v1alpha1", "Application", status={"health": {"status": "Weird"}}), P, "",
+                 id="app of apps unknown code"),
+    pytest.param(make("argoproj.io/v1alpha1", "AnalysisRun"), P,
+                 "Waiting for analysis run to finish: status has not been reconciled.", id="analysisrun new"),
+    pytest.param(make("argoproj.io/v1alpha1", "AnalysisRun", status={"phase": "Running"}), P,
+                 "Analysis run is running", id="analysisrun running"),
+    pytest.param(make("argoproj.io/v1alpha1", "AnalysisRun", status={"phase": "Successful"}), H,
+                 "Analysis run completed successfully", id="analysisrun successful"),
+    pytest.param(make("argoproj.io/v1alpha1", "AnalysisRun", status={"phase": "Failed", "message": "p99 high"}),
+                 D, "p99 high", id="analysisrun failed with message"),
+    pytest.param(make("argoproj.io/v1alpha1", "AnalysisRun", status={"phase": "Error"}), D,
+                 "Analysis run had an error", id="analysisrun error"),
+    pytest.param(make("argoproj.io/v1alpha1", "AnalysisRun", status={"phase": "Inconclusive"}), U,
+                 "Analysis run was inconclusive", id="analysisrun inconclusive"),
+])
+def test_more_builtin_checks(obj: dict[str, Any], expected: HealthStatus, message: str) -> None:
+    result = health(obj)
+    assert result is not None
+    assert (result.status, result.message) == (expected, message)

@@ -10,9 +10,15 @@ path, environments/production, with values.yaml and values-production.yaml).
 
 from __future__ import annotations
 
+import copy
+import functools
+import http.server
 import os
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +26,11 @@ import pytest
 import yaml
 
 from gitops.api import ApplicationSource, parse_application
-from gitops.render import RenderError, detect_tool, render_source
-from gitops.source import RepoCache
+from gitops.controller import AppController
+from gitops.plan import ResourceKey
+from gitops.render import ChartCache, RenderError, detect_tool, render_source
+from gitops.source import RepoCache, SourceError
+from tests.test_gitops_controller import KEY, FakeKube
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LLM_SERVICE = FIXTURES / "gitops" / "llm-service"
@@ -426,3 +435,298 @@ def test_helm_error_is_the_tools_message(tmp_path: Path, tools: None) -> None:
     assert err.value.tool == "helm template"
     assert err.value.message.startswith("Error: template: broken/templates/cm.yaml:4:")
     assert "nil pointer evaluating interface {}.y" in err.value.message
+
+
+# --- issue 9: kustomize patches, paths outside the checkout, chart dependencies, Helm repos ------
+
+
+def test_kustomize_patches_from_the_application_go_to_a_private_copy(tmp_path: Path, tools: None) -> None:
+    kustomization = "resources:\n- deployment.yaml\n"
+    root = write(tmp_path / "checkout", {"app/kustomization.yaml": kustomization,
+                                         "app/deployment.yaml": DEPLOYMENT})
+    patches = [
+        {"target": {"kind": "Deployment", "name": "inference"},
+         "patch": "- op: replace\n  path: /spec/replicas\n  value: 9\n"},
+        {"patch": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: inference\n"
+                  "  labels:\n    patched: 'yes'\n"},
+    ]
+
+    manifests = render_source(source(path="app", kustomize={"patches": patches, "namePrefix": "p-"}),
+                              root, app_name="app", namespace="ns")
+
+    (deployment,) = manifests
+    assert deployment["metadata"]["name"] == "p-inference"
+    assert deployment["spec"]["replicas"] == 9
+    assert deployment["metadata"]["labels"] == {"patched": "yes"}
+    assert (root / "app/kustomization.yaml").read_text() == kustomization
+
+
+OUTSIDE = "is outside the repository"
+
+
+@pytest.mark.parametrize(
+    ("files", "symlink", "message"),
+    [
+        pytest.param({"app/kustomization.yaml": "resources:\n- ../../other\n"}, None,
+                     "app/kustomization.yaml: resources '../../other' " + OUTSIDE, id="resource-dotdot"),
+        pytest.param({"app/kustomization.yaml": "resources:\n- /etc\n"}, None,
+                     "app/kustomization.yaml: resources '/etc' " + OUTSIDE, id="resource-absolute"),
+        pytest.param({"app/kustomization.yaml": "resources:\n- ../base\n",
+                      "base/kustomization.yaml": "components:\n- ../../../x\n"}, None,
+                     "base/kustomization.yaml: components '../../../x' " + OUTSIDE, id="nested-component"),
+        pytest.param({"app/kustomization.yaml": "configMapGenerator:\n- name: c\n  files:\n"
+                                                "  - key=../../secret.txt\n"}, None,
+                     "app/kustomization.yaml: configMapGenerator.files '../../secret.txt' " + OUTSIDE,
+                     id="generator-file"),
+        pytest.param({"app/kustomization.yaml": "resources:\n- link\n"}, "link",
+                     "app/kustomization.yaml: resources 'link' " + OUTSIDE, id="symlink-out"),
+    ],
+)
+def test_kustomizations_that_leave_the_checkout_are_refused(
+    tmp_path: Path, tools: None, files: dict[str, str], symlink: str | None, message: str
+) -> None:
+    outside = write(tmp_path / "other", {"kustomization.yaml": "resources:\n- cm.yaml\n", "cm.yaml": cm("x")})
+    root = write(tmp_path / "repo", files)
+    if symlink:
+        (root / "app" / symlink).symlink_to(outside)
+
+    with pytest.raises(RenderError) as err:
+        render_source(source(path="app"), root, app_name="app", namespace="ns")
+
+    assert err.value.message == message
+
+
+def test_helm_value_file_through_a_symlink_out_of_the_checkout_is_refused(tmp_path: Path, tools: None) -> None:
+    write(tmp_path / "secret", {"values.yaml": "replicas: 1\n"})
+    root = write(tmp_path / "repo", {"Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n"})
+    (root / "link.yaml").symlink_to(tmp_path / "secret" / "values.yaml")
+
+    with pytest.raises(RenderError) as err:
+        render_source(source(path=".", helm={"valueFiles": ["link.yaml"]}), root, app_name="a", namespace="n")
+
+    assert err.value.message == "valueFiles entry 'link.yaml' " + OUTSIDE
+
+
+LIB_CHART = {
+    "lib/Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.2.0\n",
+    "lib/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-lib\n"
+                             "data:\n  size: {{ .Values.size | quote }}\n",
+    "lib/values.yaml": "size: small\n",
+}
+
+
+def umbrella(repository: str) -> dict[str, str]:
+    return {"app/Chart.yaml": ("apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n"
+                               f"- name: lib\n  version: 0.2.0\n  repository: {repository}\n"),
+            "app/values.yaml": "lib:\n  size: large\n",
+            "app/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: own\n"}
+
+
+def test_local_chart_dependencies_are_built_in_a_scratch_copy(tmp_path: Path, tools: None) -> None:
+    root = write(tmp_path / "repo", {**LIB_CHART, **umbrella("file://../lib")})
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+    objects = {m["metadata"]["name"]: m for m in render_source(
+        source(path="app"), root, app_name="rel", namespace="ns")}
+
+    assert objects["from-lib"]["data"] == {"size": "large"}
+    assert "own" in objects
+    # helm dependency build wrote Chart.lock and charts/ in the copy, not in the checkout.
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before
+
+
+def test_a_chart_dependency_outside_the_checkout_is_refused(tmp_path: Path, tools: None) -> None:
+    write(tmp_path / "elsewhere", LIB_CHART)
+    root = write(tmp_path / "repo", umbrella("file://../../elsewhere/lib"))
+
+    with pytest.raises(RenderError) as err:
+        render_source(source(path="app"), root, app_name="rel", namespace="ns")
+
+    assert err.value.message == ("Chart.yaml dependency 'lib': repository 'file://../../elsewhere/lib' "
+                                 + OUTSIDE)
+
+
+@pytest.fixture
+def helm_repo(tmp_path: Path, tools: None) -> Iterator[tuple[str, Path]]:
+    """A real Helm repository on loopback: ``helm package`` + ``helm repo index`` + http.server."""
+    served = tmp_path / "served"
+    served.mkdir()
+    for version, size in (("1.0.0", "one"), ("1.1.0", "two")):
+        chart = write(tmp_path / f"src-{version}" / "model", {
+            "Chart.yaml": f"apiVersion: v2\nname: model\nversion: {version}\n",
+            "values.yaml": f"size: {size}\nreplicas: 1\n",
+            "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n"
+                                 "data:\n  size: {{ .Values.size | quote }}\n"
+                                 "  replicas: {{ .Values.replicas | quote }}\n"})
+        subprocess.run(["helm", "package", str(chart), "-d", str(served)], check=True, capture_output=True)
+    handler = functools.partial(_QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    subprocess.run(["helm", "repo", "index", str(served), "--url", url], check=True, capture_output=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield url, served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        pass
+
+
+def test_a_chart_from_a_helm_repository(tmp_path: Path, helm_repo: tuple[str, Path]) -> None:
+    url, served = helm_repo
+    values = write(tmp_path / "values-repo", {"prod.yaml": "replicas: 5\n"})
+    charts = ChartCache(tmp_path / "charts")
+    chart_source = source(repoURL=url, chart="model", targetRevision="1.0.0",
+                          helm={"valueFiles": ["$values/prod.yaml"], "parameters": [{"name": "size", "value": "xl"}]})
+
+    first = render_source(chart_source, Path("/nonexistent"), app_name="m", namespace="ns",
+                          value_roots={"values": values}, charts=charts)
+    assert [(o["metadata"]["name"], o["data"]) for o in first] == [("m", {"size": "xl", "replicas": "5"})]
+
+    # Cached by URL, chart and version: with the repository gone, 1.0.0 still renders.
+    for tgz in served.glob("*.tgz"):
+        tgz.unlink()
+    again = render_source(chart_source, Path("/nonexistent"), app_name="m", namespace="ns",
+                          value_roots={"values": values}, charts=charts)
+    assert again == first
+
+
+def test_a_version_range_takes_the_newest_chart(tmp_path: Path, helm_repo: tuple[str, Path]) -> None:
+    url, _ = helm_repo
+    objects = render_source(source(repoURL=url, chart="model", targetRevision="^1.0.0"), Path("."),
+                            app_name="m", namespace="ns", charts=ChartCache(tmp_path / "charts"))
+    assert objects[0]["data"]["size"] == "two"
+
+
+@pytest.mark.parametrize(
+    ("fields", "max_bytes", "message"),
+    [
+        pytest.param({"chart": "model", "targetRevision": "9.9.9"}, None,
+                     'chart "model" version "9.9.9" not found', id="no-such-version"),
+        pytest.param({"chart": "model", "targetRevision": "1.0.0"}, 10,
+                     "unpacks to more than 10 bytes", id="too-large"),
+        pytest.param({"chart": "../model", "targetRevision": "1.0.0"}, None,
+                     "chart '../model' is not a chart name", id="bad-name"),
+    ],
+)
+def test_helm_repository_charts_that_cannot_be_used(
+    tmp_path: Path, helm_repo: tuple[str, Path], fields: dict[str, Any], max_bytes: int | None,
+    message: str,
+) -> None:
+    url, _ = helm_repo
+    charts = ChartCache(tmp_path / "charts", **({"max_bytes": max_bytes} if max_bytes else {}))
+    with pytest.raises(RenderError) as err:
+        render_source(source(repoURL=url, **fields), Path("."), app_name="m", namespace="ns", charts=charts)
+    assert message in err.value.message
+
+
+def test_a_chart_repo_url_that_is_not_http_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RenderError) as err:
+        render_source(source(repoURL="oci://registry.example.com/charts", chart="model", targetRevision="1.0.0"),
+                      Path("."), app_name="m", namespace="ns", charts=ChartCache(tmp_path))
+    assert err.value.message == ("chart 'model': repoURL 'oci://registry.example.com/charts' is not a Helm "
+                                 "repository over http(s) (OCI registries are not supported yet)")
+
+
+# --- multi-source through the reconcile (real git, real helm; the API server is a fake) ----------
+
+
+def commit_files(repo: Path, files: dict[str, str], message: str) -> str:
+    write(repo, files)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", message)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def multi_source_app(sources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "app", "namespace": "argocd"},
+            "spec": {"project": "default", "sources": sources,
+                     "destination": {"server": "https://kubernetes.default.svc", "namespace": "dest"},
+                     "syncPolicy": {"automated": {"prune": True}}}}
+
+
+def reconcile_until_synced(controller: AppController, kube: FakeKube, clock: list[datetime]) -> dict[str, Any]:
+    for _ in range(10):
+        clock[0] += timedelta(seconds=5)
+        controller.reconcile(KEY, copy.deepcopy(kube.app))
+        status = dict(kube.app.get("status") or {})
+        if (status.get("operationState") or {}).get("phase") == "Succeeded" and \
+                (status.get("sync") or {}).get("status") == "Synced":
+            return status
+    raise AssertionError(f"not synced: {kube.app.get('status')}")
+
+
+@pytest.fixture
+def reconciler(tmp_path: Path) -> tuple[AppController, FakeKube, list[datetime]]:
+    kube = FakeKube()
+    clock = [datetime(2026, 12, 3, 10, 0, tzinfo=UTC)]
+    controller = AppController(
+        kube=kube, repos=RepoCache(tmp_path / "cache"),
+        render=functools.partial(render_source, charts=ChartCache(tmp_path / "charts")),
+        source_errors=(RenderError, SourceError), clock=lambda: clock[0],
+        detect=lambda src, path: detect_tool(src, path))
+    return controller, kube, clock
+
+
+def test_multi_source_values_from_another_repo_through_the_reconcile(
+    tmp_path: Path, tools: None, reconciler: tuple[AppController, FakeKube, list[datetime]]
+) -> None:
+    controller, kube, clock = reconciler
+    chart_repo, values_repo = tmp_path / "charts-git", tmp_path / "values-git"
+    for repo in (chart_repo, values_repo):
+        repo.mkdir()
+        git(repo, "init", "--quiet", "-b", "main")
+    chart_sha = commit_files(chart_repo, {"app/" + k.removeprefix("lib/"): v for k, v in LIB_CHART.items()},
+                             "chart")
+    values_sha = commit_files(values_repo, {"prod.yaml": "size: medium\n"}, "values")
+    kube.app = multi_source_app([
+        {"repoURL": f"file://{chart_repo}", "targetRevision": "main", "path": "app",
+         "helm": {"valueFiles": ["$values/prod.yaml"]}},
+        {"repoURL": f"file://{values_repo}", "targetRevision": "main", "ref": "values"},
+    ])
+
+    status = reconcile_until_synced(controller, kube, clock)
+
+    assert kube.objects[ResourceKey("", "ConfigMap", "dest", "from-lib")]["data"] == {"size": "medium"}
+    assert status["sync"]["revisions"] == [chart_sha, values_sha]
+    assert status["sync"]["revision"] == chart_sha
+    assert status["sourceTypes"] == ["Helm", "Directory"]
+    assert [s["repoURL"] for s in status["sync"]["comparedTo"]["sources"]] == [
+        f"file://{chart_repo}", f"file://{values_repo}"]
+    assert status["operationState"]["syncResult"]["revisions"] == [chart_sha, values_sha]
+
+    # A commit to the values repo only: a new automated sync (loop protection looks at every revision).
+    new_values_sha = commit_files(values_repo, {"prod.yaml": "size: huge\n"}, "values 2")
+    status = reconcile_until_synced(controller, kube, clock)
+
+    assert kube.objects[ResourceKey("", "ConfigMap", "dest", "from-lib")]["data"] == {"size": "huge"}
+    assert status["operationState"]["syncResult"]["revisions"] == [chart_sha, new_values_sha]
+
+
+def test_multi_source_chart_from_a_helm_repository_through_the_reconcile(
+    tmp_path: Path, helm_repo: tuple[str, Path], reconciler: tuple[AppController, FakeKube, list[datetime]]
+) -> None:
+    controller, kube, clock = reconciler
+    url, _ = helm_repo
+    values_repo = tmp_path / "values-git"
+    values_repo.mkdir()
+    git(values_repo, "init", "--quiet", "-b", "main")
+    values_sha = commit_files(values_repo, {"prod.yaml": "replicas: 3\n"}, "values")
+    kube.app = multi_source_app([
+        {"repoURL": url, "chart": "model", "targetRevision": "1.1.0",
+         "helm": {"valueFiles": ["$values/prod.yaml"]}},
+        {"repoURL": f"file://{values_repo}", "targetRevision": "main", "ref": "values"},
+    ])
+
+    status = reconcile_until_synced(controller, kube, clock)
+
+    assert kube.objects[ResourceKey("", "ConfigMap", "dest", "app")]["data"] == {"size": "two", "replicas": "3"}
+    assert status["sync"]["revisions"] == ["1.1.0", values_sha]
+    assert status["sourceTypes"] == ["Helm", "Directory"]
