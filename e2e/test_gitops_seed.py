@@ -202,8 +202,12 @@ def delete_application(custom: client.CustomObjectsApi, namespace: str, name: st
                                               {"metadata": {"finalizers": None}})
 
 
-def delete_chart_crd(api_client: client.ApiClient) -> None:
-    """The chart's CRD, if a sync of ml-platform made it (its tracking id names the app)."""
+def delete_chart_crd(api_client: client.ApiClient, namespace: str) -> None:
+    """The chart's CRD, if this test's ml-platform made it and the cascade delete left it.
+
+    Its tracking id names the app as Argo CD v3 does: ``ml-platform`` in the control
+    namespace, ``<namespace>_ml-platform`` in another application namespace.
+    """
     ext = client.ApiextensionsV1Api(api_client)
     try:
         crd = ext.read_custom_resource_definition(CHART_CRD)
@@ -212,7 +216,7 @@ def delete_chart_crd(api_client: client.ApiClient) -> None:
             return
         raise
     tracking = (crd.metadata.annotations or {}).get("argocd.argoproj.io/tracking-id", "")
-    if tracking.startswith("ml-platform:"):
+    if tracking.partition(":")[0] in ("ml-platform", f"{namespace}_ml-platform"):
         ext.delete_custom_resource_definition(CHART_CRD)
 
 
@@ -346,7 +350,7 @@ def test_the_seed_application_and_the_llm_service_kustomization_sync_from_a_loca
         for name in ("llm-service", "ml-platform"):
             delete_application(custom, namespace, name)
         ctl.stop()
-        delete_chart_crd(api_client)
+        delete_chart_crd(api_client, namespace)
 
 
 def test_the_seed_copy_is_used_as_written() -> None:
