@@ -1,4 +1,4 @@
-"""``tidegate app list|get|diff|refresh|sync|wait|history|rollback``: Argo CD's ``argocd app``.
+"""``tidegate app list|get|diff|refresh|sync|wait|history|rollback|explain``: Argo CD's ``argocd app``.
 
 Talks to the Kubernetes API directly (no Argo CD API server): reads and patches
 Application objects in the application namespace (``-N``, ``argocd`` by
@@ -23,6 +23,12 @@ they are plain aligned columns, as ``argocd`` prints them.
   gitops.render) and compares each object as a server-side apply dry run
   (gitops.kube) would store it with the live object, as the controller does.
   Exit codes as ``argocd app diff``: 0 no differences, 1 differences, 2 error.
+  The comparison is gitops/diff.py's, the controller's own: ``ignoreDifferences``
+  (the app's and argocd-cm's) and the canary's weights are not differences;
+* ``explain`` says in one sentence why the app is OutOfSync or failing, then
+  every differing resource with its field paths and the field manager owning
+  each in the live object, and the last operation's failed tasks with the API
+  server's message (Tidegate's own; Argo CD has no such command).
 
 Every call to the cluster goes through ``AppsApi`` (a fake in unit tests); the
 diff through a ``Differ``.
@@ -87,6 +93,8 @@ class ResourceDiff:
     name: str
     group: str
     text: str  # a unified diff, live -> desired
+    fields: tuple[tuple[str, str], ...] = ()  # (field path, the manager owning it in live, "" if none)
+    missing: bool = False  # not in the cluster yet
 
 
 Differ = Callable[[Mapping[str, Any]], list[ResourceDiff]]
@@ -122,30 +130,39 @@ class KubeApps:
                                                                dict(patch)))
 
 
-def _normalized(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Without status and what the server changes on every write (as the controller compares)."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
-            if k not in {"managedFields", "resourceVersion", "generation"}}
-    out["metadata"] = meta
-    return out
-
-
 def _dump(obj: Mapping[str, Any] | None) -> list[str]:
     if obj is None:
         return []
     return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
 
 
-def kube_differ(api: Any) -> Differ:
+def kube_differ(api: Any, *, control_namespace: str = DEFAULT_APP_NAMESPACE) -> Differ:
     """The controller's comparison, run here: render from Git, dry-run apply, compare to live."""
     from kubernetes import client
 
     from gitops.api import parse_application
+    from gitops.diff import (
+        carry_rollout_fields,
+        compare,
+        field_manager,
+        format_path,
+        normalized,
+        rollout_fields,
+        rules_from_app,
+        rules_from_settings,
+    )
     from gitops.kube import GitopsKube
-    from gitops.plan import hook_phases, key_of, split_api_version, target_objects
+    from gitops.plan import (
+        ResourceKey,
+        hook_phases,
+        instance_name,
+        key_of,
+        split_api_version,
+        target_objects,
+    )
     from gitops.render import render_source
     from gitops.source import RepoCache, credentials_lookup
+    from gitops.webhook import ARGOCD_CM
 
     kube = GitopsKube(api)
 
@@ -162,6 +179,7 @@ def kube_differ(api: Any) -> Differ:
             raise AppError("application has no source")
         name = app.metadata.name or ""
         namespace = app.spec.destination.namespace or ""
+        app_namespace = str((body.get("metadata") or {}).get("namespace") or "")
         root = Path(tempfile.mkdtemp(prefix="tidegate-app-diff-"))
         try:
             secrets = repo_secrets(str((body.get("metadata") or {}).get("namespace") or ""))
@@ -172,22 +190,36 @@ def kube_differ(api: Any) -> Differ:
             shutil.rmtree(root, ignore_errors=True)
         versions = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
                     str(d.get("apiVersion")) for d in manifests}
-        targets = target_objects(manifests, app=name, namespace=namespace,
+        # The tracking id's app part as the controller writes it (<ns>_<name> outside its
+        # control namespace, which the CLI cannot ask the controller for: --control-namespace).
+        instance = instance_name(name, app_namespace, control_namespace)
+        targets = target_objects(manifests, app=instance, namespace=namespace,
                                  namespaced=lambda g, k: kube.namespaced(versions.get((g, k), g), k))
+        owned = rollout_fields(targets)
+        settings = kube.get("v1", ResourceKey("", "ConfigMap", app_namespace, ARGOCD_CM))
+        rules = [*rules_from_app(app.spec.ignore_differences),
+                 *rules_from_settings((settings or {}).get("data") or {})]
         diffs: list[ResourceDiff] = []
         for doc in targets:
             if hook_phases(doc) is not None:
                 continue
             key = key_of(doc)
             live = kube.get(str(doc["apiVersion"]), key)
-            desired = kube.apply(doc, dry_run=True) if live is not None else doc
-            before = _dump(_normalized(live)) if live is not None else []
-            after = _dump(_normalized(desired))
-            if before == after:
+            if live is None:
+                text = "".join(difflib.unified_diff([], _dump(normalized(doc)), fromfile="live",
+                                                    tofile="desired"))
+                diffs.append(ResourceDiff(kind=key.kind, namespace=key.namespace, name=key.name,
+                                          group=key.group, text=text, missing=True))
                 continue
+            desired = kube.apply(carry_rollout_fields(doc, live, owned), dry_run=True)
+            result = compare(desired, live, rules=rules, owned=owned)
+            if not result.differs:
+                continue
+            before, after = _dump(result.live or {}), _dump(result.target or {})
             text = "".join(difflib.unified_diff(before, after, fromfile="live", tofile="desired"))
+            fields = tuple((format_path(p), field_manager(live, p) or "") for p in result.paths)
             diffs.append(ResourceDiff(kind=key.kind, namespace=key.namespace, name=key.name,
-                                      group=key.group, text=text))
+                                      group=key.group, text=text, fields=fields))
         return diffs
 
     return differ
@@ -595,6 +627,11 @@ def add_subcommands(sub: Any) -> None:
         if name == "rollback":
             p.add_argument("id", nargs="?", type=int, help="the history ID (default: the previous one)")
             p.add_argument("--prune", action="store_true", help="delete resources not in that revision")
+        if name in ("diff", "explain"):
+            p.add_argument("--control-namespace", default=None,
+                           help="the controller's control namespace (its first --app-namespace); objects of "
+                                "apps outside it carry <namespace>_<name> tracking ids (default: the "
+                                "Applications' namespace)")
         p.set_defaults(func=run)
 
 
@@ -614,10 +651,128 @@ def run(args: argparse.Namespace, *, api: AppsApi | None = None, differ: Differ 
 
     ctx = Context(api=api or KubeApps(kube()), out=out, err=err,
                   rich=out.isatty() and not isinstance(out, io.StringIO),
-                  differ=(lambda: differ) if differ is not None else (lambda: kube_differ(kube())))
+                  differ=(lambda: differ) if differ is not None else (lambda: kube_differ(
+                      kube(), control_namespace=getattr(args, "control_namespace", None) or args.app_namespace)))
     fn, _ = COMMANDS[args.app_command]
     try:
         return fn(ctx, args)
     except AppError as exc:
         err.write(f"tidegate app {args.app_command}: {exc}\n")
         return EXIT_ERROR if args.app_command == "diff" else 1
+
+
+# --- explain -------------------------------------------------------------------------------------
+
+MSG_EXPLAIN_CONDITION = "application {app} cannot be compared with Git: {type}: {message}"
+MSG_EXPLAIN_FAILED = "the last sync of {app} (revision {revision}) ended {phase}: {message}"
+MSG_EXPLAIN_RUNNING = "a sync of {app} is running: {message}"
+MSG_EXPLAIN_OUT_OF_SYNC = "{app} is OutOfSync: {count} from Git at revision {revision} ({first}{more}); {advice}"
+MSG_EXPLAIN_UNHEALTHY = "{app} is Synced but {health}: {resource}{message}"
+MSG_EXPLAIN_FINE = "{app} is Synced and {health} at revision {revision}: nothing to explain"
+ADVICE_SELF_HEAL = "selfHeal is on, so the controller reverts it"
+ADVICE_AUTOMATED = "automated sync without selfHeal only reports drift; run `tidegate app sync {name}`"
+ADVICE_MANUAL = "run `tidegate app sync {name}` to apply Git"
+MSG_MISSING_LIVE = "missing from the cluster: the sync creates it"
+MSG_REQUIRES_PRUNING = "not in Git any more: requires pruning"
+MSG_NO_FIELDS = "(no field differs now: the controller's view is older than the live object)"
+MSG_FIELDS_UNAVAILABLE = "field paths unavailable: {error}"
+FIELD_COLUMNS = ("FIELD", "MANAGER")
+FAILED_PHASES = ("Failed", "Error")
+
+ResKey = tuple[str, str, str, str]
+
+
+def _res_key(entry: Mapping[str, Any]) -> ResKey:
+    return (str(entry.get("group") or ""), str(entry.get("kind") or ""), str(entry.get("namespace") or ""),
+            str(entry.get("name") or ""))
+
+
+def _res_name(key: ResKey) -> str:
+    return f"{key[0]}/{key[1]} {key[2]}/{key[3]}" if key[2] else f"{key[0]}/{key[1]} {key[3]}"
+
+
+def failed_tasks(app: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The last operation's tasks that failed (SyncFailed, or a hook Failed/Error), in order."""
+    op = (app.get("status") or {}).get("operationState") or {}
+    return [r for r in (op.get("syncResult") or {}).get("resources") or []
+            if r.get("status") == "SyncFailed" or r.get("hookPhase") in FAILED_PHASES]
+
+
+def explain_reason(app: Mapping[str, Any], out_of_sync: Sequence[ResKey]) -> str:
+    """One sentence: why the app is OutOfSync or failing (or that nothing is wrong)."""
+    meta, spec, status = app.get("metadata") or {}, app.get("spec") or {}, app.get("status") or {}
+    name = str(meta.get("name") or "")
+    label = f"{meta.get('namespace')}/{name}"
+    op = status.get("operationState") or {}
+    revision = str((status.get("sync") or {}).get("revision") or (op.get("syncResult") or {}).get("revision")
+                   or "")[:7] or "unknown"
+    conditions = status.get("conditions") or []
+    if conditions:
+        return MSG_EXPLAIN_CONDITION.format(app=label, type=conditions[0].get("type"),
+                                            message=conditions[0].get("message"))
+    if op.get("phase") in FAILED_PHASES:
+        return MSG_EXPLAIN_FAILED.format(app=label, revision=str((op.get("syncResult") or {}).get("revision")
+                                                                 or "")[:7] or revision,
+                                         phase=op.get("phase"), message=op.get("message"))
+    if op.get("phase") == "Running":
+        return MSG_EXPLAIN_RUNNING.format(app=label, message=op.get("message") or "starting")
+    health = str((status.get("health") or {}).get("status") or "Unknown")
+    if out_of_sync or (status.get("sync") or {}).get("status") == "OutOfSync":
+        automated = (spec.get("syncPolicy") or {}).get("automated")
+        advice = (ADVICE_SELF_HEAL if automated is not None and automated.get("selfHeal")
+                  else ADVICE_AUTOMATED if automated is not None else ADVICE_MANUAL).format(name=name)
+        count = len(out_of_sync)
+        return MSG_EXPLAIN_OUT_OF_SYNC.format(
+            app=label, count=f"{count} resources differ" if count != 1 else "1 resource differs", revision=revision,
+            first=_res_name(out_of_sync[0]) if out_of_sync else "none listed",
+            more=f" and {count - 1} more" if count > 1 else "", advice=advice)
+    if health != "Healthy":
+        sick = next((r for r in status.get("resources") or []
+                     if (r.get("health") or {}).get("status") not in (None, "Healthy")), None)
+        message = str(((sick or {}).get("health") or {}).get("message") or "")
+        return MSG_EXPLAIN_UNHEALTHY.format(app=label, health=health,
+                                            resource=_res_name(_res_key(sick)) if sick else "",
+                                            message=f": {message}" if message else "")
+    return MSG_EXPLAIN_FINE.format(app=label, health=health, revision=revision)
+
+
+def cmd_explain(ctx: Context, args: argparse.Namespace) -> int:
+    """Why the app is OutOfSync or failing: the sentence, the differing fields and owners, failed tasks."""
+    app = ctx.api.get(args.app_namespace, args.name)
+    status = app.get("status") or {}
+    listed = {_res_key(r): r for r in status.get("resources") or [] if r.get("status") == "OutOfSync"}
+    diffs: dict[ResKey, ResourceDiff] = {}
+    code = EXIT_OK
+    if listed or (status.get("sync") or {}).get("status") != "Synced":
+        try:
+            diffs = {(d.group, d.kind, d.namespace, d.name): d for d in ctx.differ()(app)}
+        except Exception as exc:  # the status still explains a lot: say what is missing, go on
+            ctx.err.write(MSG_FIELDS_UNAVAILABLE.format(error=exc) + "\n")
+            code = EXIT_ERROR
+    keys = [*listed, *(k for k in diffs if k not in listed)]
+    ctx.out.write(f"Reason: {explain_reason(app, keys)}.\n")
+    for key in keys:
+        ctx.out.write(f"\n{_res_name(key)}: OutOfSync\n")
+        diff = diffs.get(key)
+        if listed.get(key, {}).get("requiresPruning"):
+            ctx.out.write(f"  {MSG_REQUIRES_PRUNING}\n")
+        elif diff is not None and diff.missing:
+            ctx.out.write(f"  {MSG_MISSING_LIVE}\n")
+        elif diff is not None and diff.fields:
+            rows = [(f"  {path}", manager or "<none>") for path, manager in diff.fields]
+            print_table(("  " + FIELD_COLUMNS[0], FIELD_COLUMNS[1]), rows, ctx.out, rich=ctx.rich)
+        elif code == EXIT_OK:
+            ctx.out.write(f"  {MSG_NO_FIELDS}\n")
+    failed = failed_tasks(app)
+    if failed:
+        op = status.get("operationState") or {}
+        revision = str((op.get("syncResult") or {}).get("revision") or "")[:7]
+        ctx.out.write(f"\nFailed tasks of the last operation ({op.get('phase')}, revision {revision}):\n")
+        for task in failed:
+            phase = f" ({task.get('hookType')} hook)" if task.get("hookType") else ""
+            ctx.out.write(f"  {_res_name(_res_key(task))}{phase}: {task.get('message')}\n")
+    return code
+
+
+COMMANDS["explain"] = (cmd_explain, "why an Application is OutOfSync or failing: fields, their managers, "
+                                    "failed tasks")

@@ -33,6 +33,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from e2e.conftest import TEST_LABEL, wait_until
+from e2e.hpa import HpaStandIn
 from e2e.kit import Controller
 
 pytestmark = pytest.mark.e2e
@@ -163,7 +164,10 @@ def gitops_controller(cluster_env: dict[str, str], namespace: str,
 def destination(core: client.CoreV1Api, namespace: str) -> Iterator[tuple[str, str]]:
     """The destination namespace the sync creates and the name of its PVC's volume; removed after."""
     dest, pv_name = f"{namespace}-ml", f"{namespace}-model-cache"
-    yield dest, pv_name
+    # The local cluster has no metrics API and no HPA controller: a stand-in marks the
+    # wave-5 HPA as the HPA controller would at target (e2e/hpa.py).
+    with HpaStandIn(core.api_client, dest):
+        yield dest, pv_name
     for delete in (lambda: core.delete_namespace(dest), lambda: core.delete_persistent_volume(pv_name)):
         try:
             delete()

@@ -51,6 +51,19 @@ from common.api import SpecError, parse
 from common.kubewrite import merge_patch
 from gitops.api import Application, ApplicationDestination, ApplicationSource, parse_application
 from gitops.clusters import ClusterTarget, DestinationError, home_only
+from gitops.diff import (
+    RESPECT_IGNORE_DIFFERENCES,
+    DiffConfigError,
+    IgnoreRule,
+    RolloutFields,
+    carry_ignored,
+    carry_rollout_fields,
+    compare,
+    ignore_extraneous,
+    rollout_fields,
+    rules_from_app,
+    rules_from_settings,
+)
 from gitops.health import HealthStatus, health, worst
 from gitops.kube import GitopsPort, KubeError
 from gitops.plan import (
@@ -120,6 +133,7 @@ POD_SPEC_PATHS = (("spec",), ("spec", "template", "spec"),
                   ("spec", "jobTemplate", "spec", "template", "spec"))  # where images live
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+CM_TTL_SECONDS = 10.0
 SOURCE_TYPES = {"helm": "Helm", "kustomize": "Kustomize", "directory": "Directory"}  # status.sourceType
 
 
@@ -153,15 +167,6 @@ def _parse_stamp(text: str | None) -> datetime | None:
         return None
 
 
-def _normalized(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """An object without what the server changes on every write (the diff ignores these)."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
-            if k not in {"managedFields", "resourceVersion", "generation"}}
-    out["metadata"] = meta
-    return out
-
-
 @dataclass
 class Observed:
     """What one reconcile read and compared."""
@@ -173,6 +178,9 @@ class Observed:
     sync: dict[ResourceKey, str]
     prune: list[ResourceKey]
     source_type: str = "Directory"
+    owned: RolloutFields = RolloutFields()  # what Rollouts write: never drift (frozen, shared default)
+    quiet: frozenset[ResourceKey] = frozenset()  # IgnoreExtraneous: not the app's OutOfSync
+    respected: tuple[IgnoreRule, ...] = ()  # RespectIgnoreDifferences: the sync keeps these fields
     # Multi-source apps only (None otherwise): each source's revision and type, in order.
     revisions: list[str] | None = None
     source_types: list[str] | None = None
@@ -208,6 +216,7 @@ class AppController:
                  detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
                  projects: Callable[[str, str], Mapping[str, Any] | None] = lambda namespace, name: None,
                  watch: Callable[[str, str], None] = lambda api_version, kind: None,
+                 argocd_cm: Callable[[], Mapping[str, Any] | None] = lambda: None,
                  kube_for: Callable[[ApplicationDestination], ClusterTarget] | None = None,
                  ) -> None:
         self.home = kube  # the controller's own cluster: Applications are read and written there
@@ -219,6 +228,8 @@ class AppController:
         self.written = written
         self.detect = detect
         self.projects = projects  # (namespace, name) -> the AppProject document, None if absent
+        self.argocd_cm = argocd_cm  # resource.customizations.ignoreDifferences.* (read at most every 10 s)
+        self._cm_rules: tuple[datetime, list[IgnoreRule]] | None = None
         # The destination's cluster, resolved once per reconcile (gitops/clusters.py); the default
         # knows only the controller's own cluster. ``watch``: (apiVersion, kind) of a managed kind
         # on it, watched so drift is seen at once.
@@ -295,7 +306,7 @@ class AppController:
             self._write(key, old_status, status, extra, now, changed_only=True)
             return self.settings.reconcile_seconds
         assert project is not None
-        errors: tuple[type[BaseException], ...] = (*self.source_errors, KubeError)
+        errors: tuple[type[BaseException], ...] = (*self.source_errors, KubeError, DiffConfigError)
         if running and _retry_pending(op_state) and (op_state.get("operation") or {}).get(
                 "initiatedBy", {}).get("automated"):
             # Better than Argo CD (argo-cd #11494): a new commit pre-empts an automated sync
@@ -458,6 +469,8 @@ class AppController:
         live: dict[ResourceKey, dict[str, Any]] = {}
         versions: dict[ResourceKey, str] = {}
         sync: dict[ResourceKey, str] = {}
+        owned = rollout_fields(targets)
+        rules = [*rules_from_app(app.spec.ignore_differences), *self._settings_rules()]
         for doc in targets:
             if hook_phases(doc) is not None:
                 continue
@@ -473,11 +486,12 @@ class AppController:
                 continue
             live[key] = current
             try:
-                predicted = self.kube.apply(doc, dry_run=True)
+                predicted = self.kube.apply(carry_rollout_fields(doc, current, owned), dry_run=True)
             except KubeError:
                 sync[key] = OUT_OF_SYNC  # the sync will say why, with the server's message
                 continue
-            sync[key] = SYNCED if _normalized(predicted) == _normalized(current) else OUT_OF_SYNC
+            drift = compare(predicted, current, rules=rules, owned=owned)
+            sync[key] = OUT_OF_SYNC if drift.differs else SYNCED
         prune: list[ResourceKey] = []
         for res in old_status.get("resources") or []:
             key = ResourceKey(group=str(res.get("group") or ""), kind=str(res.get("kind") or ""),
@@ -494,9 +508,24 @@ class AppController:
                 live[key], versions[key] = current, api_version
                 sync[key] = OUT_OF_SYNC
                 prune.append(key)
+        quiet = frozenset(k for k in prune if ignore_extraneous(live[k]))
+        policy = app.spec.sync_policy
+        respect = RESPECT_IGNORE_DIFFERENCES in ((policy.sync_options if policy else None) or [])
         return Observed(revision=revision, targets=targets, live=live, versions=versions, sync=sync,
-                        prune=prune, source_type=source_type,
+                        prune=prune, source_type=source_type, owned=owned, quiet=quiet,
+                        respected=tuple(rules) if respect else (),
                         revisions=revisions, source_types=source_types if app.spec.sources else None)
+
+    def _settings_rules(self) -> list[IgnoreRule]:
+        """argocd-cm's ignoreDifferences customizations, re-read once they are 10 s old."""
+        now = self.clock()
+        if self._cm_rules is None or (now - self._cm_rules[0]).total_seconds() > CM_TTL_SECONDS:
+            try:
+                data = (self.argocd_cm() or {}).get("data") or {}
+            except KubeError:
+                data = {}  # unreadable settings: no customizations, as when the ConfigMap is absent
+            self._cm_rules = (now, rules_from_settings(data))
+        return self._cm_rules[1]
 
     def _render_sources(self, app: Application, op_state: Mapping[str, Any] | None,
                         single: ApplicationSource | None = None,
@@ -547,7 +576,8 @@ class AppController:
                 operation["retry"] = (body.get("operation") or {})["retry"]
             prune = bool(requested.get("prune"))
             options = list(requested.get("syncOptions") or options)
-        elif automated is not None and OUT_OF_SYNC in observed.sync.values():
+        elif automated is not None and any(s == OUT_OF_SYNC for k, s in observed.sync.items()
+                                           if k not in observed.quiet):
             last = (op_state.get("syncResult") or {}).get("revision")
             heal_attempts = 0
             if last == observed.revision and (op_state.get("syncResult") or {}).get(
@@ -584,6 +614,8 @@ class AppController:
     def _plan(self, app: Application, op_state: Mapping[str, Any], observed: Observed) -> SyncPlan:
         sync = (op_state.get("operation") or {}).get("sync") or {}
         options = options_from(sync.get("syncOptions"), prune=bool(sync.get("prune")))
+        # ApplyOutOfSyncOnly skips the Synced resources: the plan needs to know which are not.
+        options = replace(options, out_of_sync=frozenset(k for k, s in observed.sync.items() if s == OUT_OF_SYNC))
         if sync.get("resources"):
             options = replace(options, only=frozenset(
                 ResourceKey(group=str(r.get("group") or ""), kind=str(r.get("kind") or ""),
@@ -779,7 +811,13 @@ class AppController:
             if task.hook and "BeforeHookCreation" in task.hook_delete_policies:
                 self.kube.delete(task.api_version, task.key, propagation="Background")
             existed = task.key in observed.live
-            applied = self.kube.apply(task.manifest)
+            manifest = task.manifest
+            if observed.owned.paths(observed.live.get(task.key)):
+                # the canary's weights as they are now (re-read: the rollout may have moved them)
+                manifest = carry_rollout_fields(manifest, self.kube.get(task.api_version, task.key), observed.owned)
+            if observed.respected:
+                manifest = carry_ignored(manifest, observed.live.get(task.key), observed.respected)
+            applied = self.kube.apply(manifest)
             observed.live[task.key] = applied
             verb = "configured" if existed else "created"
             message = f"{task.key.kind.lower()}/{task.key.name} {verb}"
@@ -837,7 +875,7 @@ class AppController:
             app_health = HealthStatus.MISSING
         else:
             app_health = worst(healths)
-        out_of_sync = any(status == OUT_OF_SYNC for status in observed.sync.values())
+        out_of_sync = any(status == OUT_OF_SYNC for k, status in observed.sync.items() if k not in observed.quiet)
         # comparedTo is the spec's source(s), also while a rollback runs at another source.
         compared: dict[str, Any] = _source_fields(app, source, {})
         compared["destination"] = app.spec.destination.to_json()

@@ -269,6 +269,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         detect=_detect,
         projects=_project,
         kube_for=lambda dest: clusters.target(server=dest.server, name=dest.name),
+        argocd_cm=lambda: kube.get("v1", ResourceKey("", "ConfigMap", CONFIG.app_namespaces[0], ARGOCD_CM)),
     )
     SHELL.start(reconcile, workers=CONFIG.workers)
     STATE.poller = asyncio.create_task(Poller(repos=repos, apps=_apps, enqueue=_poll_enqueue,

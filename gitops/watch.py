@@ -13,9 +13,9 @@ Application, and its reconcile
 compares it at once (selfHeal reverts it, else it is reported OutOfSync).
 Status-only updates (a Deployment's replicas becoming ready) are ignored, as
 Argo CD's ``ignoreResourceUpdates`` does by default, so they cost no reconcile,
-unless they change the object's health (as Argo CD, which still refreshes an
-Application when a resource's health changes): an InferenceService marked Ready
-makes its settled Application Healthy at once, not at the next resync.
+unless they change the object's health (Argo CD also keeps those): an
+InferenceService turning Ready or a Rollout pausing at a step is seen at once,
+not at the next periodic reconcile.
 
 One watcher per destination cluster (gitops/clusters.py makes one for each
 cluster it connects to, over that cluster's client, and stops it when the
@@ -54,10 +54,13 @@ SERVER_KEPT = {"resourceVersion", "managedFields", "generation", "uid", "creatio
 
 
 def fingerprint(obj: Mapping[str, Any]) -> str:
-    """What an edit changes: the object without status and server-kept metadata."""
+    """What an edit changes: the object without status and server-kept metadata, plus its health."""
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SERVER_KEPT}
     body = {k: v for k, v in obj.items() if k not in {"status", "metadata"}}
-    text = json.dumps({"metadata": meta, **body}, sort_keys=True, default=str)
+    verdict = health(obj)
+    # The status code only: a message with counts ("1 of 2 ... available") would wake every step.
+    text = json.dumps({"metadata": meta, **body, "health": verdict.status.value if verdict else None},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -110,8 +113,7 @@ class DriftWatcher:
             self._seen.pop(uid, None)
             self.on_change(app)
             return
-        judged = health(obj)
-        mark = f"{fingerprint(obj)}:{judged.status.value if judged else ''}"
+        mark = fingerprint(obj)
         before = self._seen.get(uid)
         self._seen[uid] = mark
         if not initial and before != mark:

@@ -190,3 +190,82 @@ def test_wait_health_sync_and_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = run(FakeApi(sick), "wait", "guestbook", "--health", "--timeout", "5")
     assert code == 1 and "timed out (5s)" in err and "healthy" in err
     assert run(FakeApi(sick), "wait", "guestbook", "--sync")[0] == 0
+
+
+# --- explain -----------------------------------------------------------------------------------
+
+def drifted_app(*, automated: dict[str, Any] | None = None, failed: bool = False) -> dict[str, Any]:
+    app = application(automated=automated)
+    status = app["status"]
+    status["sync"]["status"] = "OutOfSync"
+    status["resources"][1]["status"] = "OutOfSync"  # the Deployment
+    status["resources"].append({"group": "", "version": "v1", "kind": "ConfigMap", "namespace": "default",
+                                "name": "old", "status": "OutOfSync", "requiresPruning": True})
+    if failed:
+        status["operationState"] = {
+            "phase": "Failed", "message": "one or more objects failed to apply, reason: Deployment.apps "
+                                          '"guestbook-ui" is invalid: spec.replicas: Invalid value: -1',
+            "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:05Z",
+            "syncResult": {"revision": "53e28ff20cc530b9ada2173fbbd64d48338583ba", "resources": [
+                {"group": "", "kind": "Service", "namespace": "default", "name": "guestbook-ui",
+                 "status": "Synced", "message": "service/guestbook-ui configured", "hookPhase": "Succeeded"},
+                {"group": "apps", "kind": "Deployment", "namespace": "default", "name": "guestbook-ui",
+                 "status": "SyncFailed", "hookPhase": "Failed",
+                 "message": 'Deployment.apps "guestbook-ui" is invalid: spec.replicas: Invalid value: -1'}]}}
+    return app
+
+
+REPLICAS_DRIFT = ResourceDiff(kind="Deployment", namespace="default", name="guestbook-ui", group="apps",
+                              text="-  replicas: 1\n+  replicas: 3\n",
+                              fields=(("spec.replicas", "kubectl-edit"),
+                                      ("spec.template.spec.containers[0].image", "")))
+
+EXPLAIN_CASES = [
+    ("manual", drifted_app(), [REPLICAS_DRIFT], 0, [
+        "Reason: argocd/guestbook is OutOfSync: 2 resources differ from Git at revision 53e28ff "
+        "(apps/Deployment default/guestbook-ui and 1 more); run `tidegate app sync guestbook` to apply Git.",
+        "apps/Deployment default/guestbook-ui: OutOfSync",
+        "  FIELD                                   MANAGER\n"
+        "  spec.replicas                           kubectl-edit\n"
+        "  spec.template.spec.containers[0].image  <none>\n",
+        "/ConfigMap default/old: OutOfSync", "not in Git any more: requires pruning"]),
+    ("automated-without-self-heal", drifted_app(automated={"prune": True}), [REPLICAS_DRIFT], 0, [
+        "automated sync without selfHeal only reports drift; run `tidegate app sync guestbook`"]),
+    ("self-heal", drifted_app(automated={"selfHeal": True}), [REPLICAS_DRIFT], 0, [
+        "selfHeal is on, so the controller reverts it"]),
+    ("failed-sync", drifted_app(failed=True), [REPLICAS_DRIFT], 0, [
+        "Reason: the last sync of argocd/guestbook (revision 53e28ff) ended Failed: one or more objects "
+        "failed to apply, reason: Deployment.apps",
+        "Failed tasks of the last operation (Failed, revision 53e28ff):",
+        'apps/Deployment default/guestbook-ui: Deployment.apps "guestbook-ui" is invalid: spec.replicas: '
+        "Invalid value: -1"]),
+    ("missing-in-cluster", drifted_app(),
+     [ResourceDiff(kind="Deployment", namespace="default", name="guestbook-ui", group="apps", text="",
+                   missing=True)], 0, ["missing from the cluster: the sync creates it"]),
+    ("synced", application(), [], 0, [
+        "Reason: argocd/guestbook is Synced and Healthy at revision 53e28ff: nothing to explain."]),
+]
+
+
+@pytest.mark.parametrize(("app", "diffs", "code", "lines"), [pytest.param(*c[1:], id=c[0]) for c in EXPLAIN_CASES])
+def test_explain(app: dict[str, Any], diffs: list[ResourceDiff], code: int, lines: list[str]) -> None:
+    got, out, err = run(FakeApi(app), "explain", "guestbook", differ=lambda body: diffs)
+    assert (got, err) == (code, "")
+    for line in lines:
+        assert line in out, out
+    if not failed_tasks_expected(app):
+        assert "Failed tasks" not in out
+
+
+def failed_tasks_expected(app: dict[str, Any]) -> bool:
+    return bool(appcli.failed_tasks(app))
+
+
+def test_explain_without_git_still_explains_from_status_and_exits_2() -> None:
+    def broken(body: Mapping[str, Any]) -> list[ResourceDiff]:
+        raise RuntimeError("git fetch timed out")
+
+    code, out, err = run(FakeApi(drifted_app()), "explain", "guestbook", differ=broken)
+    assert code == 2 and "field paths unavailable: git fetch timed out" in err
+    assert "Reason: argocd/guestbook is OutOfSync" in out and "requires pruning" in out
+    assert run(FakeApi(), "explain", "nope")[0] == 1

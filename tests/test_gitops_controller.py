@@ -504,15 +504,35 @@ def test_without_self_heal_drift_is_only_reported() -> None:
     assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "config")]["data"] == {"a": "edited"}
 
 
-def test_drift_watch_fingerprint_ignores_status() -> None:
+def test_drift_watch_fingerprint_ignores_status_unless_health_changes() -> None:
     from gitops.watch import fingerprint, tracked_app
-    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 1},
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 2},
            "metadata": {"name": "d", "resourceVersion": "1", "generation": 1,
-                        "annotations": {"argocd.argoproj.io/tracking-id": "app:apps/Deployment:ns/d"}}}
-    status_only = {**obj, "status": {"readyReplicas": 1},
-                   "metadata": {**obj["metadata"], "resourceVersion": "2"}}
+                        "annotations": {"argocd.argoproj.io/tracking-id": "app:apps/Deployment:ns/d"}},
+           "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 0,
+                      "availableReplicas": 0}}
+    one_ready = {**obj, "status": {**obj["status"], "readyReplicas": 1, "availableReplicas": 1},
+                 "metadata": {**obj["metadata"], "resourceVersion": "2"}}
+    all_ready = {**obj, "status": {**obj["status"], "readyReplicas": 2, "availableReplicas": 2},
+                 "metadata": {**obj["metadata"], "resourceVersion": "3"}}
     edited = {**obj, "spec": {"replicas": 3}}
-    assert fingerprint(obj) == fingerprint(status_only)
+    assert fingerprint(obj) == fingerprint(one_ready)  # still Progressing: no reconcile
+    assert fingerprint(one_ready) != fingerprint(all_ready)  # Progressing -> Healthy: reconcile
     assert fingerprint(obj) != fingerprint(edited)
     assert tracked_app(obj, "argocd") == ("argocd", "app")
     assert tracked_app({"metadata": {}}, "argocd") is None
+
+
+def test_apply_out_of_sync_only_applies_just_what_differs() -> None:
+    env = Env([cm("same", 0, a="1"), cm("changed", 0, a="1")])
+    for _ in range(4):
+        env.reconcile()
+    env.kube.app["spec"]["syncPolicy"]["syncOptions"].append("ApplyOutOfSyncOnly=true")
+    env.manifests = [cm("same", 0, a="1"), cm("changed", 0, a="2")]
+    env.repos.commit = "b" * 40
+    env.kube.applied.clear()
+    for _ in range(3):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Succeeded"
+    assert env.kube.applied == ["changed"]
+    assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "changed")]["data"] == {"a": "2"}
