@@ -15,7 +15,8 @@ import sys
 from common.logging import REQUEST_LOGGERS, configure, quiet_request_loggers
 from rollouts.config import CONFIG
 
-__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "REQUEST_LOGGERS", "quiet_request_loggers", "run_controller"]
+__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "REQUEST_LOGGERS", "add_repo_url_rewrite_flag",
+           "quiet_request_loggers", "run_controller"]
 
 COMPONENTS = ("rollouts", "analysis", "gitops")
 # gitops (the sync module, issue 9) runs only when asked for until it is complete.
@@ -37,6 +38,27 @@ def _limit_malloc_arenas() -> None:
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to tune
+
+
+def add_repo_url_rewrite_flag(parser: argparse.ArgumentParser) -> None:
+    """``--repo-url-rewrite FROM=TO``: the sync module's test-only URL mapping (gitops/config.py)."""
+    parser.add_argument(
+        "--repo-url-rewrite", action="append", default=[], metavar="FROM=TO",
+        help="gitops, FOR TESTS AND DEMOS ONLY: fetch a repoURL starting with FROM from TO "
+             "(git's url.TO.insteadOf FROM); Applications, AppProject checks and the webhook "
+             "still see FROM (repeatable; also TIDEGATE_GITOPS_REPO_URL_REWRITE, whitespace-"
+             "separated FROM=TO pairs)")
+
+
+def _repo_url_rewrites(args: argparse.Namespace) -> list[tuple[str, str]] | str:
+    """The environment's pairs, then the flags'; or the error message of a malformed one."""
+    from gitops.config import parse_repo_url_rewrite, repo_url_rewrites_from_env
+
+    try:
+        return repo_url_rewrites_from_env() + [
+            parse_repo_url_rewrite(value) for value in getattr(args, "repo_url_rewrite", None) or []]
+    except ValueError as exc:
+        return str(exc)
 
 
 def run_controller(args: argparse.Namespace) -> int:
@@ -85,6 +107,11 @@ def run_controller(args: argparse.Namespace) -> int:
             gitlab=os.environ.get("TIDEGATE_WEBHOOK_GITLAB_SECRET", ""),
             bitbucket_uuid=os.environ.get("TIDEGATE_WEBHOOK_BITBUCKET_UUID", ""))
         POLL_CONFIG.interval_seconds = getattr(args, "repo_poll_interval", None)
+        rewrites = _repo_url_rewrites(args)
+        if isinstance(rewrites, str):
+            print(f"tidegate controller: --repo-url-rewrite: {rewrites}", file=sys.stderr)
+            return 2
+        GITOPS_CONFIG.repo_url_rewrites = rewrites
         import gitops.handlers  # noqa: F401  (registers kopf handlers)
     kopf.run(
         standalone=True,

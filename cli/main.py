@@ -16,6 +16,7 @@ from cli import actions, app, notifications
 from cli.controller import (
     COMPONENTS,
     DEFAULT_COMPONENTS,
+    add_repo_url_rewrite_flag,
     run_controller,
 )
 from common.logging import LOG_FORMATS, TEXT
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--repo-poll-interval", type=float, default=None,
                      help="gitops: seconds between ls-remote polls of each repository (default: "
                           "argocd-cm timeout.reconciliation, 120 s; 0: no polling)")
+    add_repo_url_rewrite_flag(ctl)
     ctl.add_argument("--verbose", "-v", action="store_true")
     ctl.set_defaults(func=run_controller)
 

@@ -621,6 +621,10 @@ class AppController:
                 ResourceKey(group=str(r.get("group") or ""), kind=str(r.get("kind") or ""),
                             namespace=str(r.get("namespace") or ""), name=str(r.get("name") or ""))
                 for r in sync["resources"]))
+        if options.apply_out_of_sync_only:
+            # ApplyOutOfSyncOnly=true (the seed's): what the comparison found OutOfSync, incl. Missing.
+            options = replace(options, out_of_sync=frozenset(
+                k for k, state in observed.sync.items() if state == OUT_OF_SYNC))
         namespace = app.spec.destination.namespace or ""
         exists = True
         if options.create_namespace and namespace:

@@ -28,6 +28,12 @@ deadline per call and bounded output (``gitops.proc``). Credentials reach git
 only through its environment (``GIT_ASKPASS`` reading two variables; an ssh key
 in a 0600 file named by ``GIT_SSH_COMMAND``, removed after the call), never its
 command line; every message is redacted of them and of any password in the URL.
+
+For tests and demos only, ``url_rewrites`` (default: ``gitops.config.CONFIG
+.repo_url_rewrites``, the controller's ``--repo-url-rewrite FROM=TO``) reach every
+git call as git's own ``url.<TO>.insteadOf <FROM>`` (in its environment, as the
+settings above): a repoURL starting with FROM is fetched from TO, while the cache,
+credentials and every message keep the URL as the Application wrote it.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import stat
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +58,7 @@ from urllib.parse import unquote, urlsplit
 
 from common.redaction import redactor
 from gitops import proc
+from gitops.config import CONFIG
 
 # --- Argo CD's names ---------------------------------------------------------------------
 
@@ -262,9 +269,12 @@ class RepoCache:
         *,
         credentials: Callable[[str], RepoCredentials | None] = no_credentials,
         timeout: float = DEFAULT_TIMEOUT_S,
+        url_rewrites: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         self.root = Path(root)
         self.timeout = timeout
+        # Tests and demos only: (FROM, TO) pairs, given to git as url.<TO>.insteadOf <FROM>.
+        self.url_rewrites = tuple(CONFIG.repo_url_rewrites if url_rewrites is None else url_rewrites)
         self._credentials = credentials
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -529,7 +539,6 @@ class RepoCache:
             "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS,
             "GIT_ASKPASS": str(self._askpass),
-            "GIT_CONFIG_COUNT": "2",
             "GIT_CONFIG_KEY_0": "core.hooksPath",
             "GIT_CONFIG_VALUE_0": os.devnull,
             "GIT_CONFIG_KEY_1": "credential.helper",
@@ -537,6 +546,12 @@ class RepoCache:
             "TIDEGATE_GIT_USERNAME": (creds.username if creds else None) or "",
             "TIDEGATE_GIT_PASSWORD": (creds.password if creds else None) or "",
         }
+        count = 2
+        for source, target in self.url_rewrites:
+            env[f"GIT_CONFIG_KEY_{count}"] = f"url.{target}.insteadOf"
+            env[f"GIT_CONFIG_VALUE_{count}"] = source
+            count += 1
+        env["GIT_CONFIG_COUNT"] = str(count)
         ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30"]
         if creds is not None and creds.insecure:
             ssh += ["-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={os.devnull}"]

@@ -518,3 +518,99 @@ def test_locks_left_by_a_killed_fetch_do_not_wedge_the_cache(remote: Remote, cac
     remote.push()
 
     assert cache.resolve(remote.url, "main") == second
+
+
+# --- the test-only repoURL rewrite (git's insteadOf) -----------------------------------
+
+SEED_URL = "https://github.com/org/ml-platform-config"
+
+
+@pytest.mark.parametrize("whole_url", [
+    pytest.param(True, id="the-seed-url-to-a-bare-repo"),
+    pytest.param(False, id="an-org-prefix-to-a-directory-of-bare-repos"),
+])
+def test_a_rewritten_url_is_fetched_from_the_local_repo(tmp_path: Path, whole_url: bool) -> None:
+    """Given a rewrite of the seed's URL (or its org prefix) to local bare repos, the seed's
+    URL resolves and checks out from them (no network); messages keep the seed's URL."""
+    remote = Remote(tmp_path, name="ml-platform-config")
+    rewrite = ((SEED_URL, remote.url) if whole_url
+               else ("https://github.com/org/", tmp_path.as_uri() + "/"))
+    written = SEED_URL
+    first = remote.commit({"environments/production/values.yaml": "replicas: 1\n"})
+    remote.push()
+    cache = RepoCache(tmp_path / "cache", timeout=30, url_rewrites=[rewrite])
+
+    assert cache.ls_remote(written)["refs/heads/main"] == first
+    checkout = cache.checkout(written, "main")
+
+    assert checkout.commit == first
+    assert (checkout.path / "environments/production/values.yaml").read_text() == "replicas: 1\n"
+    with pytest.raises(SourceError) as caught:
+        cache.resolve(written, "no-such-branch")
+    assert caught.value.url == written
+
+
+def test_without_a_rewrite_the_seed_url_is_not_fetched_locally(tmp_path: Path, remote: Remote) -> None:
+    """The same URL with a rewrite of another prefix goes to its real host, which fails here
+    (no network; a bogus host keeps it fast): the rewrite above is what made it work."""
+    cache = RepoCache(tmp_path / "cache", timeout=30,
+                      url_rewrites=[("https://example.invalid/other", remote.url)])
+
+    with pytest.raises(SourceError) as caught:
+        cache.ls_remote("https://tidegate-no-such-host.invalid/org/ml-platform-config")
+    assert "tidegate-no-such-host.invalid" in caught.value.message
+
+
+def test_rewrites_default_to_the_process_config(tmp_path: Path, remote: Remote,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A RepoCache made without rewrites (as gitops/handlers.py makes it) uses CONFIG's."""
+    from gitops.config import CONFIG
+
+    first = remote.commit({"a.yaml": "a: 1\n"})
+    remote.push()
+    monkeypatch.setattr(CONFIG, "repo_url_rewrites", [(SEED_URL, remote.url)])
+
+    assert RepoCache(tmp_path / "cache", timeout=30).resolve(SEED_URL, "main") == first
+
+
+@pytest.mark.parametrize(("env", "pairs"), [
+    pytest.param("", [], id="unset"),
+    pytest.param(f"{SEED_URL}=file:///tmp/seed.git", [(SEED_URL, "file:///tmp/seed.git")], id="one"),
+    pytest.param(f" {SEED_URL}=file:///a.git\n\thttps://h/x=file:///b.git ",
+                 [(SEED_URL, "file:///a.git"), ("https://h/x", "file:///b.git")], id="two-any-space"),
+    pytest.param("https://h/x?a=b=file:///c.git", [("https://h/x?a", "b=file:///c.git")],
+                 id="split-at-the-first-equals"),
+])
+def test_rewrites_from_the_environment(env: str, pairs: list[tuple[str, str]]) -> None:
+    from gitops.config import REPO_URL_REWRITE_ENV, repo_url_rewrites_from_env
+
+    assert repo_url_rewrites_from_env({REPO_URL_REWRITE_ENV: env}) == pairs
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("no-equals-sign", id="no-equals"),
+    pytest.param("=file:///a.git", id="no-from"),
+    pytest.param(f"{SEED_URL}=", id="no-to"),
+    pytest.param(f"{SEED_URL}=file:///a b.git", id="space"),
+    pytest.param(f"{SEED_URL}=--upload-pack=touch", id="option-like-to"),
+])
+def test_a_malformed_rewrite_is_refused_with_the_expected_form(value: str) -> None:
+    from gitops.config import parse_repo_url_rewrite
+
+    with pytest.raises(ValueError, match="is not FROM=TO"):
+        parse_repo_url_rewrite(value)
+
+
+def test_the_controller_flag_adds_to_the_environment_and_refuses_a_bad_pair(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.controller import _repo_url_rewrites
+    from cli.main import build_parser
+    from gitops.config import REPO_URL_REWRITE_ENV
+
+    monkeypatch.setenv(REPO_URL_REWRITE_ENV, "https://h/a=file:///a.git")
+    args = build_parser().parse_args(
+        ["controller", "--repo-url-rewrite", f"{SEED_URL}=file:///seed.git"])
+    assert _repo_url_rewrites(args) == [("https://h/a", "file:///a.git"),
+                                        (SEED_URL, "file:///seed.git")]
+    bad = build_parser().parse_args(["controller", "--repo-url-rewrite", "nonsense"])
+    assert "is not FROM=TO" in str(_repo_url_rewrites(bad))
