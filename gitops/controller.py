@@ -614,8 +614,6 @@ class AppController:
     def _plan(self, app: Application, op_state: Mapping[str, Any], observed: Observed) -> SyncPlan:
         sync = (op_state.get("operation") or {}).get("sync") or {}
         options = options_from(sync.get("syncOptions"), prune=bool(sync.get("prune")))
-        # ApplyOutOfSyncOnly skips the Synced resources: the plan needs to know which are not.
-        options = replace(options, out_of_sync=frozenset(k for k, s in observed.sync.items() if s == OUT_OF_SYNC))
         if sync.get("resources"):
             options = replace(options, only=frozenset(
                 ResourceKey(group=str(r.get("group") or ""), kind=str(r.get("kind") or ""),
