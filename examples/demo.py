@@ -364,10 +364,12 @@ def follow_first_sync(cluster: Cluster, name: str, waves: dict[tuple[str, str], 
             if key not in seen:
                 seen.add(key)
                 wave = waves.get(key, 0)
-                print(f"  {time.monotonic() - started:5.1f}s  wave {wave}  {key[0]}/{key[1]:<26} "
+                print(f"  {time.monotonic() - started:5.1f}s  wave {wave}  {key[0] + '/' + key[1]:<44} "
                       f"{entry.get('status', '')}: {entry.get('message', '')}")
         message = str(op.get("message") or "")
-        if message != last_message and message.startswith("waiting for"):
+        # "waiting for healthy state of ..." says what a wave waits for; the 2 s pause
+        # between waves ("waiting for the next wave") is left out.
+        if message != last_message and message.startswith("waiting for healthy"):
             print(f"  {time.monotonic() - started:5.1f}s         ... {message}")
         last_message = message
         if op.get("phase") in ("Failed", "Error"):
