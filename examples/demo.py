@@ -412,13 +412,24 @@ def wait_synced(cluster: Cluster, name: str, revision: str, started: float) -> d
     return app
 
 
+def measured(value: Any) -> str:
+    """A measurement as the analysis stored it ("[0.9500000000000002]"), with 3 significant digits."""
+    try:
+        numbers = json.loads(str(value))
+    except ValueError:
+        return str(value)
+    if isinstance(numbers, list) and all(isinstance(n, int | float) for n in numbers):
+        return "[" + ", ".join(f"{n:.3g}" for n in numbers) + "]"
+    return str(value)
+
+
 def rollout_line(cluster: Cluster, ro: dict[str, Any]) -> tuple[Any, ...]:
     status = ro.get("status") or {}
     runs = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "analysisruns")["items"]
     run_text = ""
     for item in sorted(runs, key=lambda r: r["metadata"]["creationTimestamp"])[-1:]:
         results = (item.get("status") or {}).get("metricResults") or []
-        values = ", ".join(f"{m['name']}={(m.get('measurements') or [{}])[-1].get('value', '?')}" for m in results)
+        values = ", ".join(f"{m['name']}={measured((m.get('measurements') or [{}])[-1].get('value', '?'))}" for m in results)
         run_text = f"analysis {(item.get('status') or {}).get('phase', 'Pending')} {values}"
     steps = len(((ro["spec"].get("strategy") or {}).get("canary") or {}).get("steps") or [])
     image = ro["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -601,7 +612,7 @@ def main() -> int:
             return app if ok else None
 
         app = wait_for(f"{APP} to be Synced with its Rollout Healthy", healthy, timeout=READY_S)
-        print(f"  => {app_line(app)}; {app_line(cluster.app(MODEL_APP))}")
+        print(f"  => {app_line(cluster.app(MODEL_APP))}")
         print("\n== tidegate app list")
         print(run([sys.executable, "-m", "cli.main", "app", "list"], env=env, cwd=REPO).rstrip())
         print("\nExplore:  . .cluster/env; kubectl -n argocd get applications; kubectl -n ml-serving get ro,rs,ar,vs,isvc")
