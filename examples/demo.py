@@ -341,6 +341,12 @@ def app_line(app: dict[str, Any]) -> str:
     return "\n     ".join([line, *unhealthy(app)])
 
 
+def resource_health(app: dict[str, Any], kind: str) -> str:
+    """The health the Application reports for its (first) resource of ``kind``."""
+    found = [r for r in (app.get("status") or {}).get("resources") or [] if r.get("kind") == kind]
+    return str((found[0].get("health") or {}).get("status") or "") if found else ""
+
+
 def unhealthy(app: dict[str, Any]) -> list[str]:
     """Each resource of the app whose health is known and not Healthy, with its message."""
     out = []
@@ -392,8 +398,10 @@ def follow_first_sync(cluster: Cluster, name: str, waves: dict[tuple[str, str], 
         sync, _, _, phase = app_state(app)
         return app if (phase == "Succeeded" and sync == "Synced") else None
 
-    # Synced, not Healthy: an HPA has no metrics API to read on the local cluster
-    # (Argo CD's HPA check calls that Degraded); the app's line shows each such resource.
+    # Synced, not necessarily Healthy: the local cluster has no metrics API, so an HPA
+    # reports FailedGetResourceMetric, which Argo CD's HPA check calls Degraded. The
+    # story is judged by the Rollout and the InferenceService; the app's line names
+    # every resource that is not Healthy.
     app = wait_for(f"the first sync of {name} (Succeeded, Synced)", step, timeout=FIRST_SYNC_S)
     print(f"  => {app_line(app)}")
 
@@ -461,8 +469,7 @@ def watch_rollout(cluster: Cluster, *, image: str, until: str, started: float) -
 
     def app_sees_it() -> dict[str, Any] | None:
         app = cluster.app(APP)
-        rollout = [r for r in (app.get("status") or {}).get("resources") or [] if r.get("kind") == "Rollout"]
-        return app if rollout and (rollout[0].get("health") or {}).get("status") == until else None
+        return app if resource_health(app, "Rollout") == until else None
 
     app = wait_for(f"{APP} to show its Rollout {until}", app_sees_it, timeout=READY_S)
     print(f"  {time.monotonic() - started:5.1f}s  => {app_line(app)}")
@@ -565,9 +572,10 @@ def main() -> int:
 
         def model_ready() -> dict[str, Any] | None:
             app = cluster.app(MODEL_APP)
-            return app if app_state(app)[2] == "Healthy" else None
+            return app if resource_health(app, "InferenceService") == "Healthy" else None
 
-        print(f"  {time.monotonic() - started:5.1f}s  => {app_line(wait_for(f'{MODEL_APP} to be Healthy', model_ready, timeout=READY_S))}")
+        app = wait_for(f"{MODEL_APP} to show its InferenceService Healthy", model_ready, timeout=READY_S)
+        print(f"  {time.monotonic() - started:5.1f}s  => {app_line(app)}")
 
         head = repo.git("rev-parse", "HEAD")
         webhook_url = CONFIG_REPO_URL if rewrite else repo.url
@@ -607,9 +615,7 @@ def main() -> int:
 
         def healthy() -> dict[str, Any] | None:
             app = cluster.app(APP)
-            rollout = [r for r in (app.get("status") or {}).get("resources") or [] if r.get("kind") == "Rollout"]
-            ok = app_state(app)[0] == "Synced" and rollout and (rollout[0].get("health") or {}).get("status") == "Healthy"
-            return app if ok else None
+            return app if app_state(app)[0] == "Synced" and resource_health(app, "Rollout") == "Healthy" else None
 
         app = wait_for(f"{APP} to be Synced with its Rollout Healthy", healthy, timeout=READY_S)
         print(f"  => {app_line(cluster.app(MODEL_APP))}")
