@@ -1,47 +1,106 @@
-"""`make demo`: an ML model's canary, promoted and then aborted, on the local cluster.
+"""`make demo`: the seed's whole story, Git to a canary, on the local cluster.
 
-What it does, in order (the cluster itself is started by `make demo` first):
+Who calls it: the Makefile's ``demo`` target (``python -m examples.demo``) once
+the local cluster is up; ``--clean`` removes what a run left and exits. What it
+does, in order (docs/demo.md tells the story with the output):
 
-1. starts the test exporter that plays the model's stable and canary servers and
-   registers it with the harness's Prometheus;
-2. starts `tidegate controller` (both components) in the background, its log in
-   `.cluster/logs/tidegate-controller.log`, its pid beside the cluster's (so
-   `make cluster-down` stops it);
-3. applies examples/ml-canary/ (the seed Rollout with short pauses, its Services,
-   VirtualService and AnalysisTemplates) in namespace `ml-serving`;
-4. act 1: rolls out `inference:v3` with a healthy canary, printing every change of
-   step, weight and analysis until the Rollout is Healthy;
-5. act 2: rolls out `inference:v4` whose canary fails 5% of requests; the
-   success-rate analysis fails and Tidegate aborts back to v3.
+1. pushes examples/gitops/ (laid out as the seed: the Helm chart at
+   ``environments/production`` with ``values.yaml`` + ``values-production.yaml``,
+   the ``models/llm-service`` kustomization) to a bare Git repository under
+   ``.cluster/demo/``, served over ``file://``;
+2. starts the test exporter that plays the model's stable and canary servers
+   (scraped by the harness's Prometheus), the mesh stand-in, the KServe stand-in
+   (e2e/kserve.py: the InferenceService CRD and a loop marking InferenceServices
+   Ready), and ``tidegate controller --components rollouts,analysis,gitops``;
+3. applies the seed's AppProject and Application (examples/gitops/argocd/) plus
+   an Application for the llm-service kustomization, and prints the first sync
+   wave by wave from the operation's result;
+4. act 1: a commit bumps the model to v3; a signed GitHub push webhook makes the
+   controller sync it at once, and the canary promotes it;
+5. act 2: a commit bumps the model to v4, whose canary fails 5% of requests;
+   the analysis aborts it: the Application stays Synced, its Rollout Degraded;
+6. act 3: ``git revert`` of that commit brings the Application back to Healthy.
 
-Istio's data plane is not here: a small stand-in (``MeshStandIn``) reads the
-VirtualService weights and sets the exporter's per-service request rates in
-those proportions, as Envoy would split real traffic. It stands in for the mesh
-only; every decision is Tidegate's.
+Stand-ins, named as such in the output: Istio's data plane (``MeshStandIn``
+reads the VirtualService weights and sets the exporter's request rates in those
+proportions) and KServe's controller (``e2e.kserve.KServeStandIn``). Every
+decision - sync, waves, canary steps, analysis, abort - is Tidegate's.
+
+Each step has a deadline: past it the demo says which step did not happen and
+exits 1 (the controller's log is in ``.cluster/logs/tidegate-controller.log``).
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import hmac
 import json
 import os
+import secrets
+import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import yaml
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from e2e.exporter import start_exporter
+from e2e.kserve import KServeStandIn, install_inferenceservice_crd
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / ".cluster"
+GITOPS = REPO / "examples" / "gitops"
+WORK = CLUSTER / "demo"
 NAMESPACE = "ml-serving"
+APP_NAMESPACE = "argocd"
+APP, MODEL_APP, PROJECT = "ml-platform", "llm-service", "ml-production"
 ROLLOUT = "inference-rollout"
+CONFIG_REPO_URL = "https://github.com/org/ml-platform-config"
+MODELS_REPO_URL = "https://github.com/org/ml-models"
+CHART_PATH = "environments/production"
+MODELS_PATH = "models/llm-service"
+VALUES_PRODUCTION = f"{CHART_PATH}/values-production.yaml"
+PV_NAME = "tidegate-demo-model-cache"
+GROUP, VERSION = "argoproj.io", "v1alpha1"
 TOTAL_RPS = 50.0
+WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
+REWRITE_FLAG = "--repo-url-rewrite"
+CONTROLLER_LOG = CLUSTER / "logs" / "tidegate-controller.log"
 
+# Deadlines of the steps, seconds (a slow, shared 2-core machine included).
+FIRST_SYNC_S = 180.0
+SYNC_S = 60.0
+CANARY_S = 240.0
+READY_S = 60.0
+
+# The seed's AppProject lists only core, apps and serving.kserve.io namespaced
+# kinds, so as written it refuses the seed's own Rollout, AnalysisTemplates and
+# VirtualService, and the HPA and PDB of its llm-service kustomization. The demo
+# adds these groups (and prints that it does).
+EXTRA_NAMESPACED_KINDS = [{"group": "argoproj.io", "kind": "*"}, {"group": "networking.istio.io", "kind": "*"},
+                          {"group": "autoscaling", "kind": "*"}, {"group": "policy", "kind": "*"}]
+
+MSG_DEADLINE = "demo: {what} did not happen within {seconds:.0f} s; see {log}"
+MSG_CLASH = ("demo: namespace {namespace} exists and was not made by the demo (someone else is using "
+             "it); retry later, or delete it yourself")
+MSG_KUBECTL = "demo: kubectl {args} failed: {error}"
+MSG_WEBHOOK = "demo: the webhook answered {status}: {body}"
+DEMO_LABEL = "tidegate.dev/demo"
+
+T = TypeVar("T")
+
+
+# --- plumbing -----------------------------------------------------------------------------------
 
 def load_env() -> dict[str, str]:
     env = dict(os.environ)
@@ -52,11 +111,68 @@ def load_env() -> dict[str, str]:
     return env
 
 
-def kubectl(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True, check=False)
+def run(argv: list[str], *, env: dict[str, str], cwd: Path | None = None, timeout: float = 60) -> str:
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False,
+                          timeout=timeout)
     if done.returncode != 0:
-        raise SystemExit(f"demo: kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        raise SystemExit(MSG_KUBECTL.format(args=" ".join(argv), error=done.stderr.strip()[-2000:])
+                         if argv[0] == "kubectl" else f"demo: {' '.join(argv[:3])} failed: {done.stderr.strip()}")
     return done.stdout
+
+
+def wait_for(what: str, check: Callable[[], T | None], *, timeout: float, interval: float = 0.3) -> T:
+    """``check()``'s first truthy value, or exit 1 naming ``what`` once ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise SystemExit(MSG_DEADLINE.format(what=what, seconds=timeout, log=CONTROLLER_LOG.relative_to(REPO)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class GitRepo:
+    """The demo's Git server: a bare repository (the remote, over file://) and a work tree."""
+
+    def __init__(self, root: Path) -> None:
+        self.bare, self.work = root / "ml-platform-config.git", root / "work"
+        self.env = {"GIT_AUTHOR_NAME": "ml-platform", "GIT_AUTHOR_EMAIL": "ml-platform@example.com",
+                    "GIT_COMMITTER_NAME": "ml-platform", "GIT_COMMITTER_EMAIL": "ml-platform@example.com",
+                    "HOME": str(root), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self.git("init", "-q", "--bare", "-b", "main", str(self.bare), cwd=root)
+        self.git("init", "-q", "-b", "main", str(self.work), cwd=root)
+        self.git("remote", "add", "origin", self.url)
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.bare}"
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        return run(["git", *args], env=self.env, cwd=cwd or self.work).strip()
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        self.git("push", "-q", "origin", "main")
+        return self.git("rev-parse", "HEAD")
+
+    def set_model_version(self, version: str, message: str) -> str:
+        path = self.work / VALUES_PRODUCTION
+        lines = [f"  version: {version}" if line.startswith("  version: ") else line
+                 for line in path.read_text().splitlines()]
+        path.write_text("\n".join(lines) + "\n")
+        return self.commit(message)
+
+    def revert_head(self) -> str:
+        self.git("revert", "--no-edit", "HEAD")
+        self.git("push", "-q", "origin", "main")
+        return self.git("rev-parse", "HEAD")
 
 
 class MeshStandIn(threading.Thread):
@@ -67,7 +183,6 @@ class MeshStandIn(threading.Thread):
         self.custom = custom
         self.url = exporter_url
         self.stop = threading.Event()
-        self.weights = (100, 0)
 
     def control(self, service: str, **settings: float) -> None:
         body = json.dumps({"service": service, **settings}).encode()
@@ -78,127 +193,446 @@ class MeshStandIn(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                vs = self.custom.get_namespaced_custom_object(
-                    "networking.istio.io", "v1beta1", NAMESPACE, "virtualservices", "inference-vsvc")
-                route = vs["spec"]["http"][0]["route"]
-                weights = (int(route[0].get("weight", 0)), int(route[1].get("weight", 0)))
-                if weights != self.weights:
-                    self.weights = weights
-                self.control("inference-stable", rate=TOTAL_RPS * weights[0] / 100)
+                stable, canary = vs_weights(self.custom)
+                self.control("inference-stable", rate=TOTAL_RPS * stable / 100)
                 # a canary with no traffic still answers health probes: keep a trickle
-                self.control("inference-canary", rate=max(TOTAL_RPS * weights[1] / 100, 1.0))
+                self.control("inference-canary", rate=max(TOTAL_RPS * canary / 100, 1.0))
+            except ApiException as exc:
+                if exc.status != 404:  # not synced yet: nothing to follow
+                    print(f"  (mesh stand-in: {exc.reason})", file=sys.stderr)
             except Exception as exc:  # noqa: BLE001 - the stand-in must not stop the demo
                 print(f"  (mesh stand-in: {exc})", file=sys.stderr)
             self.stop.wait(0.5)
 
 
-def start_controller(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = (CLUSTER / "logs" / "tidegate-controller.log").open("ab")
-    proc = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "tidegate"), "controller", "--metrics-port", "0"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-    )
-    (CLUSTER / "pids" / "tidegate-controller").write_text(str(proc.pid))
-    return proc
-
-
-def describe(custom: Any) -> tuple[Any, ...]:
-    ro = custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", NAMESPACE, "rollouts", ROLLOUT)
-    status = ro.get("status") or {}
-    runs = custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", NAMESPACE, "analysisruns")["items"]
-    current = sorted(runs, key=lambda r: r["metadata"]["creationTimestamp"])[-1:] if runs else []
-    run_text = ""
-    for run in current:
-        results = (run.get("status") or {}).get("metricResults") or []
-        values = ", ".join(
-            f"{m['name']}={(m.get('measurements') or [{}])[-1].get('value', '?')}" for m in results
-        )
-        run_text = f"analysis {run['metadata']['name'][-12:]} {(run.get('status') or {}).get('phase', 'Pending')} {values}"
-    weights = ((status.get("canary") or {}).get("weights") or {})
-    steps = len(((ro["spec"].get("strategy") or {}).get("canary") or {}).get("steps") or [])
-    return (steps,
-        status.get("phase"), status.get("currentStepIndex"),
-        (weights.get("canary") or {}).get("weight"), status.get("message") or "", run_text,
-    )
-
-
 def vs_weights(custom: Any) -> tuple[int, int]:
-    """(stable, canary) weights of the demo's VirtualService as the API server has them now."""
-    vs = custom.get_namespaced_custom_object(
-        "networking.istio.io", "v1beta1", NAMESPACE, "virtualservices", "inference-vsvc")
+    """(stable, canary) weights of the VirtualService as the API server has them now."""
+    vs = custom.get_namespaced_custom_object("networking.istio.io", "v1beta1", NAMESPACE,
+                                             "virtualservices", "inference-vsvc")
     route = vs["spec"]["http"][0]["route"]
     return int(route[0].get("weight", 0)), int(route[1].get("weight", 0))
 
 
-def watch_until_done(custom: Any, started: float, timeout: float = 240) -> tuple[Any, ...]:
+def controller_supports_rewrite(env: dict[str, str]) -> bool:
+    done = subprocess.run([sys.executable, "-m", "cli.main", "controller", "--help"], env=env, cwd=REPO,
+                          capture_output=True, text=True, check=False, timeout=60)
+    return REWRITE_FLAG in done.stdout
+
+
+def start_controller(env: dict[str, str], *, webhook_port: int, rewrites: list[str]) -> subprocess.Popen[bytes]:
+    CONTROLLER_LOG.parent.mkdir(parents=True, exist_ok=True)
+    log = CONTROLLER_LOG.open("ab")
+    argv = [sys.executable, "-m", "cli.main", "controller", "--components", "rollouts,analysis,gitops",
+            # only the demo's namespaces: other controllers may share this cluster
+            "--namespace", NAMESPACE, "--namespace", APP_NAMESPACE, "--app-namespace", APP_NAMESPACE,
+            "--metrics-port", "0", "--webhook-port", str(webhook_port),
+            # Re-compare every 10 s (Argo CD: 120 s): the sync module re-reads health on
+            # spec changes and its resync only, so a status-only change (an InferenceService
+            # turning Ready, a Rollout finishing) shows in the app's health within 10 s.
+            "--app-resync", "10"]
+    for rewrite in rewrites:
+        argv += [REWRITE_FLAG, rewrite]
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    (CLUSTER / "pids").mkdir(exist_ok=True)
+    (CLUSTER / "pids" / "tidegate-controller").write_text(str(proc.pid))
+    return proc
+
+
+def send_push(port: int, secret: str, *, repo_url: str, before: str, after: str) -> None:
+    """The push GitHub would send for this commit, signed with the webhook secret."""
+    body = json.dumps({"ref": "refs/heads/main", "before": before, "after": after,
+                       "repository": {"html_url": repo_url, "default_branch": "main"}}).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/webhook", data=body, method="POST",
+        headers={"Content-Type": "application/json", "X-GitHub-Event": "push",
+                 "X-Hub-Signature-256": signature})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(MSG_WEBHOOK.format(status=exc.code, body=exc.read()[:300].decode(errors="replace"))) from exc
+
+
+# --- the cluster --------------------------------------------------------------------------------
+
+class Cluster:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        config.load_kube_config(config_file=env["KUBECONFIG"])
+        self.api = client.ApiClient()
+        self.custom = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(["kubectl", *args], env=self.env, input=stdin, capture_output=True, text=True,
+                              check=False, timeout=120)
+        if done.returncode != 0:
+            raise SystemExit(MSG_KUBECTL.format(args=" ".join(args), error=done.stderr.strip()))
+        return done.stdout
+
+    def app(self, name: str) -> dict[str, Any]:
+        try:
+            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, APP_NAMESPACE,
+                                                                 "applications", name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return {}
+            raise
+
+    def rollout(self) -> dict[str, Any]:
+        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "rollouts", ROLLOUT))
+
+    def namespace_is_ours(self, name: str) -> bool | None:
+        """None: absent; True: made by a demo run; False: someone else's."""
+        try:
+            ns = self.core.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        labels = ns.metadata.labels or {}
+        return DEMO_LABEL in labels or labels.get("app.kubernetes.io/part-of") == "ml-platform"
+
+    def clean(self) -> None:
+        """Remove what a previous run left: Applications (finalizers dropped), namespaces, the volume."""
+        try:
+            apps = self.custom.list_namespaced_custom_object(GROUP, VERSION, APP_NAMESPACE, "applications")["items"]
+        except ApiException:
+            apps = []
+        for app in apps:
+            name = app["metadata"]["name"]
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, APP_NAMESPACE, "applications", name,
+                                                       {"metadata": {"finalizers": None}})
+        for name in (NAMESPACE, APP_NAMESPACE):
+            subprocess.run(["kubectl", "delete", "namespace", name, "--ignore-not-found", "--wait=true",
+                            "--timeout=90s"], env=self.env, capture_output=True, check=False, timeout=120)
+        subprocess.run(["kubectl", "delete", "pv", PV_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s"],
+                       env=self.env, capture_output=True, check=False, timeout=90)
+
+    def create_volume(self) -> None:
+        """The model cache's PersistentVolume (no provisioner here), reserved for ml-serving/model-cache."""
+        self.core.create_persistent_volume(client.V1PersistentVolume(
+            metadata=client.V1ObjectMeta(name=PV_NAME, labels={DEMO_LABEL: "true"}),
+            spec=client.V1PersistentVolumeSpec(
+                capacity={"storage": "1Gi"}, access_modes=["ReadWriteOnce"], storage_class_name="manual",
+                host_path=client.V1HostPathVolumeSource(path=f"/tmp/{PV_NAME}"),  # noqa: S108 - a fake node's path
+                claim_ref=client.V1ObjectReference(namespace=NAMESPACE, name="model-cache"))))
+
+
+# --- what the story prints ----------------------------------------------------------------------
+
+def short(sha: str | None) -> str:
+    return (sha or "-")[:7]
+
+
+def app_state(app: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(sync status, revision, health, operation phase) of an Application."""
+    status = app.get("status") or {}
+    sync = status.get("sync") or {}
+    return (str(sync.get("status") or "-"), short(sync.get("revision")),
+            str((status.get("health") or {}).get("status") or "-"),
+            str((status.get("operationState") or {}).get("phase") or "-"))
+
+
+def app_line(app: dict[str, Any]) -> str:
+    sync, revision, health, phase = app_state(app)
+    line = f"{app['metadata']['name']}: {sync} at {revision}, {health} (last operation {phase})"
+    return "\n     ".join([line, *unhealthy(app)])
+
+
+def resource_health(app: dict[str, Any], kind: str) -> str:
+    """The health the Application reports for its (first) resource of ``kind``."""
+    found = [r for r in (app.get("status") or {}).get("resources") or [] if r.get("kind") == kind]
+    return str((found[0].get("health") or {}).get("status") or "") if found else ""
+
+
+def unhealthy(app: dict[str, Any]) -> list[str]:
+    """Each resource of the app whose health is known and not Healthy, with its message."""
+    out = []
+    for res in (app.get("status") or {}).get("resources") or []:
+        health = res.get("health") or {}
+        if health.get("status") not in (None, "Healthy"):
+            out.append(f"{res['kind']}/{res['name']} {health['status']}: {health.get('message', '')}".rstrip(": "))
+    return out
+
+
+def rendered_waves(repo: GitRepo, env: dict[str, str]) -> dict[tuple[str, str], int]:
+    """(kind, name) -> sync wave of every object the two Applications render, read from Git's tree."""
+    chart = repo.work / CHART_PATH
+    text = run(["helm", "template", APP, str(chart), "--namespace", NAMESPACE,
+                "-f", str(chart / "values.yaml"), "-f", str(chart / "values-production.yaml")], env=env)
+    text += "\n---\n" + run(["kustomize", "build", str(repo.work / MODELS_PATH)], env=env)
+    waves = {}
+    for doc in yaml.safe_load_all(text):
+        if isinstance(doc, dict) and doc.get("kind"):
+            meta = doc.get("metadata") or {}
+            waves[(doc["kind"], meta.get("name", ""))] = int((meta.get("annotations") or {}).get(WAVE_ANNOTATION, 0))
+    return waves
+
+
+def follow_first_sync(cluster: Cluster, name: str, waves: dict[tuple[str, str], int], started: float) -> None:
+    """Print the operation's syncResult entries as they appear, by wave, and what it waits for."""
+    seen: set[tuple[str, str]] = set()
+    last_message = ""
+
+    def step() -> dict[str, Any] | None:
+        nonlocal last_message
+        app = cluster.app(name)
+        op = (app.get("status") or {}).get("operationState") or {}
+        for entry in (op.get("syncResult") or {}).get("resources") or []:
+            key = (entry.get("kind", ""), entry.get("name", ""))
+            if key not in seen:
+                seen.add(key)
+                wave = waves.get(key, 0)
+                print(f"  {time.monotonic() - started:5.1f}s  wave {wave}  {key[0] + '/' + key[1]:<44} "
+                      f"{entry.get('status', '')}: {entry.get('message', '')}")
+        message = str(op.get("message") or "")
+        # "waiting for healthy state of ..." says what a wave waits for; the 2 s pause
+        # between waves ("waiting for the next wave") is left out.
+        if message != last_message and message.startswith("waiting for healthy"):
+            print(f"  {time.monotonic() - started:5.1f}s         ... {message}")
+        last_message = message
+        if op.get("phase") in ("Failed", "Error"):
+            raise SystemExit(f"demo: the first sync of {name} failed: {message}")
+        sync, _, _, phase = app_state(app)
+        return app if (phase == "Succeeded" and sync == "Synced") else None
+
+    # Synced, not necessarily Healthy: the local cluster has no metrics API, so an HPA
+    # reports FailedGetResourceMetric, which Argo CD's HPA check calls Degraded. The
+    # story is judged by the Rollout and the InferenceService; the app's line names
+    # every resource that is not Healthy.
+    app = wait_for(f"the first sync of {name} (Succeeded, Synced)", step, timeout=FIRST_SYNC_S)
+    print(f"  => {app_line(app)}")
+
+
+def wait_synced(cluster: Cluster, name: str, revision: str, started: float) -> dict[str, Any]:
+    def synced() -> dict[str, Any] | None:
+        app = cluster.app(name)
+        status = app.get("status") or {}
+        op = status.get("operationState") or {}
+        done = (op.get("phase") == "Succeeded" and (op.get("syncResult") or {}).get("revision") == revision)
+        return app if done else None
+
+    app = wait_for(f"the sync of commit {short(revision)}", synced, timeout=SYNC_S, interval=0.1)
+    applied = [f"{r['kind']}/{r['name']}" for r in app["status"]["operationState"]["syncResult"]["resources"]]
+    print(f"  {time.monotonic() - started:5.1f}s  {APP} synced {short(revision)}: applied {', '.join(applied)}")
+    return app
+
+
+def measured(value: Any) -> str:
+    """A measurement as the analysis stored it ("[0.9500000000000002]"), with 3 significant digits."""
+    try:
+        numbers = json.loads(str(value))
+    except ValueError:
+        return str(value)
+    if isinstance(numbers, list) and all(isinstance(n, int | float) for n in numbers):
+        return "[" + ", ".join(f"{n:.3g}" for n in numbers) + "]"
+    return str(value)
+
+
+def rollout_line(cluster: Cluster, ro: dict[str, Any]) -> tuple[Any, ...]:
+    status = ro.get("status") or {}
+    runs = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "analysisruns")["items"]
+    run_text = ""
+    for item in sorted(runs, key=lambda r: r["metadata"]["creationTimestamp"])[-1:]:
+        results = (item.get("status") or {}).get("metricResults") or []
+        values = ", ".join(f"{m['name']}={measured((m.get('measurements') or [{}])[-1].get('value', '?'))}" for m in results)
+        run_text = f"analysis {(item.get('status') or {}).get('phase', 'Pending')} {values}"
+    steps = len(((ro["spec"].get("strategy") or {}).get("canary") or {}).get("steps") or [])
+    image = ro["spec"]["template"]["spec"]["containers"][0]["image"]
+    return (image, status.get("phase"), status.get("currentStepIndex"), steps, vs_weights(cluster.custom),
+            status.get("message") or "", run_text, app_state(cluster.app(APP))[::2])
+
+
+def watch_rollout(cluster: Cluster, *, image: str, until: str, started: float) -> tuple[Any, ...]:
+    """Print every change of step, weights, analysis and the app's state until the Rollout is ``until``."""
     last: tuple[Any, ...] = ()
-    while time.monotonic() - started < timeout:
-        state = describe(custom)
-        # The VirtualService is read with the Rollout, not from the stand-in's 0.5 s poll,
-        # so a line shows the weights the controller wrote by then, and a change prints.
-        state = (*state, vs_weights(custom))
+
+    def step() -> tuple[Any, ...] | None:
+        nonlocal last
+        ro = cluster.rollout()
+        state = rollout_line(cluster, ro)
         if state != last:
-            steps, phase, step, weight, message, run_text, (stable, canary) = state
-            print(f"  {time.monotonic() - started:6.1f}s  {phase or '-':<11} step {step!s:>2}/{steps}  "
-                  f"canary weight {weight!s:>3}%  VS {stable}/{canary}  {message}  {run_text}")
+            ro_image, phase, index, steps, (stable, canary), message, run_text, (sync, health) = state
+            print(f"  {time.monotonic() - started:5.1f}s  {ro_image:<13} {phase or '-':<11} step {index!s:>2}/{steps}"
+                  f"  VS {stable:>3}/{canary:<3} app {sync}/{health:<11} {message}  {run_text}".rstrip())
             last = state
-        if state[1] in ("Healthy", "Degraded") and time.monotonic() - started > 3:
-            return state
-        time.sleep(0.5)
-    raise SystemExit("demo: the rollout did not finish in time; see .cluster/logs/tidegate-controller.log")
+        status = ro.get("status") or {}
+        settled = (str(status.get("observedGeneration")) == str(ro["metadata"].get("generation"))
+                   and ro["spec"]["template"]["spec"]["containers"][0]["image"] == image
+                   and status.get("phase") == until
+                   and (until != "Healthy" or status.get("stableRS") == status.get("currentPodHash")))
+        return state if settled else None
+
+    state = wait_for(f"the Rollout to become {until} with {image}", step, timeout=CANARY_S, interval=0.5)
+
+    def app_sees_it() -> dict[str, Any] | None:
+        app = cluster.app(APP)
+        return app if resource_health(app, "Rollout") == until else None
+
+    app = wait_for(f"{APP} to show its Rollout {until}", app_sees_it, timeout=READY_S)
+    print(f"  {time.monotonic() - started:5.1f}s  => {app_line(app)}")
+    return state
 
 
-def set_image(custom: Any, image: str) -> None:
-    custom.patch_namespaced_custom_object(
-        "argoproj.io", "v1alpha1", NAMESPACE, "rollouts", ROLLOUT,
-        {"spec": {"template": {"spec": {"containers": [{"name": "inference", "image": image,
-                                                         "resources": {"limits": {"nvidia.com/gpu": 1}}}]}}}},
-    )
+# --- the story ----------------------------------------------------------------------------------
+
+def prepare_repo(env: dict[str, str]) -> GitRepo:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    repo = GitRepo(WORK)
+    for part in ("environments", "models"):
+        shutil.copytree(GITOPS / part, repo.work / part)
+    repo.commit("ml-platform: production serves model v2")
+    return repo
+
+
+def argocd_objects(repo: GitRepo, *, rewrite: bool) -> list[dict[str, Any]]:
+    docs = [d for name in ("application-and-project.yaml", "llm-service.yaml")
+            for d in yaml.safe_load_all((GITOPS / "argocd" / name).read_text()) if d]
+    for doc in docs:
+        if doc["kind"] == "AppProject":
+            doc["spec"]["namespaceResourceWhitelist"] += EXTRA_NAMESPACED_KINDS
+            if not rewrite:
+                doc["spec"]["sourceRepos"].append(repo.url)
+        elif not rewrite:
+            # TODO(issue 9, branch issue9-seed): drop once `--repo-url-rewrite` is on main; the
+            # Application then keeps the seed's repoURL and the controller fetches it from repo.url.
+            doc["spec"]["source"]["repoURL"] = repo.url
+    return docs
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--clean", action="store_true", help="remove what the demo left on the cluster and exit")
+    args = parser.parse_args()
     env = load_env()
-    config.load_kube_config(config_file=env["KUBECONFIG"])
-    custom = client.CustomObjectsApi()
+    cluster = Cluster(env)
+    if args.clean:
+        cluster.clean()
+        print("demo: removed the Applications, namespaces ml-serving and argocd, and the demo's volume")
+        return 0
+    for name in (NAMESPACE, APP_NAMESPACE):
+        if cluster.namespace_is_ours(name) is False:
+            raise SystemExit(MSG_CLASH.format(namespace=name))
+    cluster.clean()  # a previous run's objects, so the demo can be run again and again
 
+    print("== setting the stage")
+    repo = prepare_repo(env)
+    print(f"Git: {repo.url} <- examples/gitops/ ({CHART_PATH}: Helm chart, values.yaml + values-production.yaml;"
+          f" {MODELS_PATH}: the seed's kustomization), commit {short(repo.git('rev-parse', 'HEAD'))}")
     exporter = start_exporter(0, services=("inference-stable", "inference-canary"))
     target = Path(env["TIDEGATE_PROMETHEUS_TARGETS"]) / "demo.json"
     target.write_text(json.dumps([{"targets": [exporter.url.split("//")[1]], "labels": {"job": "demo"}}]))
     env["TIDEGATE_PROMETHEUS_ADDRESS"] = env["PROMETHEUS_URL"]
-    print(f"exporter (plays the model servers) at {exporter.url}, scraped by {env['PROMETHEUS_URL']}")
-
-    # Start from a clean namespace so the demo can be run again and again.
-    subprocess.run(["kubectl", "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true",
-                    "--timeout=60s"], env=env, capture_output=True, check=False)
-    kubectl(env, "create", "namespace", NAMESPACE)
-    controller = start_controller(env)
-    print(f"tidegate controller started (pid {controller.pid}); log: .cluster/logs/tidegate-controller.log")
-    kubectl(env, "apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / "ml-canary"))
-    mesh = MeshStandIn(custom, exporter.url)
+    print(f"model servers: played by the test exporter at {exporter.url}, scraped by Prometheus {env['PROMETHEUS_URL']}")
+    mesh = MeshStandIn(cluster.custom, exporter.url)
     mesh.start()
+    print("Istio data plane: a stand-in (MeshStandIn) sets the servers' request rates from the VirtualService weights")
+    install_inferenceservice_crd(cluster.api)
+    kserve = KServeStandIn(cluster.api, NAMESPACE, delay=3.0)
+    kserve.start()
+    print("KServe: not installed; its InferenceService CRD is, and a stand-in (e2e.kserve.KServeStandIn)"
+          " marks InferenceServices Ready")
+    cluster.create_volume()
+    print(f"storage: no provisioner here; the demo made PersistentVolume {PV_NAME} for the model cache")
+
+    rewrite = controller_supports_rewrite(env)
+    rewrites = [f"{CONFIG_REPO_URL}={repo.url}", f"{MODELS_REPO_URL}={repo.url}"] if rewrite else []
+    webhook_port, webhook_secret = free_port(), secrets.token_hex(16)
+    env["TIDEGATE_WEBHOOK_GITHUB_SECRET"] = webhook_secret
+    controller = start_controller(env, webhook_port=webhook_port, rewrites=rewrites)
+    print(f"tidegate controller --components rollouts,analysis,gitops (pid {controller.pid}), webhook on "
+          f":{webhook_port}; log: {CONTROLLER_LOG.relative_to(REPO)}")
+    if rewrite:
+        print(f"  the seed's repoURLs are fetched from {repo.url} ({REWRITE_FLAG}, a test-only setting)")
+    else:
+        print(f"  TODO: this controller has no {REWRITE_FLAG} yet: the Applications name {repo.url} instead")
     try:
-        print("\nwaiting for the first revision (inference:v2) to become Healthy ...")
-        watch_until_done(custom, time.monotonic())
+        cluster.kubectl("create", "namespace", APP_NAMESPACE)
+        cluster.kubectl("label", "namespace", APP_NAMESPACE, f"{DEMO_LABEL}=true")
+        docs = argocd_objects(repo, rewrite=rewrite)
+        project = next(d for d in docs if d["kind"] == "AppProject")
+        apps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Application"}
+        extra = ", ".join(k["group"] for k in EXTRA_NAMESPACED_KINDS)
+        print(f"AppProject {PROJECT}: the seed's, plus namespaced kinds of {extra} (the seed's project as written "
+              "refuses its own Rollout, VirtualService, HPA and PDB)")
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(project))
+        waves = rendered_waves(repo, env)
 
-        print("\nact 1: roll out inference:v3, a healthy model")
-        set_image(custom, "inference:v3")
-        state = watch_until_done(custom, time.monotonic())
-        print(f"=> {state[1]}: v3 is the stable revision\n")
+        print(f"\n== the first sync of {APP} (the seed's Application: {CHART_PATH}, both value files), wave by wave")
+        started = time.monotonic()
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(apps[APP]))
+        follow_first_sync(cluster, APP, waves, started)
+        print(f"\n== the first sync of {MODEL_APP} ({MODELS_PATH}: InferenceService, HPA, PDB, generated ConfigMap)")
+        started = time.monotonic()
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(apps[MODEL_APP]))
+        follow_first_sync(cluster, MODEL_APP, waves, started)
 
-        print("act 2: roll out inference:v4, whose canary fails 5% of requests")
+        def model_ready() -> dict[str, Any] | None:
+            app = cluster.app(MODEL_APP)
+            return app if resource_health(app, "InferenceService") == "Healthy" else None
+
+        app = wait_for(f"{MODEL_APP} to show its InferenceService Healthy", model_ready, timeout=READY_S)
+        print(f"  {time.monotonic() - started:5.1f}s  => {app_line(app)}")
+
+        head = repo.git("rev-parse", "HEAD")
+        webhook_url = CONFIG_REPO_URL if rewrite else repo.url
+
+        print("\n== act 1: a commit releases model v3; the webhook syncs it, the canary promotes it")
+        v3 = repo.set_model_version("v3", "model v3")
+        started = time.monotonic()
+        send_push(webhook_port, webhook_secret, repo_url=webhook_url, before=head, after=v3)
+        print(f"  commit {short(v3)} 'model v3' pushed; signed GitHub push webhook sent")
+        wait_synced(cluster, APP, v3, started)
+        watch_rollout(cluster, image="inference:v3", until="Healthy", started=started)
+        print("  v3 is the stable model")
+
+        print("\n== act 2: a commit releases model v4, whose canary fails 5% of requests")
         mesh.control("inference-canary", error_rate=0.05)
-        set_image(custom, "inference:v4")
-        state = watch_until_done(custom, time.monotonic())
-        stable, canary = vs_weights(custom)
-        print(f"=> {state[1]}: {state[4]}")
-        print(f"   VirtualService inference-vsvc now: stable {stable} / canary {canary}")
-        print("\nExplore:  . .cluster/env; kubectl -n ml-serving get ro,rs,ar,vs; kubectl -n ml-serving get events")
-        print("Stop:     make cluster-down")
-        return 0 if state[1] == "Degraded" else 1
+        v4 = repo.set_model_version("v4", "model v4")
+        started = time.monotonic()
+        send_push(webhook_port, webhook_secret, repo_url=webhook_url, before=v3, after=v4)
+        print(f"  commit {short(v4)} 'model v4' pushed; webhook sent")
+        wait_synced(cluster, APP, v4, started)
+        state = watch_rollout(cluster, image="inference:v4", until="Degraded", started=started)
+        app = cluster.app(APP)
+        stable, canary = vs_weights(cluster.custom)
+        print(f"  traffic back on v3 (VirtualService stable {stable} / canary {canary}); Git and the Rollout's"
+              f" spec still say {state[0]}: the Application is {app_state(app)[0]}")
+        if app_state(app)[0] != "Synced":
+            print("     NOTE: the Application is not Synced: the canary's changes were counted as drift")
+
+        print("\n== act 3: git revert of the v4 commit; the Application comes back to Healthy")
+        mesh.control("inference-canary", error_rate=0.0)
+        reverted = repo.revert_head()
+        started = time.monotonic()
+        send_push(webhook_port, webhook_secret, repo_url=webhook_url, before=v4, after=reverted)
+        print(f"  commit {short(reverted)} '{repo.git('log', '-1', '--format=%s')}' pushed; webhook sent")
+        wait_synced(cluster, APP, reverted, started)
+        watch_rollout(cluster, image="inference:v3", until="Healthy", started=started)
+
+        def healthy() -> dict[str, Any] | None:
+            app = cluster.app(APP)
+            return app if app_state(app)[0] == "Synced" and resource_health(app, "Rollout") == "Healthy" else None
+
+        app = wait_for(f"{APP} to be Synced with its Rollout Healthy", healthy, timeout=READY_S)
+        print(f"  => {app_line(cluster.app(MODEL_APP))}")
+        print("\n== tidegate app list")
+        print(run([sys.executable, "-m", "cli.main", "app", "list"], env=env, cwd=REPO).rstrip())
+        print("\nExplore:  . .cluster/env; kubectl -n argocd get applications; kubectl -n ml-serving get ro,rs,ar,vs,isvc")
+        print("          python -m cli.main app get ml-platform; git -C .cluster/demo/work log --oneline")
+        print("Clean:    python -m examples.demo --clean   Stop: make cluster-down")
+        return 0
     finally:
         mesh.stop.set()
+        kserve.stop()
         controller.terminate()
-        controller.wait(timeout=15)
+        try:
+            controller.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            controller.kill()
         exporter.stop()
         target.unlink(missing_ok=True)
 
