@@ -27,19 +27,28 @@ from typing import Any
 from kubernetes import client, watch
 
 MESSAGE = "set by the HPA stand-in (e2e/hpa.py): no metrics API on the local cluster"
-WATCH_SECONDS = 30
+WATCH_SECONDS = 5  # each re-list looks again at HPAs whose target was missing
+APPS_KINDS = {"Deployment": "deployment", "StatefulSet": "stateful_set", "ReplicaSet": "replica_set"}
 
 
-def hpa_status(hpa: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The status Kubernetes' HPA controller writes when the metrics are at their target."""
+def hpa_status(hpa: dict[str, Any], now: datetime, *, target_found: bool = True) -> dict[str, Any]:
+    """The status Kubernetes' HPA controller writes when the metrics are at their target
+    (or, with ``target_found`` False, when it cannot read its scale target)."""
     spec = hpa.get("spec") or {}
     replicas = int(spec.get("minReplicas") or 1)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def condition(kind: str, status: str, reason: str) -> dict[str, str]:
-        return {"type": kind, "status": status, "reason": reason, "message": MESSAGE,
+    def condition(kind: str, status: str, reason: str, message: str = MESSAGE) -> dict[str, str]:
+        return {"type": kind, "status": status, "reason": reason, "message": message,
                 "lastTransitionTime": stamp}
 
+    if not target_found:
+        target = spec.get("scaleTargetRef") or {}
+        missing = f"the HPA controller was unable to get the target's current scale: {target.get('kind')} " \
+                  f"{target.get('name')!r} not found ({MESSAGE})"
+        return {"observedGeneration": (hpa.get("metadata") or {}).get("generation"),
+                "currentReplicas": 0, "desiredReplicas": 0,
+                "conditions": [condition("AbleToScale", "False", "FailedGetScale", missing)]}
     return {"observedGeneration": (hpa.get("metadata") or {}).get("generation"),
             "currentReplicas": replicas, "desiredReplicas": replicas,
             "conditions": [condition("AbleToScale", "True", "ReadyForNewScale"),
@@ -50,6 +59,7 @@ def hpa_status(hpa: dict[str, Any], now: datetime) -> dict[str, Any]:
 class HpaStandIn:
     def __init__(self, api_client: client.ApiClient, namespace: str | None = None) -> None:
         self.api = client.AutoscalingV2Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
         self.namespace = namespace
         self.marked: list[tuple[str, str, int]] = []
         self._stop = threading.Event()
@@ -97,13 +107,33 @@ class HpaStandIn:
         meta = hpa.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             return
-        if (hpa.get("status") or {}).get("observedGeneration") == meta.get("generation"):
+        status = hpa.get("status") or {}
+        able: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "AbleToScale"), {})
+        if status.get("observedGeneration") == meta.get("generation") and able.get("status") == "True":
             return  # already written for this generation (also our own write's event)
+        found = self._target_found(meta["namespace"], (hpa.get("spec") or {}).get("scaleTargetRef") or {})
+        if status.get("observedGeneration") == meta.get("generation") and not found:
+            return  # still missing: already said so
         try:
             self.api.patch_namespaced_horizontal_pod_autoscaler_status(
-                meta["name"], meta["namespace"], {"status": hpa_status(hpa, datetime.now(UTC))})
+                meta["name"], meta["namespace"],
+                {"status": hpa_status(hpa, datetime.now(UTC), target_found=found)})
         except client.ApiException as exc:
             if exc.status == 404:
                 return  # deleted meanwhile
             raise  # the watch is re-opened and the HPA seen again
-        self.marked.append((meta["namespace"], meta["name"], int(meta.get("generation") or 0)))
+        if found:
+            self.marked.append((meta["namespace"], meta["name"], int(meta.get("generation") or 0)))
+
+    def _target_found(self, namespace: str, ref: dict[str, Any]) -> bool:
+        kind = APPS_KINDS.get(str(ref.get("kind")))
+        if kind is None:
+            return True  # another scalable kind (a Rollout): not checked here
+        try:
+            getattr(self.apps, f"read_namespaced_{kind}")(ref.get("name"), namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True

@@ -25,7 +25,10 @@ API
     ``modelStatus.transitionStatus: InProgress``, ``observedGeneration``), so
     health checks see Progressing; ``delay`` seconds later it writes either
 
-    * Ready: ``conditions`` PredictorReady, IngressReady and Ready ``True``,
+    * Ready: creates the predictor Deployment ``<name>-predictor`` as KServe's
+      raw-deployment mode does (owned by the InferenceService; a placeholder
+      image, kwok runs no container), then ``conditions`` PredictorReady,
+      IngressReady and Ready ``True``,
       ``url`` ``http://<name>.<namespace>.example.com`` (KServe's default domain),
       ``address.url``, ``modelStatus.transitionStatus: UpToDate``; or
     * failed, when ``spec.predictor.model.storageUri`` contains
@@ -69,6 +72,7 @@ GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservice
 CRD_NAME = f"{PLURAL}.{GROUP}"
 STAND_IN_LABEL = "tidegate.dev/stand-in"
 DEFAULT_DOMAIN = "example.com"  # KServe's default ingress domain
+PREDICTOR_IMAGE = "tidegate.dev/kserve-stand-in/predictor:placeholder"  # never pulled: kwok runs no container
 
 UNKNOWN, TRUE, FALSE = "Unknown", "True", "False"
 REASON_FAILED = "Failed"
@@ -196,6 +200,7 @@ class KServeStandIn:
     def __init__(self, api_client: client.ApiClient, namespace: str | None, *, delay: float = 2.0,
                  failure_marker: str = "bad") -> None:
         self.custom = client.CustomObjectsApi(api_client)
+        self.apps = client.AppsV1Api(api_client)
         self.namespace = namespace
         self.delay = delay
         self.failure_marker = failure_marker
@@ -330,8 +335,31 @@ class KServeStandIn:
             status, ready = failed_status(generation, storage_uri=uri, marker=self.failure_marker), FALSE
         else:
             status, ready = ready_status(name, namespace, generation), TRUE
+            self._ensure_predictor(obj)
         if self._write(key, generation, status):
             self.marks.append(Mark(namespace, name, generation, ready))
+
+    def _ensure_predictor(self, obj: dict[str, Any]) -> None:
+        """KServe's raw-deployment mode runs a model as Deployment ``<name>-predictor`` (what an
+        HPA such as the seed's scales); the stand-in creates one, owned by the InferenceService,
+        running a placeholder image (no model is served)."""
+        meta = obj["metadata"]
+        name, namespace = f"{meta['name']}-predictor", meta["namespace"]
+        predictor = (obj.get("spec") or {}).get("predictor") or {}
+        labels = {"serving.kserve.io/inferenceservice": meta["name"], STAND_IN_LABEL: "kserve"}
+        body = {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                             "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+                                                  "name": meta["name"], "uid": meta["uid"]}]},
+                "spec": {"replicas": int(predictor.get("minReplicas") or 1),
+                         "selector": {"matchLabels": labels},
+                         "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                             {"name": "kserve-container", "image": PREDICTOR_IMAGE}]}}}}
+        try:
+            self.apps.create_namespaced_deployment(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:  # already there
+                raise
 
     def _write(self, key: tuple[str, str], generation: int, status: dict[str, Any]) -> bool:
         namespace, name = key

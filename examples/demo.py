@@ -55,6 +55,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from e2e.exporter import start_exporter
+from e2e.hpa import HpaStandIn
 from e2e.kserve import KServeStandIn, install_inferenceservice_crd
 
 REPO = Path(__file__).resolve().parent.parent
@@ -213,23 +214,13 @@ def vs_weights(custom: Any) -> tuple[int, int]:
     return int(route[0].get("weight", 0)), int(route[1].get("weight", 0))
 
 
-def controller_supports_rewrite(env: dict[str, str]) -> bool:
-    done = subprocess.run([sys.executable, "-m", "cli.main", "controller", "--help"], env=env, cwd=REPO,
-                          capture_output=True, text=True, check=False, timeout=60)
-    return REWRITE_FLAG in done.stdout
-
-
 def start_controller(env: dict[str, str], *, webhook_port: int, rewrites: list[str]) -> subprocess.Popen[bytes]:
     CONTROLLER_LOG.parent.mkdir(parents=True, exist_ok=True)
     log = CONTROLLER_LOG.open("ab")
     argv = [sys.executable, "-m", "cli.main", "controller", "--components", "rollouts,analysis,gitops",
             # only the demo's namespaces: other controllers may share this cluster
             "--namespace", NAMESPACE, "--namespace", APP_NAMESPACE, "--app-namespace", APP_NAMESPACE,
-            "--metrics-port", "0", "--webhook-port", str(webhook_port),
-            # Re-compare every 10 s (Argo CD: 120 s): the sync module re-reads health on
-            # spec changes and its resync only, so a status-only change (an InferenceService
-            # turning Ready, a Rollout finishing) shows in the app's health within 10 s.
-            "--app-resync", "10"]
+            "--metrics-port", "0", "--webhook-port", str(webhook_port)]
     for rewrite in rewrites:
         argv += [REWRITE_FLAG, rewrite]
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -398,10 +389,8 @@ def follow_first_sync(cluster: Cluster, name: str, waves: dict[tuple[str, str], 
         sync, _, _, phase = app_state(app)
         return app if (phase == "Succeeded" and sync == "Synced") else None
 
-    # Synced, not necessarily Healthy: the local cluster has no metrics API, so an HPA
-    # reports FailedGetResourceMetric, which Argo CD's HPA check calls Degraded. The
-    # story is judged by the Rollout and the InferenceService; the app's line names
-    # every resource that is not Healthy.
+    # Synced here; Healthy follows once the InferenceService is Ready (the llm-service
+    # app's HPA scales the predictor Deployment the KServe stand-in creates then).
     app = wait_for(f"the first sync of {name} (Succeeded, Synced)", step, timeout=FIRST_SYNC_S)
     print(f"  => {app_line(app)}")
 
@@ -488,18 +477,13 @@ def prepare_repo(env: dict[str, str]) -> GitRepo:
     return repo
 
 
-def argocd_objects(repo: GitRepo, *, rewrite: bool) -> list[dict[str, Any]]:
+def argocd_objects() -> list[dict[str, Any]]:
+    """The seed's Application and AppProject (and the llm-service Application), repoURLs as written."""
     docs = [d for name in ("application-and-project.yaml", "llm-service.yaml")
             for d in yaml.safe_load_all((GITOPS / "argocd" / name).read_text()) if d]
     for doc in docs:
         if doc["kind"] == "AppProject":
             doc["spec"]["namespaceResourceWhitelist"] += EXTRA_NAMESPACED_KINDS
-            if not rewrite:
-                doc["spec"]["sourceRepos"].append(repo.url)
-        elif not rewrite:
-            # TODO(issue 9, branch issue9-seed): drop once `--repo-url-rewrite` is on main; the
-            # Application then keeps the seed's repoURL and the controller fetches it from repo.url.
-            doc["spec"]["source"]["repoURL"] = repo.url
     return docs
 
 
@@ -534,25 +518,25 @@ def main() -> int:
     kserve = KServeStandIn(cluster.api, NAMESPACE, delay=3.0)
     kserve.start()
     print("KServe: not installed; its InferenceService CRD is, and a stand-in (e2e.kserve.KServeStandIn)"
-          " marks InferenceServices Ready")
+          " marks InferenceServices Ready and creates their predictor Deployments")
+    hpa = HpaStandIn(cluster.api, NAMESPACE)
+    hpa.start()
+    print("HPA: no metrics API here, so no HPA controller; a stand-in (e2e.hpa.HpaStandIn) writes what it"
+          " would at target once an HPA's scale target exists")
     cluster.create_volume()
     print(f"storage: no provisioner here; the demo made PersistentVolume {PV_NAME} for the model cache")
 
-    rewrite = controller_supports_rewrite(env)
-    rewrites = [f"{CONFIG_REPO_URL}={repo.url}", f"{MODELS_REPO_URL}={repo.url}"] if rewrite else []
+    rewrites = [f"{CONFIG_REPO_URL}={repo.url}", f"{MODELS_REPO_URL}={repo.url}"]
     webhook_port, webhook_secret = free_port(), secrets.token_hex(16)
     env["TIDEGATE_WEBHOOK_GITHUB_SECRET"] = webhook_secret
     controller = start_controller(env, webhook_port=webhook_port, rewrites=rewrites)
     print(f"tidegate controller --components rollouts,analysis,gitops (pid {controller.pid}), webhook on "
           f":{webhook_port}; log: {CONTROLLER_LOG.relative_to(REPO)}")
-    if rewrite:
-        print(f"  the seed's repoURLs are fetched from {repo.url} ({REWRITE_FLAG}, a test-only setting)")
-    else:
-        print(f"  TODO: this controller has no {REWRITE_FLAG} yet: the Applications name {repo.url} instead")
+    print(f"  the seed's repoURLs are fetched from {repo.url} ({REWRITE_FLAG}, a test-only setting)")
     try:
         cluster.kubectl("create", "namespace", APP_NAMESPACE)
         cluster.kubectl("label", "namespace", APP_NAMESPACE, f"{DEMO_LABEL}=true")
-        docs = argocd_objects(repo, rewrite=rewrite)
+        docs = argocd_objects()
         project = next(d for d in docs if d["kind"] == "AppProject")
         apps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Application"}
         extra = ", ".join(k["group"] for k in EXTRA_NAMESPACED_KINDS)
@@ -572,13 +556,14 @@ def main() -> int:
 
         def model_ready() -> dict[str, Any] | None:
             app = cluster.app(MODEL_APP)
-            return app if resource_health(app, "InferenceService") == "Healthy" else None
+            return app if app_state(app)[2] == "Healthy" else None
 
-        app = wait_for(f"{MODEL_APP} to show its InferenceService Healthy", model_ready, timeout=READY_S)
+        app = wait_for(f"{MODEL_APP} to be Healthy (its InferenceService Ready, the HPA's target there)",
+                       model_ready, timeout=READY_S)
         print(f"  {time.monotonic() - started:5.1f}s  => {app_line(app)}")
 
         head = repo.git("rev-parse", "HEAD")
-        webhook_url = CONFIG_REPO_URL if rewrite else repo.url
+        webhook_url = CONFIG_REPO_URL
 
         print("\n== act 1: a commit releases model v3; the webhook syncs it, the canary promotes it")
         v3 = repo.set_model_version("v3", "model v3")
@@ -601,8 +586,9 @@ def main() -> int:
         stable, canary = vs_weights(cluster.custom)
         print(f"  traffic back on v3 (VirtualService stable {stable} / canary {canary}); Git and the Rollout's"
               f" spec still say {state[0]}: the Application is {app_state(app)[0]}")
-        if app_state(app)[0] != "Synced":
-            print("     NOTE: the Application is not Synced: the canary's changes were counted as drift")
+        if app_state(app)[0] != "Synced" or resource_health(app, "Rollout") != "Degraded":
+            raise SystemExit(f"demo: after the abort {APP} should be Synced with its Rollout Degraded: "
+                             f"{app_line(app)}")
 
         print("\n== act 3: git revert of the v4 commit; the Application comes back to Healthy")
         mesh.control("inference-canary", error_rate=0.0)
@@ -615,9 +601,10 @@ def main() -> int:
 
         def healthy() -> dict[str, Any] | None:
             app = cluster.app(APP)
-            return app if app_state(app)[0] == "Synced" and resource_health(app, "Rollout") == "Healthy" else None
+            return app if app_state(app)[0] == "Synced" and app_state(app)[2] == "Healthy" else None
 
-        app = wait_for(f"{APP} to be Synced with its Rollout Healthy", healthy, timeout=READY_S)
+        app = wait_for(f"{APP} to be Synced and Healthy", healthy, timeout=READY_S)
+        print(f"  => {app_line(app)}")
         print(f"  => {app_line(cluster.app(MODEL_APP))}")
         print("\n== tidegate app list")
         print(run([sys.executable, "-m", "cli.main", "app", "list"], env=env, cwd=REPO).rstrip())
@@ -628,6 +615,7 @@ def main() -> int:
     finally:
         mesh.stop.set()
         kserve.stop()
+        hpa.stop()
         controller.terminate()
         try:
             controller.wait(timeout=15)
