@@ -47,6 +47,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from e2e.conftest import REPO, load_yaml_documents, wait_until
+from e2e.hpa import HpaStandIn
 from e2e.kit import Controller
 from e2e.kserve import KServeStandIn, install_inferenceservice_crd
 
@@ -287,7 +288,9 @@ def test_the_seed_application_and_the_llm_service_kustomization_sync_from_a_loca
 
         # Given the InferenceService CRD and the KServe stand-in (KServe is absent)
         install_inferenceservice_crd(api_client)
-        with KServeStandIn(api_client, ML_SERVING, delay=STAND_IN_DELAY) as stand_in:
+        # (and no metrics API: the HPA stand-in writes what the HPA controller would, e2e/hpa.py)
+        with KServeStandIn(api_client, ML_SERVING, delay=STAND_IN_DELAY) as stand_in, \
+                HpaStandIn(api_client, ML_SERVING):
             # When an Application of the seed's llm-service kustomization (same repo) is created
             recorder = HealthRecorder(custom, namespace, "llm-service")
             custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
@@ -334,17 +337,13 @@ def test_the_seed_application_and_the_llm_service_kustomization_sync_from_a_loca
             assert isvc_health.index("Progressing") < len(isvc_health) - 1
             # ... and so was the app: not Healthy while its InferenceService was Progressing
             assert all(a != "Healthy" for a, h in recorder.seen if h == "Progressing"), recorder.seen
-            # ... and the app is Healthy once it is, unless a resource without a stand-in has a
-            # health of its own: the HPA's comes from the cluster's HPA controller, and this cluster
-            # has no metrics server (Argo CD's HPA check calls that Degraded)
-            others = {(r.get("health") or {}).get("status") for r in status["resources"]
-                      if r["kind"] not in ("InferenceService", "HorizontalPodAutoscaler")}
-            assert others <= {None, "Healthy"}, status["resources"]
-            hpa_health = next((r.get("health") or {}).get("status") for r in status["resources"]
-                              if r["kind"] == "HorizontalPodAutoscaler")
-            expected = "Healthy" if hpa_health in (None, "Healthy") else hpa_health
-            wait_app("llm-service", lambda: (app("llm-service").get("status") or {}).get("health", {})
-                     .get("status") == expected, timeout=30, what=f"llm-service health {expected}")
+            # ... and the app is Healthy once it is: the KServe stand-in made the predictor
+            # Deployment the HPA scales, and every resource is Healthy
+            final = wait_app("llm-service", lambda: (app("llm-service").get("status") or {})
+                             if (app("llm-service").get("status") or {}).get("health", {}).get("status")
+                             == "Healthy" else None, timeout=60, what="llm-service to be Healthy")
+            assert {(r.get("health") or {}).get("status") for r in final["resources"]} <= {None, "Healthy"}, \
+                final["resources"]
             delete_application(custom, namespace, "llm-service")
     finally:
         for name in ("llm-service", "ml-platform"):
