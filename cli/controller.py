@@ -17,7 +17,7 @@ from rollouts.config import CONFIG
 
 __all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "REQUEST_LOGGERS", "quiet_request_loggers", "run_controller"]
 
-COMPONENTS = ("rollouts", "analysis", "gitops")
+COMPONENTS = ("rollouts", "analysis", "gitops", "notifications")
 # gitops (the sync module, issue 9) runs only when asked for until it is complete.
 DEFAULT_COMPONENTS = ("rollouts", "analysis")
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
@@ -37,6 +37,34 @@ def _limit_malloc_arenas() -> None:
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to tune
+
+
+def add_notification_flags(parser: argparse.ArgumentParser) -> None:
+    """The ``controller`` flags of the notifications component (cli/main.py adds them)."""
+    parser.add_argument("--notifications-namespace", default=None,
+                        help="notifications: where argo-rollouts-notification-configmap and its Secret "
+                             "are read for namespaces without their own (default $POD_NAMESPACE or "
+                             "argo-rollouts); Applications use argocd-notifications-cm in the first "
+                             "--app-namespace")
+    parser.add_argument("--notifications-workers", type=int, default=8,
+                        help="notifications: objects evaluated at once")
+    parser.add_argument("--notification-send-timeout", type=float, default=30.0,
+                        help="notifications: seconds one send may take, retries included")
+    parser.add_argument("--notification-retry-base", type=float, default=5.0,
+                        help="notifications: seconds before a failed send is tried again (doubling, "
+                             "up to 300)")
+
+
+def _configure_notifications(args: argparse.Namespace) -> None:
+    """Fill the notifications settings from the flags (absent flags keep the defaults)."""
+    from notifications.settings import SETTINGS
+
+    SETTINGS.instance_id = CONFIG.instance_id
+    SETTINGS.app_namespaces = list(getattr(args, "app_namespace", None) or SETTINGS.app_namespaces)
+    SETTINGS.rollouts_namespace = getattr(args, "notifications_namespace", None) or SETTINGS.rollouts_namespace
+    SETTINGS.workers = getattr(args, "notifications_workers", SETTINGS.workers)
+    SETTINGS.send_deadline_seconds = getattr(args, "notification_send_timeout", SETTINGS.send_deadline_seconds)
+    SETTINGS.retry_base_seconds = getattr(args, "notification_retry_base", SETTINGS.retry_base_seconds)
 
 
 def run_controller(args: argparse.Namespace) -> int:
@@ -86,6 +114,9 @@ def run_controller(args: argparse.Namespace) -> int:
             bitbucket_uuid=os.environ.get("TIDEGATE_WEBHOOK_BITBUCKET_UUID", ""))
         POLL_CONFIG.interval_seconds = getattr(args, "repo_poll_interval", None)
         import gitops.handlers  # noqa: F401  (registers kopf handlers)
+    if "notifications" in components:
+        _configure_notifications(args)
+        import notifications.handlers  # noqa: F401  (registers kopf handlers)
     kopf.run(
         standalone=True,
         clusterwide=not CONFIG.namespaces,
