@@ -187,7 +187,7 @@ class Backoff:
 
     def failed(self, key: Hashable) -> float:
         attempts = self._state.get(key, (0, 0.0))[0] + 1
-        delay = min(self.base * 2 ** (attempts - 1), self.cap)
+        delay = min(self.base * 2.0 ** (attempts - 1), self.cap)
         self._state[key] = (attempts, self.clock() + delay)
         return delay
 
