@@ -53,7 +53,7 @@ from notifications import metrics
 from notifications.config import NotificationConfig, parse_config
 from notifications.engine import Delivery, Plan, plan
 from notifications.kube import NotificationsPort
-from notifications.services import Notification, Service, build_services
+from notifications.services import Notification, Service, build_services, secret_values
 from notifications.settings import NotificationSettings
 
 log = get_logger("tidegate.notifications")
@@ -157,7 +157,7 @@ class ConfigCache:
             ACTIVE_SECRETS.forget(source)
             return None
         secrets = self.port.read_secret(source.namespace, source.secret)
-        values = [v for v in secrets.values() if v]
+        values = secret_values(secrets)
         ACTIVE_SECRETS.register(source, values)  # log lines are redacted too
         config, services, errors = self.loader(cm, secrets)
         scrub = redactor(values)
