@@ -32,8 +32,8 @@ from analysis.api.templates import (
     ArgumentError,
     substitute,
 )
-from analysis.conditions import ExpressionError, compile_expression, quote_source
 from common.api import SpecError, parse_duration
+from common.expr import ExpressionError, compile_expression, quote_source
 from common.redaction import REDACTED, redact
 
 # Run-level messages (Argo's wording, capitalised as in §3.2 step 1).

@@ -1,4 +1,4 @@
-"""Benchmark of analysis/conditions: how fast the seed condition is judged.
+"""Benchmark of analysis/conditions (common/expr): how fast the seed condition is judged.
 
 Run by hand or from `make bench`: `python bench/evaluator_bench.py [N]`.
 Prints evaluations per second of `result[0] >= 0.99` compiled once and
@@ -15,7 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from analysis.conditions import _compile, compile_expression, evaluate_condition
+from analysis.conditions import compile_expression, evaluate_condition
+from common.expr import compile_uncached
 
 SEED_CONDITION = "result[0] >= 0.99"
 RESULT = [0.995]
@@ -49,7 +50,7 @@ def parse_every_call(n: int) -> None:
     # __wrapped__ bypasses the lru_cache: a real tokenize + parse + build each time.
     env = {"result": RESULT}
     for _ in range(n):
-        _compile.__wrapped__(SEED_CONDITION).evaluate(env)
+        compile_uncached(SEED_CONDITION).evaluate(env)
 
 
 def main() -> None:

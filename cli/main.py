@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cli import actions, app
+from cli import actions, app, notifications
 from cli.controller import (
     COMPONENTS,
     DEFAULT_COMPONENTS,
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     actions.add_subcommands(sub)
     app.add_subcommands(sub)
+    notifications.add_subcommands(sub)
     return parser
 
 

@@ -27,8 +27,8 @@ from analysis.conditions import (
     compile_expression,
     evaluate_condition,
 )
-from analysis.conditions._common import MAX_DEPTH, MAX_SOURCE_LENGTH
-from analysis.conditions._regex import Regex
+from common.expr._common import MAX_DEPTH, MAX_SOURCE_LENGTH
+from common.expr._regex import Regex
 
 CORPUS_PATH = Path(__file__).parent / "fixtures" / "expressions.yaml"
 CORPUS: list[dict[str, Any]] = yaml.safe_load(CORPUS_PATH.read_text(encoding="utf-8"))

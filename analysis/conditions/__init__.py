@@ -5,23 +5,24 @@ measurement value: ``assess(value, metric.successCondition,
 metric.failureCondition)`` gives the measurement's phase and message, exactly
 as Argo's ``utils/evaluate/evaluate.go: EvaluateResult`` does (reference §3.2).
 The language is the expr-lang v1.17 subset Argo users write (reference §3.4),
-parsed by our own tokenizer and parser (_syntax.py) and evaluated by closures
-over the tree (_runtime.py); user text is never handed to eval/exec/compile,
-and no Python attribute is ever read from a value. Every failure is an
-ExpressionError; ``assess`` never raises.
+in its analysis dialect; the language itself lives in common/expr (shared with
+notification conditions), and this module adds only what analysis means by a
+verdict. Every failure is an ExpressionError; ``assess`` never raises.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from analysis.api.phases import AnalysisPhase
-from analysis.conditions._common import ExpressionError, quote_source, type_name
-from analysis.conditions._runtime import BUILTINS, Ctx, build
-from analysis.conditions._syntax import FUNCTIONS, parse
+from common.expr import (
+    CompiledExpression,
+    ExpressionError,
+    compile_expression,
+    quote_source,
+    type_name,
+)
 
 __all__ = [
     "CompiledExpression",
@@ -35,58 +36,12 @@ __all__ = [
 SUCCESS_CONDITION = "successCondition"
 FAILURE_CONDITION = "failureCondition"
 MSG_NOT_BOOL = 'condition "{source}" returned {type}, not a bool'
-MSG_NOT_TEXT = "expression must be a string, not {type}"
 MSG_NO_DATA = (
     'could not evaluate {field} "{source}": metric result is nil or empty: '
     "no data returned from the metric provider"
 )
 MSG_COULD_NOT_EVALUATE = 'could not evaluate {field} "{source}": {message}'
-MSG_TOO_DEEP_AT_RUNTIME = "value is nested too deeply to evaluate"
 MSG_INTERNAL = "internal error while evaluating the expression ({kind})"
-_COMPILE_CACHE_SIZE = 1024
-
-# The parser's table of functions and the runtime's must name the same set.
-assert set(FUNCTIONS) == set(BUILTINS), set(FUNCTIONS) ^ set(BUILTINS)
-
-
-@dataclass(frozen=True)
-class CompiledExpression:
-    """A parsed and checked expression, ready to evaluate many times."""
-
-    source: str
-    _program: Callable[[Ctx], Any] = field(repr=False, compare=False)
-
-    def evaluate(self, env: Mapping[str, Any]) -> Any:
-        """The expression's value in env; raises ExpressionError only."""
-        try:
-            return self._program(Ctx(env))
-        except ExpressionError:
-            raise
-        # The limits make these unreachable by design; they stay as a last
-        # line so that no other exception type can reach the reconcile.
-        except RecursionError:
-            raise ExpressionError(MSG_TOO_DEEP_AT_RUNTIME) from None
-        except Exception as error:  # noqa: BLE001
-            raise ExpressionError(MSG_INTERNAL.format(kind=type(error).__name__)) from None
-
-
-@functools.lru_cache(maxsize=_COMPILE_CACHE_SIZE)
-def _compile(source: str) -> CompiledExpression:
-    try:
-        return CompiledExpression(source=source, _program=build(parse(source)))
-    except ExpressionError:
-        raise
-    except RecursionError:
-        raise ExpressionError(MSG_TOO_DEEP_AT_RUNTIME) from None
-    except Exception as error:  # noqa: BLE001
-        raise ExpressionError(MSG_INTERNAL.format(kind=type(error).__name__)) from None
-
-
-def compile_expression(source: str) -> CompiledExpression:
-    """Parse and statically check source (cached by text); raises ExpressionError."""
-    if not isinstance(source, str):
-        raise ExpressionError(MSG_NOT_TEXT.format(type=type(source).__name__))
-    return _compile(source)
 
 
 def evaluate_condition(source: str | CompiledExpression, result: Any) -> bool:

@@ -1,9 +1,10 @@
-"""The one error type and the hard limits of the condition-expression language.
+"""The error types and the hard limits of the condition-expression language.
 
-Shared by the parser (analysis/conditions/_syntax.py), the evaluator
-(analysis/conditions/_runtime.py) and the regex engine (_regex.py). The limits
-exist because condition text comes from users' AnalysisTemplates: every cost an
-expression can cause (time, memory, recursion) is bounded by one of them.
+Shared by the parser (common/expr/_syntax.py), the evaluator
+(common/expr/_runtime.py), the time values (_time.py) and the regex engine
+(_regex.py). The limits exist because condition text comes from users'
+AnalysisTemplates and notification ConfigMaps: every cost an expression can
+cause (time, memory, recursion) is bounded by one of them.
 """
 
 from __future__ import annotations
@@ -56,6 +57,26 @@ class ExpressionError(Exception):
         return f"ExpressionError({self.message!r}, position={self.position!r})"
 
 
+class MissingValueError(ExpressionError):
+    """An error whose cause is a nil value: a field the object does not have.
+
+    Analysis treats it as any other ExpressionError (same message); a
+    notification `when` reads it as "false", because a trigger must not be
+    silenced by an error when the object merely lacks the field yet.
+    """
+
+
+class ExprValue:
+    """Base of the evaluator's own values (time, duration).
+
+    They are not mappings, so no field of theirs can be fetched by name; their
+    methods come from fixed tables in _time.py, never from Python attributes.
+    """
+
+    __slots__ = ()
+    TYPE_NAME = "value"
+
+
 def quote_source(source: str, position: int | None = None) -> str:
     """``source`` for a message: whole when short, else ~80 characters around ``position``."""
     if not isinstance(source, str):  # a condition that is not text at all (a YAML number)
@@ -89,6 +110,8 @@ def type_name(value: Any) -> str:
         return "list"
     if isinstance(value, Mapping):
         return "map"
+    if isinstance(value, ExprValue):
+        return value.TYPE_NAME
     # Never the Python class name: it says nothing useful to a template author.
     return "unsupported value"
 

@@ -1,24 +1,30 @@
 """Evaluation of parsed condition expressions: operators and builtins.
 
-Called by analysis/conditions/__init__.py. Each tree node is turned once into a
+Called by common/expr/__init__.py. Each tree node is turned once into a
 small Python closure (no code generation from user text), so evaluating the
 same condition thousands of times costs only closure calls. Semantics follow
 expr-lang v1.17 where conditions can observe them: `/` and `**` give floats,
 ints are 64-bit (we raise instead of wrapping), `==` across types is false,
 ordering across types is an error, missing map keys read as nil. Every error is
 an ExpressionError; every loop is charged to a per-evaluation step budget.
+An error caused by a nil operand (a field the object lacks) is the subclass
+MissingValueError, with the same message, so that notification conditions can
+read it as false. The notification dialect's namespaced functions (`time.*`,
+`strings.*`, `sync.*`) are builtins under their qualified names.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from analysis.conditions import _syntax as ast
-from analysis.conditions._common import (
+from common.expr import _syntax as ast
+from common.expr import _time
+from common.expr._common import (
     INT_MAX,
     INT_MIN,
     MAX_MATCH_INPUT_LENGTH,
@@ -26,10 +32,12 @@ from analysis.conditions._common import (
     MAX_PRODUCED_LENGTH,
     MAX_STEPS,
     ExpressionError,
+    ExprValue,
+    MissingValueError,
     is_ascii_digits,
     type_name,
 )
-from analysis.conditions._regex import Regex
+from common.expr._regex import Regex
 
 MSG_UNKNOWN_NAME = 'unknown name "{name}"'
 MSG_STEPS = "expression needs more than {limit} steps to evaluate"
@@ -50,6 +58,7 @@ MSG_EMPTY = "{name} of an empty list"
 MSG_PARSE = '{name}: cannot parse "{text}" as {what}'
 MSG_MATCH_INPUT = "matches: input is {length} characters long; the limit is {limit}"
 MSG_HASHABLE = "cannot use {type} as a map key"
+MSG_UNKNOWN_CONSTANT = 'unknown name "{name}"'
 
 Fn = Callable[["Ctx"], Any]
 
@@ -58,10 +67,14 @@ Fn = Callable[["Ctx"], Any]
 class Ctx:
     """What one evaluation carries: the env, the `#` stack and the step budget."""
 
-    __slots__ = ("env", "stack", "steps")
+    __slots__ = ("env", "now", "stack", "steps")
 
-    def __init__(self, env: Mapping[str, Any]) -> None:
+    def __init__(
+        self, env: Mapping[str, Any], now: Callable[[], dt.datetime] | None = None
+    ) -> None:
         self.env = env
+        # The injected clock for time.Now(); None where the dialect has no time.
+        self.now = now
         self.stack: list[Any] = []
         self.steps = 0
 
@@ -96,11 +109,13 @@ def _int(value: int, op: str, pos: int | None) -> int:
 def _bool(value: Any, what: str, pos: int | None) -> bool:
     if value is True or value is False:
         return value
-    raise ExpressionError(MSG_NOT_BOOL.format(what=what, type=type_name(value)), pos)
+    error = MissingValueError if value is None else ExpressionError
+    raise error(MSG_NOT_BOOL.format(what=what, type=type_name(value)), pos)
 
 
 def _mismatch(left: Any, op: str, right: Any, pos: int | None) -> ExpressionError:
-    return ExpressionError(
+    error = MissingValueError if left is None or right is None else ExpressionError
+    return error(
         MSG_OPERATION.format(left=type_name(left), op=op, right=type_name(right)), pos
     )
 
@@ -125,7 +140,17 @@ def equal(left: Any, right: Any, ctx: Ctx) -> bool:
             return False
         ctx.charge(len(left))
         return all(key in right and equal(value, right[key], ctx) for key, value in left.items())
+    if isinstance(left, ExprValue) and isinstance(right, ExprValue):
+        return type(left) is type(right) and left == right
     return False
+
+
+def _timed(left: Any, op: str, right: Any, pos: int) -> Any:
+    """An operator on time values, or the usual mismatch error."""
+    result = _time.arithmetic(op, left, right, pos)
+    if _time.not_applicable(result):
+        raise _mismatch(left, op, right, pos)
+    return result
 
 
 # --------------------------------------------------------------------------- operators
@@ -141,14 +166,14 @@ def _add(left: Any, right: Any, pos: int) -> Any:
                 MSG_TOO_LARGE.format(what="string", limit=MAX_PRODUCED_LENGTH), pos
             )
         return left + right
-    raise _mismatch(left, "+", right, pos)
+    return _timed(left, "+", right, pos)
 
 
 def _sub(left: Any, right: Any, pos: int) -> Any:
     if is_number(left) and is_number(right):
         diff = left - right
         return _int(diff, "-", pos) if isinstance(diff, int) else diff
-    raise _mismatch(left, "-", right, pos)
+    return _timed(left, "-", right, pos)
 
 
 def _mul(left: Any, right: Any, pos: int) -> Any:
@@ -157,12 +182,12 @@ def _mul(left: Any, right: Any, pos: int) -> Any:
     if is_number(left) and is_number(right):
         product = left * right
         return _int(product, "*", pos) if isinstance(product, int) else product
-    raise _mismatch(left, "*", right, pos)
+    return _timed(left, "*", right, pos)
 
 
 def _div(left: Any, right: Any, pos: int) -> Any:
     if not (is_number(left) and is_number(right)):
-        raise _mismatch(left, "/", right, pos)
+        return _timed(left, "/", right, pos)
     if right == 0:
         if isinstance(right, int):
             raise ExpressionError(MSG_DIV_ZERO, pos)
@@ -214,6 +239,9 @@ def _ordering(op: str) -> Callable[[Any, Any, int], bool]:
             isinstance(left, str) and isinstance(right, str)
         ):
             return compare(left, right)
+        nanos = _time.ordering(left, right)
+        if nanos is not None:
+            return compare(*nanos)
         raise _mismatch(left, op, right, pos)
 
     return ordered
@@ -298,7 +326,8 @@ def fetch(base: Any, key: Any, pos: int) -> Any:
         if index < 0:
             index += length
         if not 0 <= index < length:
-            raise ExpressionError(MSG_INDEX.format(index=index, length=length), pos)
+            # An element the list does not have: a missing value, as a nil field is.
+            raise MissingValueError(MSG_INDEX.format(index=index, length=length), pos)
         return base[index]
     if isinstance(base, Mapping):
         try:
@@ -306,7 +335,8 @@ def fetch(base: Any, key: Any, pos: int) -> Any:
         except TypeError:
             raise ExpressionError(MSG_HASHABLE.format(type=type_name(key)), pos) from None
     shown = key if isinstance(key, int | float | str) else type_name(key)
-    raise ExpressionError(MSG_FETCH.format(key=shown, type=type_name(base)), pos)
+    error = MissingValueError if base is None else ExpressionError
+    raise error(MSG_FETCH.format(key=shown, type=type_name(base)), pos)
 
 
 def _slice(base: Any, low: Any, high: Any, pos: int) -> Any:
@@ -361,6 +391,8 @@ def format_value(value: Any, ctx: Ctx) -> str:
         return str(value)
     if isinstance(value, float):
         return format_float(value)
+    if isinstance(value, _time.Time):
+        return _time.format_time(value)
     if is_list(value):
         ctx.charge(len(value))
         text = "[" + " ".join(format_value(item, ctx) for item in value) + "]"
@@ -403,7 +435,8 @@ def _eager(name: str) -> Callable[[Callable[[list[Any], int, Ctx], Any]], Builti
 
 
 def _arg_error(name: str, value: Any, pos: int) -> ExpressionError:
-    return ExpressionError(MSG_ARG.format(name=name, type=type_name(value)), pos)
+    error = MissingValueError if value is None else ExpressionError
+    return error(MSG_ARG.format(name=name, type=type_name(value)), pos)
 
 
 def _number_arg(name: str, value: Any, pos: int) -> int | float:
@@ -712,6 +745,115 @@ for _predicate_name, _predicate_impl in (
 ):
     _predicate(_predicate_name, _predicate_impl)
 
+# --------------------------------------------------------------------------- notification helpers
+# Argo CD's and notifications-engine's `time`, `strings` and `sync` helpers,
+# registered under their qualified names; only the notifications dialect
+# parses calls to them.
+
+MSG_SPLIT_EMPTY = "strings.Split: the separator must not be empty"
+MSG_INFO_ITEMS = "sync.GetInfoItem: operation info must be a list, not {type}"
+
+CONSTANTS: dict[str, Any] = {
+    "time.Nanosecond": _time.Duration(nanos=_time.NANOSECOND),
+    "time.Microsecond": _time.Duration(nanos=_time.MICROSECOND),
+    "time.Millisecond": _time.Duration(nanos=_time.MILLISECOND),
+    "time.Second": _time.Duration(nanos=_time.SECOND),
+    "time.Minute": _time.Duration(nanos=_time.MINUTE),
+    "time.Hour": _time.Duration(nanos=_time.HOUR),
+    "time.RFC3339": _time.RFC3339,
+    "time.RFC3339Nano": _time.RFC3339_NANO,
+}
+
+
+@_eager("time.Now")
+def _time_now(args: list[Any], pos: int, ctx: Ctx) -> _time.Time:
+    if ctx.now is None:
+        raise ExpressionError(_time.MSG_NO_CLOCK, pos)
+    return _time.from_datetime(ctx.now())
+
+
+@_eager("time.Parse")
+def _time_parse(args: list[Any], pos: int, ctx: Ctx) -> _time.Time:
+    if len(args) == 2:
+        return _time.parse_with_layout(args[0], args[1], pos)
+    return _time.parse_time(args[0], pos)
+
+
+@_eager("time.Duration")
+def _time_duration(args: list[Any], pos: int, ctx: Ctx) -> _time.Duration:
+    return _time.to_duration(args[0], pos)
+
+
+def _checked_text(name: str, text: str, pos: int) -> str:
+    if len(text) > MAX_PRODUCED_LENGTH:
+        raise ExpressionError(MSG_TOO_LARGE.format(what=f"{name}'s string",
+                                                   limit=MAX_PRODUCED_LENGTH), pos)
+    return text
+
+
+def _replace_all(text: str, old: str, new: str, pos: int, ctx: Ctx) -> str:
+    # Go inserts `new` around every rune when `old` is empty; bound the size first.
+    hits = len(text) + 1 if old == "" else text.count(old)
+    ctx.charge(hits)
+    if len(text) + hits * (len(new) - len(old)) > MAX_PRODUCED_LENGTH:
+        raise ExpressionError(MSG_TOO_LARGE.format(what="strings.ReplaceAll's string",
+                                                   limit=MAX_PRODUCED_LENGTH), pos)
+    if old == "":
+        return new + "".join(ch + new for ch in text)
+    return text.replace(old, new)
+
+
+def _split(text: str, sep: str, pos: int, ctx: Ctx) -> list[str]:
+    if sep == "":
+        # Go splits into single characters; a bounded, always-finite list.
+        ctx.charge(len(text))
+        return list(text)
+    parts = text.split(sep)
+    ctx.charge(len(parts))
+    return parts
+
+
+def _strings_fn(name: str, impl: Callable[[list[str], int, Ctx], Any]) -> None:
+    @_eager(name)
+    def strings_fn(args: list[Any], pos: int, ctx: Ctx) -> Any:
+        for arg in args:
+            if not isinstance(arg, str):
+                raise _arg_error(name, arg, pos)
+        return impl(args, pos, ctx)
+
+
+_strings_fn("strings.ToUpper", lambda a, pos, ctx: _checked_text("strings.ToUpper", a[0].upper(), pos))
+_strings_fn("strings.ToLower", lambda a, pos, ctx: _checked_text("strings.ToLower", a[0].lower(), pos))
+_strings_fn("strings.TrimSpace", lambda a, pos, ctx: a[0].strip())
+_strings_fn("strings.Contains", lambda a, pos, ctx: a[1] in a[0])
+_strings_fn("strings.HasPrefix", lambda a, pos, ctx: a[0].startswith(a[1]))
+_strings_fn("strings.HasSuffix", lambda a, pos, ctx: a[0].endswith(a[1]))
+_strings_fn("strings.Split", lambda a, pos, ctx: _split(a[0], a[1], pos, ctx))
+_strings_fn("strings.ReplaceAll", lambda a, pos, ctx: _replace_all(a[0], a[1], a[2], pos, ctx))
+
+
+@_eager("sync.GetInfoItem")
+def _get_info_item(args: list[Any], pos: int, ctx: Ctx) -> Any:
+    """The value of the named item of app.status.operationState.operation.info, or nil."""
+    app, name = args
+    if not isinstance(name, str):
+        raise _arg_error("sync.GetInfoItem", name, pos)
+    items: Any = app
+    for key in ("status", "operationState", "operation", "info"):
+        if not isinstance(items, Mapping):
+            return None
+        items = items.get(key)
+    if items is None:
+        return None
+    if not is_list(items):
+        raise ExpressionError(MSG_INFO_ITEMS.format(type=type_name(items)), pos)
+    ctx.charge(len(items))
+    for item in items:
+        if isinstance(item, Mapping) and item.get("name") == name:
+            return item.get("value")
+    return None
+
+
 # --------------------------------------------------------------------------- tree -> closures
 
 
@@ -777,8 +919,12 @@ def _unary(node: ast.Node) -> Fn:
 
     def arithmetic(ctx: Ctx) -> Any:
         value = operand(ctx)
+        if isinstance(value, _time.Duration):
+            nanos = value.nanos if op == "+" else -value.nanos
+            return _time.Duration(nanos=_time.checked(nanos, op, pos))
         if not is_number(value):
-            raise ExpressionError(MSG_UNARY.format(op=op, operand=type_name(value)), pos)
+            error = MissingValueError if value is None else ExpressionError
+            raise error(MSG_UNARY.format(op=op, operand=type_name(value)), pos)
         if op == "+":
             return value
         return _int(-value, "-", pos) if isinstance(value, int) else -value
@@ -872,7 +1018,31 @@ def _call(node: ast.Node) -> Fn:
     return lambda ctx: builtin(ctx, args, pos)
 
 
+def _constant(node: ast.Node) -> Fn:
+    assert isinstance(node, ast.Constant)
+    if node.name not in CONSTANTS:  # pragma: no cover - the dialects name only known ones
+        raise ExpressionError(MSG_UNKNOWN_CONSTANT.format(name=node.name), node.pos)
+    value = CONSTANTS[node.name]
+    return lambda ctx: value
+
+
+def _method_call(node: ast.Node) -> Fn:
+    assert isinstance(node, ast.MethodCall)
+    obj, name, pos, optional = build(node.obj), node.name, node.pos, node.optional
+    args = [build(arg) for arg in node.args]
+
+    def call(ctx: Ctx) -> Any:
+        receiver = obj(ctx)
+        if receiver is None and optional:
+            return None
+        return _time.call_method(receiver, name, [arg(ctx) for arg in args], pos)
+
+    return call
+
+
 _BUILDERS: dict[type[ast.Node], Callable[[ast.Node], Fn]] = {
+    ast.Constant: _constant,
+    ast.MethodCall: _method_call,
     ast.Literal: _literal,
     ast.Name: _name,
     ast.Pointer: _pointer,

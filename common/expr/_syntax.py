@@ -1,18 +1,24 @@
-"""Tokenizer and parser for the expr-lang subset used in analysis conditions.
+"""Tokenizer and parser for the expr-lang subset used in conditions.
 
-Called only by analysis/conditions/__init__.py (compile_expression). Turns the
-source text into a small tree of frozen nodes, checking every static limit on
-the way (source length, nesting depth, node count, known functions and their
-arity) so that evaluation never meets a malformed tree. No Python code is ever
-generated from user text.
+Called only by common/expr/__init__.py (compile_expression). Turns the source
+text into a small tree of frozen nodes, checking every static limit on the way
+(source length, nesting depth, node count, known functions and their arity) so
+that evaluation never meets a malformed tree. No Python code is ever generated
+from user text.
+
+What may be called depends on the Dialect: AnalysisTemplate conditions know
+only the global functions; notification `when` conditions also know Argo's
+namespaced helpers (`time.Now()`, `strings.ToUpper(...)`, `time.Minute`) and a
+fixed set of method names on the evaluator's own time values (`.Sub(...)`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from analysis.conditions._common import (
+from common.expr._common import (
     INT_MAX,
     MAX_DEPTH,
     MAX_NODES,
@@ -35,6 +41,10 @@ MSG_UNKNOWN_FUNCTION = 'unknown function "{name}" at column {pos}'
 MSG_ARITY = 'function "{name}" takes {expected} argument(s), got {got}, at column {pos}'
 MSG_NOT_CALLABLE = "only named functions can be called, at column {pos}"
 MSG_POINTER_OUTSIDE = '"#" used outside a predicate at column {pos}'
+MSG_UNKNOWN_MEMBER = 'unknown name "{namespace}.{name}" at column {pos}'
+MSG_NAMESPACE_ALONE = '"{name}" at column {pos} is a set of functions, not a value: write {name}.<name>'
+MSG_NOT_A_CALL = '"{name}" at column {pos} is a constant, not a function'
+MSG_NOT_A_CONSTANT = '"{name}" at column {pos} is a function: call it with ( )'
 MSG_RESERVED_NAME = (
     'name "{name}" at column {pos} is not allowed (names starting with "__" are reserved)'
 )
@@ -263,6 +273,23 @@ class Slice(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Constant(Node):
+    """A dialect constant such as `time.Minute`, resolved by the runtime's table."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MethodCall(Node):
+    """`obj.Name(args)`: only on the evaluator's own values, from a fixed table."""
+
+    obj: Node
+    name: str
+    args: tuple[Node, ...]
+    optional: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Closure(Node):
     body: Node
 
@@ -293,6 +320,8 @@ def children(node: Node) -> tuple[Node, ...]:
         return (node.body,)
     if isinstance(node, Call):
         return node.args
+    if isinstance(node, MethodCall):
+        return (node.obj, *node.args)
     return ()
 
 
@@ -339,6 +368,86 @@ FUNCTIONS: dict[str, tuple[int, int | None, int | None]] = {
     "default": (2, 2, None),
 }
 
+
+Spec = tuple[int, int | None, int | None]
+
+
+@dataclass(frozen=True, eq=False)
+class Dialect:
+    """What one kind of condition may call: its functions, namespaces and methods.
+
+    ``namespaces`` maps e.g. "time" to its members: a Spec for a function, None
+    for a constant. ``methods`` are the method names the runtime's value tables
+    know, with their arity. The analysis dialect has no namespaces and no
+    methods, so AnalysisTemplate conditions parse exactly as before.
+    """
+
+    name: str
+    functions: Mapping[str, Spec]
+    namespaces: Mapping[str, Mapping[str, Spec | None]] = field(default_factory=dict)
+    methods: Mapping[str, Spec] = field(default_factory=dict)
+
+
+ANALYSIS = Dialect(name="analysis", functions=FUNCTIONS)
+
+# Argo Rollouts' analysis-only helpers read the env's `result`; they mean nothing
+# in a notification condition, so that dialect leaves them out.
+_ANALYSIS_ONLY = frozenset({"isNil", "default"})
+_ONE: Spec = (1, 1, None)
+_NONE: Spec = (0, 0, None)
+_TWO: Spec = (2, 2, None)
+
+NOTIFICATIONS = Dialect(
+    name="notifications",
+    functions={name: spec for name, spec in FUNCTIONS.items() if name not in _ANALYSIS_ONLY},
+    namespaces={
+        "time": {
+            "Now": _NONE,
+            # Argo's time.Parse takes one RFC 3339 string; (layout, value) is also
+            # accepted for the RFC 3339 layouts, as Go's time.Parse spells it.
+            "Parse": (1, 2, None),
+            "Duration": _ONE,
+            "Nanosecond": None,
+            "Microsecond": None,
+            "Millisecond": None,
+            "Second": None,
+            "Minute": None,
+            "Hour": None,
+            "RFC3339": None,
+            "RFC3339Nano": None,
+        },
+        "strings": {
+            "ToUpper": _ONE,
+            "ToLower": _ONE,
+            "TrimSpace": _ONE,
+            "Contains": _TWO,
+            "HasPrefix": _TWO,
+            "HasSuffix": _TWO,
+            "Split": _TWO,
+            "ReplaceAll": (3, 3, None),
+        },
+        "sync": {"GetInfoItem": _TWO},
+    },
+    methods={
+        # time values
+        "Sub": _ONE,
+        "Add": _ONE,
+        "Before": _ONE,
+        "After": _ONE,
+        "Equal": _ONE,
+        "Unix": _NONE,
+        "UnixMilli": _NONE,
+        "IsZero": _NONE,
+        # durations
+        "Hours": _NONE,
+        "Minutes": _NONE,
+        "Seconds": _NONE,
+        "Milliseconds": _NONE,
+        "Nanoseconds": _NONE,
+        "Abs": _NONE,
+    },
+)
+
 # --------------------------------------------------------------------------- parser
 
 # Binding powers as in expr-lang's parser (higher binds tighter).
@@ -360,8 +469,9 @@ _CANONICAL = {"and": "&&", "or": "||", "not": "!", "^": "**"}
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[Token], dialect: Dialect) -> None:
         self.tokens = tokens
+        self.dialect = dialect
         self.index = 0
         self.nesting = 0
         self.closures = 0
@@ -482,9 +592,41 @@ class _Parser:
             return Literal(pos=token.pos, value=token.text == "true")
         if token.text == "nil":
             return Literal(pos=token.pos, value=None)
+        members = self.dialect.namespaces.get(token.text)
+        if members is not None:
+            return self.qualified(token, members)
         if self.is_op("("):
             return self.call(token)
         return Name(pos=token.pos, name=token.text)
+
+    def qualified(self, token: Token, members: Mapping[str, Spec | None]) -> Node:
+        """`time.Now()`, `time.Minute`: resolved here, never looked up in the env."""
+        if not self.is_op("."):
+            raise ExpressionError(
+                MSG_NAMESPACE_ALONE.format(name=token.text, pos=token.pos), token.pos
+            )
+        self.advance()
+        member = self.advance()
+        if member.kind != NAME:
+            self.fail(member)
+        qualified = f"{token.text}.{member.text}"
+        if member.text not in members:
+            raise ExpressionError(
+                MSG_UNKNOWN_MEMBER.format(namespace=token.text, name=member.text, pos=member.pos),
+                member.pos,
+            )
+        spec = members[member.text]
+        if spec is None:
+            if self.is_op("("):
+                raise ExpressionError(
+                    MSG_NOT_A_CALL.format(name=qualified, pos=token.pos), token.pos
+                )
+            return Constant(pos=token.pos, name=qualified)
+        if not self.is_op("("):
+            raise ExpressionError(
+                MSG_NOT_A_CONSTANT.format(name=qualified, pos=token.pos), token.pos
+            )
+        return Call(pos=token.pos, name=qualified, args=self.arguments(token, qualified, spec))
 
     @staticmethod
     def check_name(token: Token) -> None:
@@ -494,11 +636,15 @@ class _Parser:
             )
 
     def call(self, token: Token) -> Node:
-        spec = FUNCTIONS.get(token.text)
+        spec = self.dialect.functions.get(token.text)
         if spec is None:
             raise ExpressionError(
                 MSG_UNKNOWN_FUNCTION.format(name=token.text, pos=token.pos), token.pos
             )
+        return Call(pos=token.pos, name=token.text, args=self.arguments(token, token.text, spec))
+
+    def arguments(self, token: Token, name: str, spec: Spec) -> tuple[Node, ...]:
+        """The parenthesised arguments of a call, checked against its arity."""
         low, high, predicate_at = spec
         self.expect("(")
         args: list[Node] = []
@@ -515,10 +661,10 @@ class _Parser:
         if len(args) < low or (high is not None and len(args) > high):
             expected = str(low) if low == high else f"{low} to {high or 'any number of'}"
             raise ExpressionError(
-                MSG_ARITY.format(name=token.text, expected=expected, got=len(args), pos=token.pos),
+                MSG_ARITY.format(name=name, expected=expected, got=len(args), pos=token.pos),
                 token.pos,
             )
-        return Call(pos=token.pos, name=token.text, args=tuple(args))
+        return tuple(args)
 
     def closure(self) -> Node:
         start = self.current
@@ -585,7 +731,14 @@ class _Parser:
                     self.fail(field)
                 self.check_name(field)
                 if self.is_op("("):
-                    raise ExpressionError(MSG_NOT_CALLABLE.format(pos=field.pos), field.pos)
+                    spec = self.dialect.methods.get(field.text)
+                    if spec is None:
+                        raise ExpressionError(MSG_NOT_CALLABLE.format(pos=field.pos), field.pos)
+                    args = self.arguments(field, field.text, spec)
+                    node = MethodCall(
+                        pos=field.pos, obj=node, name=field.text, args=args, optional=optional
+                    )
+                    continue
                 key = Literal(pos=field.pos, value=field.text)
                 node = Member(pos=token.pos, obj=node, key=key, optional=optional)
             elif token.text == "[":
@@ -623,12 +776,12 @@ def check_limits(root: Node) -> None:
         stack.extend((child, depth + 1) for child in children(node))
 
 
-def parse(source: str) -> Node:
+def parse(source: str, dialect: Dialect = ANALYSIS) -> Node:
     """Source text to a checked tree; raises ExpressionError."""
     if len(source) > MAX_SOURCE_LENGTH:
         raise ExpressionError(
             MSG_TOO_LONG.format(length=len(source), limit=MAX_SOURCE_LENGTH), MAX_SOURCE_LENGTH
         )
-    root = _Parser(tokenize(source)).parse()
+    root = _Parser(tokenize(source), dialect).parse()
     check_limits(root)
     return root

@@ -1,6 +1,6 @@
 """A small linear-time regular-expression matcher for the `matches` operator.
 
-Called by analysis/conditions/_runtime.py. expr-lang uses Go's RE2, which never
+Called by common/expr/_runtime.py. expr-lang uses Go's RE2, which never
 backtracks; Python's `re` does, so a pattern like `(a+)+$` or `a*a*a*a*b` from a
 template could stall the controller whatever the input-length limit. This module
 parses the RE2 subset condition authors use (literals, escapes, `.`, classes,
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from analysis.conditions._common import MAX_PATTERN_LENGTH, ExpressionError, is_ascii_digits
+from common.expr._common import MAX_PATTERN_LENGTH, ExpressionError, is_ascii_digits
 
 MSG_PATTERN_TOO_LONG = "regular expression is {length} characters long; the limit is {limit}"
 MSG_BAD_PATTERN = "invalid regular expression {pattern!r}: {reason} at offset {offset}"
