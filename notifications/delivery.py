@@ -50,7 +50,8 @@ from common.redaction import ACTIVE_SECRETS, Redactor, redactor
 from common.shell import VersionTracker
 from common.workqueue import worker_released
 from notifications import metrics
-from notifications.config import NotificationConfig, parse_config
+from notifications.catalog import parse_with_catalog
+from notifications.config import NotificationConfig
 from notifications.engine import Delivery, Plan, plan
 from notifications.kube import NotificationsPort
 from notifications.services import Notification, Service, build_services, secret_values
@@ -99,16 +100,16 @@ class Loaded:
     redactor: Redactor
 
 
-Loader = Callable[[Mapping[str, str], Mapping[str, str]],
+Loader = Callable[[Mapping[str, str], Mapping[str, str], str],
                   tuple[NotificationConfig, Mapping[str, Service], list[str]]]
 
 
-def load_config(cm_data: Mapping[str, str], secrets: Mapping[str, str]
+def load_config(cm_data: Mapping[str, str], secrets: Mapping[str, str], name: str
                 ) -> tuple[NotificationConfig, Mapping[str, Service], list[str]]:
-    """The ConfigMap parsed and its services built (errors of both, for people)."""
-    config, errors = parse_config(cm_data)
+    """ConfigMap ``name`` parsed over the shipped catalog and its services built (errors of both)."""
+    config = parse_with_catalog(cm_data, name=name)
     services, service_errors = build_services(cm_data, secrets)
-    return config, services, [*errors, *(str(e) for e in service_errors)]
+    return config, services, [*config.errors, *(str(e) for e in service_errors)]
 
 
 class ConfigCache:
@@ -159,7 +160,7 @@ class ConfigCache:
         secrets = self.port.read_secret(source.namespace, source.secret)
         values = secret_values(secrets)
         ACTIVE_SECRETS.register(source, values)  # log lines are redacted too
-        config, services, errors = self.loader(cm, secrets)
+        config, services, errors = self.loader(cm, secrets, source.configmap)
         scrub = redactor(values)
         errors = [scrub.clip(e, limit=MAX_ERROR_CHARS) for e in errors]
         for error in errors:

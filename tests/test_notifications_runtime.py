@@ -145,7 +145,7 @@ def loaded(services: Mapping[str, Service]) -> Loaded:
     from common.redaction import redactor
 
     return Loaded(source=Source("team-a", "argocd-notifications-cm", "argocd-notifications-secret"),
-                  config=NotificationConfig.__new__(NotificationConfig), services=services, errors=(),
+                  config=NotificationConfig(), services=services, errors=(),
                   redactor=redactor([SECRET]))
 
 
@@ -371,9 +371,9 @@ def test_config_cache_reads_once_falls_back_to_the_next_source_and_reloads_on_ch
                     secrets={("argo-rollouts", home.secret): {"slack-token": SECRET}})
     loads: list[Mapping[str, str]] = []
 
-    def loader(cm: Mapping[str, str], secrets: Mapping[str, str]) -> Any:
+    def loader(cm: Mapping[str, str], secrets: Mapping[str, str], name: str) -> Any:
         loads.append(dict(cm))
-        return NotificationConfig.__new__(NotificationConfig), {}, [f"service.slack: token {SECRET} rejected"]
+        return NotificationConfig(), {}, [f"service.slack: token {SECRET} rejected"]
 
     clock = Clock()
     cache = ConfigCache(port, ttl=30, loader=loader, clock=clock)
