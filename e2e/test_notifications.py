@@ -192,8 +192,9 @@ def test_seed_configmap_on_deployed_once_per_revision_across_a_restart_and_on_sy
     data["service.slack"] = slack_service(slack)
     data["service.pagerdutyv2"] = yaml.safe_dump({"apiURL": pagerduty.url,
                                                   "serviceKeys": {"ml-on-call": "$pagerduty-key"}})
+    # No message of its own: the trigger sends both templates as one notification (Argo merges
+    # them in order), so the Slack text stays the seed's.
     data["template.pagerduty"] = yaml.safe_dump({
-        "message": "Application {{.app.metadata.name}} sync {{.app.status.operationState.phase}}",
         "pagerdutyv2": {"summary": "{{.app.metadata.name}} sync failed at {{.app.status.sync.revision}}",
                         "severity": "critical", "source": "tidegate"}})
     put_config(core, namespace, name="argocd-notifications-cm", secret_name="argocd-notifications-secret",
