@@ -334,6 +334,7 @@ class Notifier:
         metrics.count_delivery(trigger=delivery.trigger, service=delivery.service, succeeded=error is None)
         meta = body.get("metadata") or {}
         if error is None:
+            self.events.clear(body)  # a failure coming back later is reported again
             log.info("notification sent", namespace=meta.get("namespace"), name=meta.get("name"),
                      trigger=delivery.trigger, service=delivery.service, recipient=delivery.recipient)
             return True

@@ -410,3 +410,63 @@ def test_read_state(text: str | None, state: dict[str, Any]) -> None:
 def test_write_state_is_gos_json_of_a_map() -> None:
     assert write_state({"b": 2, "a": 1}) == '{"a":1,"b":2}'
     assert json.loads(write_state({"k": 1})) == {"k": 1}
+
+
+def test_a_hung_send_gives_its_worker_back_so_one_worker_serves_another_tenant(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.workqueue import WorkQueue, run_workers
+
+    monkeypatch.setattr(delivery_module, "DEADLINE_GRACE_SECONDS", 0.2)
+    port, clock = FakePort(), Clock()
+    hung, slack = FakeService("hung", hang=True), FakeService("slack")
+    services: Mapping[str, Service] = {"hung": hung, "slack": slack}
+    planners = {"team-a": FakePlanner([wanted("on-deployed", "hung")]),
+                "team-b": FakePlanner([wanted("on-deployed", "slack")])}
+    n = notifier(port, planners["team-a"], clock, deadline=1.0)
+    finished: dict[str, float] = {}
+
+    async def scenario() -> None:
+        queue: WorkQueue[str] = WorkQueue()
+        start = time.monotonic()
+
+        async def handle(tenant: str) -> float | None:
+            n.planner = planners[tenant]
+            await n.notify("Application", ObjectStore(port, namespace=tenant).body(), loaded=loaded(services))
+            finished[tenant] = time.monotonic() - start
+            return None
+
+        workers = asyncio.create_task(run_workers(queue, handle, workers=1, on_error=lambda k, e: 60.0))
+        queue.add("team-a")
+        await asyncio.sleep(0.1)  # team-a's send is in flight (and hangs)
+        queue.add("team-b")
+        while len(finished) < 2:
+            await asyncio.sleep(0.05)
+        workers.cancel()
+
+    try:
+        run(asyncio.wait_for(scenario(), timeout=10))
+    finally:
+        hung.release.set()
+    # one worker: team-b was served while team-a's send was waiting for its deadline
+    assert finished["team-b"] < finished["team-a"]
+    assert finished["team-b"] < 0.9
+    assert slack.delivered and not hung.delivered
+
+
+@pytest.mark.parametrize(("kind", "namespace", "expected"), [
+    pytest.param("Application", "team-a", [("argocd", "argocd-notifications-cm")], id="app-argocd-namespace"),
+    pytest.param("Rollout", "team-a", [("team-a", "argo-rollouts-notification-configmap"),
+                                       ("argo-rollouts", "argo-rollouts-notification-configmap")],
+                 id="rollout-own-then-controller"),
+    pytest.param("AnalysisRun", "argo-rollouts", [("argo-rollouts", "argo-rollouts-notification-configmap")],
+                 id="run-in-controller-namespace"),
+])
+def test_where_each_kind_reads_its_configuration(kind: str, namespace: str,
+                                                  expected: list[tuple[str, str]],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from notifications import handlers
+    from notifications.settings import SETTINGS
+
+    monkeypatch.setattr(SETTINGS, "app_namespaces", ["argocd", "team-a"])
+    monkeypatch.setattr(SETTINGS, "rollouts_namespace", "argo-rollouts")
+    assert [(s.namespace, s.configmap) for s in handlers.sources(kind, namespace)] == expected
