@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,6 +49,12 @@ READY = "notifications controller started"
 QUIET_SECONDS = 4.0  # how long "nothing more arrives" is watched for
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def seed_cm() -> dict[str, Any]:
     path = SEED if SEED.exists() else SEED_FALLBACK
     doc = yaml.safe_load(path.read_text())
@@ -59,8 +66,8 @@ class NotificationsController(Controller):
     """``tidegate controller --components notifications[,...]`` for the test's namespace."""
 
     def __init__(self, env: dict[str, str], namespace: str, log_path: Path, *,
-                 components: str = "notifications") -> None:
-        super().__init__(env, namespace, log_path, ready=READY,
+                 components: str = "notifications", metrics_port: int = 0) -> None:
+        super().__init__(env, namespace, log_path, ready=READY, metrics_port=metrics_port,
                          extra_args=["--components", components, "--app-namespace", namespace])
         self.start()
 
@@ -75,9 +82,9 @@ def controllers(cluster_env: dict[str, str], namespace: str,
                 tmp_path: Path) -> Iterator[Callable[..., NotificationsController]]:
     started: list[NotificationsController] = []
 
-    def start(components: str = "notifications") -> NotificationsController:
+    def start(components: str = "notifications", metrics_port: int = 0) -> NotificationsController:
         ctl = NotificationsController(cluster_env, namespace, tmp_path / f"controller-{len(started)}.log",
-                                      components=components)
+                                      components=components, metrics_port=metrics_port)
         started.append(ctl)
         return ctl
 
@@ -273,7 +280,7 @@ def test_a_flaky_receiver_gets_the_message_once_and_a_silent_one_leaves_a_warnin
         apps = Apps(custom, namespace)
         apps.create(application("silent-app", namespace, annotations={f"{SUBSCRIBE}on-deployed.silent": ""}))
         apps.create(application("flaky-app", namespace, annotations={f"{SUBSCRIBE}on-deployed.flaky": ""}))
-        ctl = controllers()
+        ctl = controllers(metrics_port=free_port())
 
         # When both sync (the silent one first)
         apps.set_status("silent-app", app_status("Succeeded", "r1"))
@@ -296,8 +303,11 @@ def test_a_flaky_receiver_gets_the_message_once_and_a_silent_one_leaves_a_warnin
         messages = wait_until(warned, timeout=60, message="a Warning Event on the silent app")
         assert 'notification "on-deployed" to service "silent"' in messages[0]
         assert apps.state("silent-app") == {}
-        # ... and the controller is still up and serving
+        # ... and the controller is still up and serving, and counted both outcomes
         assert ctl.proc is not None and ctl.proc.poll() is None
+        counted = ctl.metrics()
+        assert 'notification_deliveries_total{service="flaky",succeeded="true",trigger="on-deployed"} 1.0' in counted
+        assert 'notification_deliveries_total{service="silent",succeeded="false",trigger="on-deployed"}' in counted
 
 
 # --- Rollouts ---------------------------------------------------------------------------------------
