@@ -312,18 +312,9 @@ def test_a_flaky_receiver_gets_the_message_once_and_a_silent_one_leaves_a_warnin
 
 # --- Rollouts ---------------------------------------------------------------------------------------
 
-ROLLOUT_CM = {
-    "trigger.on-rollout-aborted": yaml.safe_dump([{
-        "when": "rollout.status.abort == true", "oncePer": "rollout.status.currentPodHash",
-        "send": ["rollout-aborted"]}]),
-    "trigger.on-rollout-completed": yaml.safe_dump([{
-        "when": "rollout.status.phase == 'Healthy' and rollout.status.currentPodHash == rollout.status.stableRS",
-        "oncePer": "rollout.status.stableRS", "send": ["rollout-completed"]}]),
-    "template.rollout-aborted": yaml.safe_dump({
-        "message": "Rollout {{.rollout.metadata.name}} aborted: {{.rollout.status.message}}"}),
-    "template.rollout-completed": yaml.safe_dump({
-        "message": "Rollout {{.rollout.metadata.name}} completed at {{.rollout.status.stableRS}}"}),
-}
+def completed(name: str, pod_hash: str) -> str:
+    """The catalog's rollout-completed message."""
+    return f"Rollout {name} is fully promoted to revision {pod_hash}."
 
 
 def host_level(cluster: Cluster, name: str, annotations: dict[str, str]) -> None:
@@ -338,10 +329,12 @@ def host_level(cluster: Cluster, name: str, annotations: dict[str, str]) -> None
 def test_rollout_aborted_with_its_reason_and_completed_once_each(
         core: client.CoreV1Api, cluster: Cluster, slack: SlackStandIn, kubectl: Any,
         controllers: Callable[..., NotificationsController]) -> None:
-    # Given the namespace's own Argo Rollouts notification ConfigMap, and two subscribed Rollouts
+    # Given the namespace's own Argo Rollouts notification ConfigMap, holding only the Slack
+    # service (the triggers and templates are the shipped catalog's, enabled by name), and two
+    # subscribed Rollouts
     put_config(core, cluster.ns, name="argo-rollouts-notification-configmap",
                secret_name="argo-rollouts-notification-secret",
-               data={**ROLLOUT_CM, "service.slack": slack_service(slack)}, secrets={"slack-token": SLACK_TOKEN})
+               data={"service.slack": slack_service(slack)}, secrets={"slack-token": SLACK_TOKEN})
     subscribe = {f"{SUBSCRIBE}on-rollout-aborted.slack": "on-call",
                  f"{SUBSCRIBE}on-rollout-completed.slack": "ml-team"}
     host_level(cluster, "aborted", subscribe)
@@ -354,7 +347,7 @@ def test_rollout_aborted_with_its_reason_and_completed_once_each(
     first = {name: cluster.wait_phase(name, "Healthy")["stableRS"] for name in ("aborted", "promoted")}
     # the first version completing is a completion too, once each
     wait_until(lambda: len(texts("ml-team")) == 2, timeout=30, message=f"two completions; log:\n{ctl.log()[-3000:]}")
-    assert sorted(texts("ml-team")) == sorted(f"Rollout {n} completed at {h}" for n, h in first.items())
+    assert sorted(texts("ml-team")) == sorted(completed(n, h) for n, h in first.items())
 
     # When both get v2 and pause at 10%; one is aborted by on-call with a reason, the other promoted
     for name in ("aborted", "promoted"):
@@ -368,12 +361,15 @@ def test_rollout_aborted_with_its_reason_and_completed_once_each(
     # Then on-call gets on-rollout-aborted with the reason, once
     wait_until(lambda: texts("on-call"), timeout=30, message="the abort notification")
     aborted = texts("on-call")
-    assert len(aborted) == 1 and aborted[0].startswith("Rollout aborted aborted: ")
+    assert len(aborted) == 1 and aborted[0].startswith("Rollout aborted was aborted: RolloutAborted: ")
     assert "p99 too high" in aborted[0]
     # ... and the promoted one's completion at v2 arrives once
     v2 = cluster.wait_status("promoted", lambda s: s.get("phase") == "Healthy" and s["stableRS"] != first["promoted"],
                              timeout=60, message="promoted to v2")["stableRS"]
-    wait_until(lambda: f"Rollout promoted completed at {v2}" in texts("ml-team"), timeout=30,
+    wait_until(lambda: completed("promoted", v2) in texts("ml-team"), timeout=30,
                message="the completion of v2")
     quiet(lambda: len(slack.requests), 4)
-    assert texts("ml-team").count(f"Rollout promoted completed at {v2}") == 1
+    assert texts("ml-team").count(completed("promoted", v2)) == 1
+    # ... with the catalog template's Slack attachment
+    last = [r.json for r in slack.requests if r.json and r.json.get("text") == completed("promoted", v2)][0]
+    assert last["attachments"][0]["title"] == "promoted"
