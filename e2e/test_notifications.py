@@ -256,6 +256,12 @@ def test_seed_configmap_on_deployed_once_per_revision_across_a_restart_and_on_sy
     quiet(lambda: len(slack.requests) + len(pagerduty.requests), 4)
     # ... and no Warning Event: every send succeeded; the secret appears in no log line
     assert apps.warnings(core, "fraud-model") == []
+    # ... and the delivery log has one Normal Event per send
+    sent = core.list_namespaced_event(namespace, field_selector="involvedObject.name=fraud-model").items
+    assert sorted(e.message for e in sent if e.reason == "NotificationSent") == sorted(
+        [*2 * ['notification "on-deployed" sent to service "slack" (recipient "ml-team")'],
+         'notification "on-sync-failed" sent to service "slack" (recipient "ml-team")',
+         'notification "on-sync-failed" sent to service "pagerdutyv2" (recipient "ml-on-call")'])
     assert SLACK_TOKEN not in ctl.log() and ROUTING_KEY not in ctl.log()
 
 

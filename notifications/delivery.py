@@ -23,7 +23,8 @@ For one object change (``Notifier.notify``):
 5. a failure is a Warning Event on the object naming the trigger and the
    service (redacted with every value of the Secret), the metric
    ``notification_deliveries_total{succeeded="false"}`` and a log line; never an
-   exception out of here for a send.
+   exception out of here for a send. A success is a Normal Event ``NotificationSent``
+   and the same metric with ``succeeded="true"`` (the delivery log).
 
 One gap remains, as in Argo: a send that succeeded while the annotation write
 after it failed is remembered in memory (``_unrecorded``) and written with the
@@ -62,7 +63,9 @@ log = get_logger("tidegate.notifications")
 STATE_ANNOTATION = "notified.notifications.argoproj.io"
 REASON_FAILED = "NotificationFailed"
 REASON_TEMPLATE = "NotificationTemplateError"
-WARNING = "Warning"
+REASON_SENT = "NotificationSent"
+WARNING, NORMAL = "Warning", "Normal"
+MSG_SENT = 'notification "{trigger}" sent to service "{service}"{recipient}'
 MSG_FAILED = 'notification "{trigger}" to service "{service}"{recipient} failed: {error}'
 MSG_NOT_CONFIGURED = 'service "{service}" is not configured in {namespace}/{configmap}'
 MSG_NO_ANSWER = "no answer within {seconds:g}s"
@@ -333,12 +336,15 @@ class Notifier:
                 error = str(exc) or type(exc).__name__
         metrics.count_delivery(trigger=delivery.trigger, service=delivery.service, succeeded=error is None)
         meta = body.get("metadata") or {}
+        recipient = f' (recipient "{delivery.recipient}")' if delivery.recipient else ""
         if error is None:
             self.events.clear(body)  # a failure coming back later is reported again
             log.info("notification sent", namespace=meta.get("namespace"), name=meta.get("name"),
                      trigger=delivery.trigger, service=delivery.service, recipient=delivery.recipient)
+            # The delivery log, beside the metric: one Normal Event per send (never deduplicated).
+            await self._post(body, NORMAL, REASON_SENT, loaded.redactor.clip(MSG_SENT.format(
+                trigger=delivery.trigger, service=delivery.service, recipient=recipient), limit=MAX_ERROR_CHARS))
             return True
-        recipient = f' (recipient "{delivery.recipient}")' if delivery.recipient else ""
         message = MSG_FAILED.format(trigger=delivery.trigger, service=delivery.service,
                                     recipient=recipient, error=error)
         await self._warn(body, REASON_FAILED, message, loaded)
@@ -349,10 +355,13 @@ class Notifier:
         message = loaded.redactor.clip(message, limit=MAX_ERROR_CHARS)
         meta = body.get("metadata") or {}
         log.warning(message, namespace=meta.get("namespace"), name=meta.get("name"), reason=reason)
-        if not self.events.should_post(body, reason, message):
-            return
+        if self.events.should_post(body, reason, message):
+            await self._post(body, WARNING, reason, message)
+
+    async def _post(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        meta = body.get("metadata") or {}
         try:
-            await self._kube(lambda: self.port.event(body, event_type=WARNING, reason=reason, message=message))
+            await self._kube(lambda: self.port.event(body, event_type=event_type, reason=reason, message=message))
         except Exception as exc:  # noqa: BLE001 - an Event that cannot be posted is logged, not fatal
             log.warning("notifications: cannot post an Event", namespace=meta.get("namespace"),
                         name=meta.get("name"), error=str(exc))

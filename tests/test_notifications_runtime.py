@@ -54,7 +54,8 @@ class FakePort:
         self.configmaps = configmaps or {}
         self.secrets = secrets or {}
         self.patches: list[tuple[str, str, str, dict[str, str]]] = []
-        self.events: list[tuple[str, str, str]] = []
+        self.events: list[tuple[str, str, str]] = []  # Warning Events
+        self.normal: list[tuple[str, str, str]] = []  # the delivery log
         self.fail_annotate = 0
         self.reads = 0
         self.version = 100
@@ -76,7 +77,7 @@ class FakePort:
                              "annotations": dict(annotations)}}
 
     def event(self, involved: Mapping[str, Any], *, event_type: str, reason: str, message: str) -> None:
-        self.events.append((event_type, reason, message))
+        (self.events if event_type == "Warning" else self.normal).append((event_type, reason, message))
 
     def recorded(self) -> list[dict[str, Any]]:
         """The state annotation of every patch, in order."""
@@ -204,6 +205,9 @@ def test_the_state_records_only_the_deliveries_that_succeeded() -> None:
                             'notification "on-sync-failed" to service "pagerduty" (recipient "ml-team") '
                             "failed: HTTP 500 from the receiver")]
     assert count("on-sync-failed", "pagerduty", "false") == before + 1
+    # ... and the success is in the delivery log
+    assert port.normal == [("Normal", "NotificationSent",
+                            'notification "on-sync-failed" sent to service "slack" (recipient "ml-team")')]
 
 
 def test_a_send_is_not_repeated_once_recorded_and_nothing_is_written_when_nothing_changed() -> None:
