@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +50,7 @@ DEFAULT_CONFIG_MAP = {"Application": ARGOCD_CONFIGMAP, "Rollout": ROLLOUTS_CONFI
 CONSOLE = "console"
 EXIT_OK, EXIT_ERROR = 0, 1
 RESULT_COLUMNS = ("CONDITION", "RESULT", "ONCEPER", "WHEN")
+YAML_DOCUMENT_END = "...\n"
 
 MSG_NOT_FOUND = "{kind} {name!r} not found in namespace {namespace!r}"
 MSG_READ_FAILED = "reading {kind} {name!r}: {reason}"
@@ -267,8 +268,10 @@ def cmd_template_notify(ctx: Context, args: argparse.Namespace) -> int:
             shown["title"] = notification.title
         shown["message"] = notification.message
         shown.update(dict(notification.parts))
-        ctx.out.write(yaml.dump(shown, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True,
-                                default_flow_style=False))
+        text = yaml.dump(shown, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True,
+                         default_flow_style=False)
+        # A message ending in blank lines ends the YAML document with "..."; it is no part of it.
+        ctx.out.write(text.removesuffix(YAML_DOCUMENT_END))
     return EXIT_ERROR if failed else EXIT_OK
 
 
@@ -289,7 +292,7 @@ def parse_recipient(value: str) -> tuple[str, str]:
     return service, recipient
 
 
-def _table(out: TextIO, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _table(out: TextIO, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     for row in [columns, *rows]:
         out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")

@@ -152,6 +152,11 @@ class NotificationConfig:
     """Triggers named in the ConfigMap that could not be parsed: the engine keeps their
     once-only records, so fixing the entry does not send everything again."""
 
+    def service_data(self) -> dict[str, str]:
+        """The ``service.*`` keys as written: what ``notifications.services.build_services``
+        reads (it substitutes the secrets)."""
+        return {service.key: service.raw for service in self.services.values()}
+
 
 def parse_config(
     data: Mapping[str, str] | None,

@@ -61,7 +61,7 @@ KIND_VARIABLES = {"Application": "app", "Rollout": "rollout", "AnalysisRun": "an
 MSG_UNKNOWN_KIND = "kind {kind!r} has no notifications (expected one of {kinds})"
 MSG_NO_TRIGGER = "{obj}: subscribed to trigger {trigger!r}, which is not configured"
 MSG_CONDITION = "{obj}: trigger {trigger!r} condition [{index}]: {problem}"
-MSG_NO_TEMPLATE = "template {template!r} is not configured"
+MSG_NO_TEMPLATE = "no configured template among {template}"
 MSG_RENDER = "template {template!r} field {field}: {error}"
 MSG_DELIVERY = "{obj}: trigger {trigger!r} to {service}:{recipient}: {problem}"
 MSG_DROPPED = "once-only record: dropped keys that can no longer matter"
@@ -91,7 +91,8 @@ class Delivery:
 class Plan:
     deliveries: list[Delivery] = field(default_factory=list)
     annotation: str | None = None
-    """The new value of ``notified.notifications.argoproj.io``; None: leave it as it is."""
+    """The new value of ``notified.notifications.argoproj.io``; None: leave it as it is.
+    ``{}`` when the record became empty (Argo removes the annotation then; both read the same)."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -110,6 +111,9 @@ class ConditionResult:
 
 
 def variable_for(kind: str) -> str:
+    """``Application`` -> ``app``; the variable names themselves are accepted too."""
+    if kind in KIND_VARIABLES.values():
+        return kind
     try:
         return KIND_VARIABLES[kind]
     except KeyError:
@@ -169,7 +173,7 @@ def template_data(
         "recipient": recipient,
         "repo": repo_functions(),
     }
-    if kind == "Application":
+    if variable_for(kind) == "app":
         data["appProject"] = project
     return data
 
@@ -181,14 +185,17 @@ def render_notification(
     data: Mapping[str, Any],
 ) -> tuple[Notification | None, list[str]]:
     """Render and merge templates in order, as Argo's FormatNotification; errors name the
-    template and the field, and no Notification is returned when any part failed."""
+    template and the field, and no Notification is returned when any part failed. A name
+    that is not a configured template is skipped (config loading reports it) unless none is."""
     message, title = "", ""
     parts: dict[str, Any] = {}
     errors: list[str] = []
     for name in templates:
         template = config.templates.get(name)
         if template is None:
-            errors.append(MSG_NO_TEMPLATE.format(template=name))
+            # Config loading already reported it; the condition's other templates still go
+            # out (the seed's on-sync-failed sends [slack-ml-team, pagerduty], the second
+            # being a service's name; Argo drops the whole notification).
             continue
         for part in template.parts:
             if part.template is None:
@@ -207,6 +214,8 @@ def render_notification(
                     title = str(value)
             else:
                 _set_path(parts, part.path, value)
+    if not any(name in config.templates for name in templates):
+        errors.append(MSG_NO_TEMPLATE.format(template=", ".join(templates)))
     if errors:
         return None, errors
     return Notification(message=message, title=title, parts=parts), []

@@ -29,6 +29,7 @@ send). Pure: no Kubernetes calls.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -178,8 +179,10 @@ class OncePer:
         return "".join(_format(_term_value(term, env)) for term in self.terms)
 
 
+@functools.lru_cache(maxsize=1024)
 def compile_once_per(source: str) -> OncePer:
-    """Parse an oncePer expression; raises ValueError naming the column."""
+    """Parse an oncePer expression (cached: the engine asks on every reconcile); raises
+    ValueError naming the column."""
     tokens = _tokenize(source)
     if not tokens:
         raise ValueError(MSG_ONCE_PER.format(source=source, problem=MSG_ONCE_PER_EMPTY, column=1))

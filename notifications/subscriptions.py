@@ -38,6 +38,7 @@ MSG_NOT_YAML = "not valid YAML ({error})"
 MSG_NOT_LIST = "must be a YAML list of {{trigger, destinations}}, not {type}"
 MSG_ENTRY = "[{index}]: {problem}"
 MSG_ENTRY_NOT_MAP = "must be a mapping with trigger and destinations"
+MSG_DESTINATIONS = "destinations must be a list of {service, recipients}"
 MSG_DESTINATION = "destinations[{index}] must be a mapping with service and recipients"
 MSG_NO_SERVICE = "names no service"
 MSG_NO_TRIGGERS = "names no trigger and the ConfigMap sets no defaultTriggers"
@@ -159,8 +160,12 @@ def _yaml_annotation(value: str, *, config: NotificationConfig, where: str, erro
             continue
         raw_triggers = entry.get("trigger", entry.get("triggers"))
         named: list[str] = [raw_triggers] if isinstance(raw_triggers, str) else [
-            t for t in (raw_triggers or []) if isinstance(t, str)]
-        for number, destination in enumerate(entry.get("destinations") or []):
+            t for t in (raw_triggers if isinstance(raw_triggers, list) else []) if isinstance(t, str)]
+        raw_destinations = entry.get("destinations")
+        if not isinstance(raw_destinations, list):
+            problem(MSG_ENTRY.format(index=index, problem=MSG_DESTINATIONS))
+            continue
+        for number, destination in enumerate(raw_destinations):
             if not isinstance(destination, Mapping) or not isinstance(destination.get("service"), str):
                 problem(MSG_ENTRY.format(index=index, problem=MSG_DESTINATION.format(index=number)))
                 continue
@@ -168,8 +173,10 @@ def _yaml_annotation(value: str, *, config: NotificationConfig, where: str, erro
             raw_recipients = destination.get("recipients")
             if isinstance(raw_recipients, str):
                 recipients = parse_recipients(raw_recipients)
+            elif isinstance(raw_recipients, list):
+                recipients = [str(r) for r in raw_recipients] or [""]
             else:
-                recipients = [str(r) for r in (raw_recipients or [])] or [""]
+                recipients = [""]
             triggers = named or list(_default_triggers(config, service))
             if not triggers:
                 problem(MSG_ENTRY.format(index=index, problem=MSG_NO_TRIGGERS))

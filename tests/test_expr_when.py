@@ -518,3 +518,11 @@ def test_fuzz_token_soup_never_raises(tokens: list[str], app: Any) -> None:
     assert isinstance(result, WhenResult)
     assert "internal error" not in (result.error or "")
 
+
+
+@pytest.mark.parametrize("source", [5, None, ["true"]], ids=["number", "none", "list"])
+def test_non_text_condition_is_an_error(source: Any) -> None:
+    # A `when:` YAML value that is not a string (`when: 5`) is reported, not raised.
+    result = evaluate_when(source, {}, now=clock)
+    assert result.value is False and result.error is not None
+    assert "must be a string" in result.error

@@ -127,11 +127,15 @@ def _substitute(value: Any, *, key: str, field: str, secrets: Mapping[str, str],
     if isinstance(value, str):
         def replace(match: re.Match[str]) -> str:
             ref = match.group(1)
-            if ref not in secrets:
+            # The longest key the reference starts with: "$token-suffix" is the key
+            # "token" followed by text when the Secret has no "token-suffix".
+            known = next((ref[:end] for end in range(len(ref), 0, -1) if ref[:end] in secrets),
+                         None)
+            if known is None:
                 raise ConfigError(MSG_MISSING_SECRET.format(key=key, field=field, secret=ref),
                                   service_key=key, field=field)
-            used.add(secrets[ref])
-            return secrets[ref]
+            used.add(secrets[known])
+            return secrets[known] + ref[len(known):]
         return _REFERENCE.sub(replace, value)
     if isinstance(value, Mapping):
         return {str(k): _substitute(v, key=key, field=f"{field}.{k}", secrets=secrets, used=used)

@@ -17,6 +17,7 @@ reply, within the one deadline; each socket operation's timeout is the time left
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -43,6 +44,7 @@ from notifications.services.transport import (
 TYPE = "email"
 DEFAULT_PORT = 587
 IMPLICIT_TLS_PORT = 465
+AUTH_OK = 235
 
 MSG_BAD_PORT = "{key}: port must be a number from 1 to 65535"
 MSG_NO_RECIPIENT = "no address: subscribe with an email address as recipient"
@@ -145,7 +147,7 @@ class EmailService:
                     raise smtplib.SMTPNotSupportedError(MSG_NO_TLS)
             if self._username:
                 _set_timeout(client, deadline)
-                client.login(self._username, self._password)
+                _login(client, self._username, self._password)
             _set_timeout(client, deadline)
             client.send_message(mail)
 
@@ -153,6 +155,18 @@ class EmailService:
         return self._scrub.error(MSG_FAILED.format(name=self.name, recipient=recipient,
                                                    host=self._host, port=self._port,
                                                    reason=reason))
+
+
+def _login(client: smtplib.SMTP, username: str, password: str) -> None:
+    """smtplib's login, or AUTH PLAIN in UTF-8 for credentials smtplib cannot send
+    (it encodes them as ASCII and raises on anything else)."""
+    if (username + password).isascii():
+        client.login(username, password)
+        return
+    token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+    code, reply = client.docmd("AUTH", "PLAIN " + token)
+    if code != AUTH_OK:
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _set_timeout(client: smtplib.SMTP, deadline: Deadline) -> None:

@@ -37,11 +37,21 @@ DEFAULT_WAIT_MAX_SECONDS = 5.0
 
 MSG_DEADLINE = "no answer within the deadline of {seconds:g}s"
 MSG_NETWORK = "{kind} talking to {target}"
+MSG_INVALID = "the request to {target} cannot be sent ({kind})"
 LOG_RETRY = "delivery try failed, retrying"
 
 log = get_logger("tidegate.notifications.services")
 
 T = TypeVar("T")
+# Checked first: requests' exceptions are all OSErrors, these are not network failures.
+_INVALID_REQUEST = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.URLRequired,
+    UnicodeError,
+)
 
 
 class Deadline:
@@ -155,6 +165,10 @@ def request(session: requests.Session, *, method: str, url: str, deadline: Deadl
             body, truncated = _read_capped(response, deadline=deadline)
             return Reply(status=response.status_code, headers=dict(response.headers),
                          body=body, truncated=truncated)
+    except _INVALID_REQUEST as exc:
+        # A request requests refuses to build (a newline in a header, a bad URL):
+        # no retry fixes it. Its text quotes the offending value, so only the class.
+        raise PermanentError(MSG_INVALID.format(kind=type(exc).__name__, target=target)) from None
     except (requests.Timeout, TimeoutError):
         raise RetryableError(MSG_DEADLINE.format(seconds=deadline.seconds)) from None
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, OSError) as exc:

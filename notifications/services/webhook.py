@@ -67,7 +67,8 @@ class WebhookService:
         self.part_name = part_name
         self._url = url
         self._headers = dict(headers)
-        self._auth = basic_auth
+        # As bytes: requests encodes a str as latin-1; RFC 7617 (and Argo) send UTF-8.
+        self._auth = (basic_auth[0].encode(), basic_auth[1].encode()) if basic_auth else None
         self._verify = verify
         self._policy = policy
         self._scrub = scrub
