@@ -15,7 +15,8 @@ import sys
 from common.logging import REQUEST_LOGGERS, configure, quiet_request_loggers
 from rollouts.config import CONFIG
 
-__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "REQUEST_LOGGERS", "quiet_request_loggers", "run_controller"]
+__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "REQUEST_LOGGERS", "add_notification_flags", "quiet_request_loggers",
+           "run_controller"]
 
 COMPONENTS = ("rollouts", "analysis", "gitops", "notifications")
 # gitops (the sync module, issue 9) runs only when asked for until it is complete.
@@ -40,7 +41,7 @@ def _limit_malloc_arenas() -> None:
 
 
 def add_notification_flags(parser: argparse.ArgumentParser) -> None:
-    """The ``controller`` flags of the notifications component (cli/main.py adds them)."""
+    """The ``controller`` flags of the notifications component, for cli/main.py (until it calls this, the defaults and $POD_NAMESPACE apply)."""
     parser.add_argument("--notifications-namespace", default=None,
                         help="notifications: where argo-rollouts-notification-configmap and its Secret "
                              "are read for namespaces without their own (default $POD_NAMESPACE or "
