@@ -1,4 +1,4 @@
-"""``tidegate controller``: the composition root that starts both controllers on kopf.
+"""``tidegate controller``: the composition root that starts the controllers on kopf.
 
 The one place outside the handler modules allowed to import kopf and
 ``analysis.handlers`` (see the import contracts in pyproject.toml): it chooses
@@ -15,12 +15,11 @@ import sys
 from common.logging import REQUEST_LOGGERS, configure, quiet_request_loggers
 from rollouts.config import CONFIG
 
-__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "REQUEST_LOGGERS", "add_repo_url_rewrite_flag",
-           "quiet_request_loggers", "run_controller"]
+__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "REQUEST_LOGGERS", "add_notification_flags",
+           "add_repo_url_rewrite_flag", "quiet_request_loggers", "run_controller"]
 
-COMPONENTS = ("rollouts", "analysis", "gitops")
-# gitops (the sync module, issue 9) runs only when asked for until it is complete.
-DEFAULT_COMPONENTS = ("rollouts", "analysis")
+COMPONENTS = ("rollouts", "analysis", "gitops", "notifications")
+DEFAULT_COMPONENTS = ("rollouts", "analysis", "gitops", "notifications")
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
@@ -59,6 +58,34 @@ def _repo_url_rewrites(args: argparse.Namespace) -> list[tuple[str, str]] | str:
             parse_repo_url_rewrite(value) for value in getattr(args, "repo_url_rewrite", None) or []]
     except ValueError as exc:
         return str(exc)
+
+
+def add_notification_flags(parser: argparse.ArgumentParser) -> None:
+    """The ``controller`` flags of the notifications component (cli/main.py adds them)."""
+    parser.add_argument("--notifications-namespace", default=None,
+                        help="notifications: where argo-rollouts-notification-configmap and its Secret "
+                             "are read for namespaces without their own (default $POD_NAMESPACE or "
+                             "argo-rollouts); Applications use argocd-notifications-cm in the first "
+                             "--app-namespace")
+    parser.add_argument("--notifications-workers", type=int, default=8,
+                        help="notifications: objects evaluated at once")
+    parser.add_argument("--notification-send-timeout", type=float, default=30.0,
+                        help="notifications: seconds one send may take, retries included")
+    parser.add_argument("--notification-retry-base", type=float, default=5.0,
+                        help="notifications: seconds before a failed send is tried again (doubling, "
+                             "up to 300)")
+
+
+def _configure_notifications(args: argparse.Namespace) -> None:
+    """Fill the notifications settings from the flags (absent flags keep the defaults)."""
+    from notifications.settings import SETTINGS
+
+    SETTINGS.instance_id = CONFIG.instance_id
+    SETTINGS.app_namespaces = list(getattr(args, "app_namespace", None) or SETTINGS.app_namespaces)
+    SETTINGS.rollouts_namespace = getattr(args, "notifications_namespace", None) or SETTINGS.rollouts_namespace
+    SETTINGS.workers = getattr(args, "notifications_workers", SETTINGS.workers)
+    SETTINGS.send_deadline_seconds = getattr(args, "notification_send_timeout", SETTINGS.send_deadline_seconds)
+    SETTINGS.retry_base_seconds = getattr(args, "notification_retry_base", SETTINGS.retry_base_seconds)
 
 
 def run_controller(args: argparse.Namespace) -> int:
@@ -113,6 +140,9 @@ def run_controller(args: argparse.Namespace) -> int:
             return 2
         GITOPS_CONFIG.repo_url_rewrites = rewrites
         import gitops.handlers  # noqa: F401  (registers kopf handlers)
+    if "notifications" in components:
+        _configure_notifications(args)
+        import notifications.handlers  # noqa: F401  (registers kopf handlers)
     kopf.run(
         standalone=True,
         clusterwide=not CONFIG.namespaces,

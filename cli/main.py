@@ -16,6 +16,7 @@ from cli import actions, app, notifications
 from cli.controller import (
     COMPONENTS,
     DEFAULT_COMPONENTS,
+    add_notification_flags,
     add_repo_url_rewrite_flag,
     run_controller,
 )
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="gitops: seconds between ls-remote polls of each repository (default: "
                           "argocd-cm timeout.reconciliation, 120 s; 0: no polling)")
     add_repo_url_rewrite_flag(ctl)
+    add_notification_flags(ctl)
     ctl.add_argument("--verbose", "-v", action="store_true")
     ctl.set_defaults(func=run_controller)
 
