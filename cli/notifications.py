@@ -51,6 +51,8 @@ CONSOLE = "console"
 EXIT_OK, EXIT_ERROR = 0, 1
 RESULT_COLUMNS = ("CONDITION", "RESULT", "ONCEPER", "WHEN")
 YAML_DOCUMENT_END = "...\n"
+# No folding: a long one-line message printed over two lines would not read as it is sent.
+YAML_WIDTH = 1 << 20
 
 MSG_NOT_FOUND = "{kind} {name!r} not found in namespace {namespace!r}"
 MSG_READ_FAILED = "reading {kind} {name!r}: {reason}"
@@ -59,6 +61,7 @@ MSG_CONFIG_FILE = "cannot read --config-file {path}: {error}"
 MSG_CONFIG_ERROR = "warning: {error}"
 MSG_NO_TRIGGER = "trigger {name!r} is not configured (nor in the catalog)"
 MSG_NO_TEMPLATE = "template {name!r} is not configured (nor in the catalog)"
+MSG_INVALID = "{what} {name!r} in {cm} is invalid (see the warning above): nothing to {action}"
 MSG_BAD_KIND = "unknown kind {kind!r} in {obj!r} (use app/NAME, rollout/NAME or analysisrun/NAME)"
 MSG_BAD_RECIPIENT = "--recipient {value!r} must be service:recipient"
 MSG_DRY_RUN_ONLY = "only --dry-run is supported: the notifications controller does the sending"
@@ -178,7 +181,22 @@ def run(args: argparse.Namespace, *, api: NotificationsApi | None = None, out: T
         return EXIT_ERROR
 
 
-def load_config(ctx: Context, args: argparse.Namespace, *, kind: str) -> NotificationConfig:
+@dataclass(frozen=True)
+class LoadedConfig:
+    """The parsed configuration, and the ConfigMap's own keys: an entry that is there but did
+    not parse is dropped from ``config`` (even over the catalog's), and must not read as absent."""
+
+    config: NotificationConfig
+    name: str
+    keys: frozenset[str]
+
+    def invalid(self, what: str, name: str, *, action: str) -> CliError | None:
+        if f"{what}.{name}" not in self.keys:
+            return None
+        return CliError(MSG_INVALID.format(what=what, name=name, cm=self.name, action=action))
+
+
+def load_config(ctx: Context, args: argparse.Namespace, *, kind: str) -> LoadedConfig:
     name = args.config_map or DEFAULT_CONFIG_MAP[kind]
     if args.config_file:
         data = read_config_file(Path(args.config_file))
@@ -191,7 +209,7 @@ def load_config(ctx: Context, args: argparse.Namespace, *, kind: str) -> Notific
     config = parse_with_catalog(data, name=name)
     for error in config.errors:
         ctx.err.write(MSG_CONFIG_ERROR.format(error=error) + "\n")
-    return config
+    return LoadedConfig(config=config, name=name, keys=frozenset(data))
 
 
 def read_config_file(path: Path) -> dict[str, str]:
@@ -220,10 +238,12 @@ def _project_of(ctx: Context, obj: Mapping[str, Any], *, kind: str, namespace: s
 def cmd_trigger_run(ctx: Context, args: argparse.Namespace) -> int:
     kind, name = ("Application", args.app) if args.app else ("Rollout", args.rollout)
     namespace = args.namespace or DEFAULT_OBJECT_NAMESPACE[kind]
-    config = load_config(ctx, args, kind=kind)
+    loaded = load_config(ctx, args, kind=kind)
+    config = loaded.config
     trigger = config.triggers.get(args.trigger)
     if trigger is None:
-        raise CliError(MSG_NO_TRIGGER.format(name=args.trigger))
+        raise (loaded.invalid("trigger", args.trigger, action="evaluate")
+               or CliError(MSG_NO_TRIGGER.format(name=args.trigger)))
     obj = ctx.api().get_object(kind, namespace, name)
     project = _project_of(ctx, obj, kind=kind, namespace=namespace)
     env = condition_env(obj, kind=kind, project=project, context=config.context)
@@ -242,9 +262,11 @@ def cmd_template_notify(ctx: Context, args: argparse.Namespace) -> int:
         raise CliError(MSG_DRY_RUN_ONLY)
     kind, name = parse_object(args.object)
     namespace = args.namespace or DEFAULT_OBJECT_NAMESPACE[kind]
-    config = load_config(ctx, args, kind=kind)
+    loaded = load_config(ctx, args, kind=kind)
+    config = loaded.config
     if args.template not in config.templates:
-        raise CliError(MSG_NO_TEMPLATE.format(name=args.template))
+        raise (loaded.invalid("template", args.template, action="render")
+               or CliError(MSG_NO_TEMPLATE.format(name=args.template)))
     obj = ctx.api().get_object(kind, namespace, name)
     project = _project_of(ctx, obj, kind=kind, namespace=namespace)
     destinations = [parse_recipient(value) for value in args.recipient]
@@ -269,7 +291,7 @@ def cmd_template_notify(ctx: Context, args: argparse.Namespace) -> int:
         shown["message"] = notification.message
         shown.update(dict(notification.parts))
         text = yaml.dump(shown, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True,
-                         default_flow_style=False)
+                         default_flow_style=False, width=YAML_WIDTH)
         # A message ending in blank lines ends the YAML document with "..."; it is no part of it.
         ctx.out.write(text.removesuffix(YAML_DOCUMENT_END))
     return EXIT_ERROR if failed else EXIT_OK

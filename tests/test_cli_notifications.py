@@ -179,3 +179,42 @@ def test_a_render_error_is_printed_and_exits_1() -> None:
 def test_bad_object_kind() -> None:
     code, _, err = run(["notifications", "template", "notify", "t", "deploy/x", "--dry-run"], fake())
     assert code == 1 and "unknown kind 'deploy'" in err
+
+
+def test_a_long_one_line_message_prints_on_one_line() -> None:
+    api = fake()
+    reason = "RolloutAborted: Rollout aborted update to revision 2: metric latency failed at p99 > 250ms"
+    api.objects[("Rollout", "ml-serving", "inference")]["status"]["message"] = reason
+    code, out, err = run(["notifications", "template", "notify", "rollout-aborted", "rollout/inference",
+                          "-n", "ml-serving", "--dry-run", "--recipient", "slack:oncall"], api)
+    assert code == 0, err
+    # YAML's default width (80) would fold the line, so the message would not read as sent.
+    assert f"message: 'Rollout inference was aborted: {reason}'\n" in out.splitlines(keepends=True)
+
+
+INVALID_CASES = [
+    ("template-does-not-compile", {"template.t": "message: '{{.app.metadata.name'"},
+     ["template", "notify", "t", "llm-serving", "--dry-run"],
+     "template 't' in argocd-notifications-cm is invalid (see the warning above): nothing to render"),
+    ("catalog-template-overridden-by-a-broken-one", {"template.app-deployed": "message: '{{if}}'"},
+     ["template", "notify", "app-deployed", "llm-serving", "--dry-run"],
+     "template 'app-deployed' in argocd-notifications-cm is invalid (see the warning above): nothing to render"),
+    ("catalog-trigger-overridden-by-bad-yaml", {"trigger.on-deployed": "- when: [unclosed"},
+     ["trigger", "run", "on-deployed", "--app", "llm-serving"],
+     "trigger 'on-deployed' in argocd-notifications-cm is invalid (see the warning above): nothing to evaluate"),
+    ("absent-template-stays-not-configured", {},
+     ["template", "notify", "nothing", "llm-serving", "--dry-run"],
+     "template 'nothing' is not configured (nor in the catalog)"),
+]
+
+
+@pytest.mark.parametrize(("data", "argv", "expected"), [c[1:] for c in INVALID_CASES],
+                         ids=[c[0] for c in INVALID_CASES])
+def test_a_configured_entry_that_does_not_parse_is_named_invalid_not_absent(
+        data: dict[str, str], argv: list[str], expected: str) -> None:
+    api = fake()
+    api.config_maps[("argocd", "argocd-notifications-cm")] = data
+    code, out, err = run(["notifications", *argv], api)
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == f"tidegate notifications: {expected}"
+    assert all(line.startswith("warning: argocd-notifications-cm: ") for line in err.splitlines()[:-1])
