@@ -38,7 +38,7 @@ from notifications.services.transport import (
     PermanentError,
     RetryableError,
     RetryPolicy,
-    retrying,
+    deliver,
 )
 
 TYPE = "email"
@@ -90,12 +90,9 @@ class EmailService:
     def send(self, notification: Notification, recipient: str, *,
              deadline_seconds: float = DEFAULT_DEADLINE_SECONDS) -> None:
         mail = self.message(notification, recipient)
-        deadline = Deadline(deadline_seconds)
-        try:
-            retrying(lambda: self._deliver(mail, deadline=deadline), deadline=deadline,
-                     policy=self._policy, service=self.name)
-        except (RetryableError, PermanentError) as exc:
-            raise self._failure(recipient, str(exc)) from None
+        deliver(lambda deadline: self._deliver(mail, deadline=deadline),
+                deadline_seconds=deadline_seconds, policy=self._policy, service=self.name,
+                failure=lambda reason: self._failure(recipient, reason))
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()

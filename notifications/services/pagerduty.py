@@ -28,7 +28,6 @@ import requests
 
 from notifications.services.base import (
     DEFAULT_DEADLINE_SECONDS,
-    MAX_QUOTED_REPLY_CHARS,
     DeliveryError,
     Notification,
     Scrubber,
@@ -37,16 +36,7 @@ from notifications.services.base import (
     text_field,
 )
 from notifications.services.options import Options
-from notifications.services.transport import (
-    Deadline,
-    PermanentError,
-    Reply,
-    RetryableError,
-    RetryPolicy,
-    request,
-    retry_after_seconds,
-    retrying,
-)
+from notifications.services.transport import Deadline, RetryPolicy, check_status, deliver, request
 
 TYPE = "pagerdutyv2"
 DEFAULT_API_URL = "https://events.pagerduty.com"
@@ -65,7 +55,6 @@ MSG_BAD_ACTION = 'pagerdutyv2.action "{value}" is not one of ' + ", ".join(ACTIO
 MSG_NO_DEDUP = "pagerdutyv2.dedupKey is required to {action}"
 MSG_NO_SUMMARY = "pagerdutyv2.summary is empty (and so are the title and the message)"
 MSG_FAILED = 'pagerdutyv2 service "{name}" to "{recipient}" via {target}: {reason}'
-MSG_HTTP = "HTTP {status}: {reply}"
 
 
 class PagerDutyService:
@@ -127,31 +116,18 @@ class PagerDutyService:
     def send(self, notification: Notification, recipient: str, *,
              deadline_seconds: float = DEFAULT_DEADLINE_SECONDS) -> None:
         body = self.event(notification, recipient)
-        deadline = Deadline(deadline_seconds)
-        try:
-            retrying(lambda: self._post(body, deadline=deadline), deadline=deadline,
-                     policy=self._policy, service=self.name)
-        except (RetryableError, PermanentError) as exc:
-            raise self._failure(recipient, str(exc)) from None
+        deliver(lambda deadline: self._post(body, deadline=deadline),
+                deadline_seconds=deadline_seconds, policy=self._policy, service=self.name,
+                failure=lambda reason: self._failure(recipient, reason))
 
     def _post(self, body: dict[str, Any], *, deadline: Deadline) -> None:
         reply = request(self._session, method="POST", url=self._endpoint, deadline=deadline,
                         target=safe_target(self._endpoint),
                         headers={"Content-Type": "application/json"},
                         data=json.dumps(body).encode("utf-8"))
-        if 200 <= reply.status < 300:
-            return  # 202 {"status": "success", "dedup_key": ...}
-        reason = MSG_HTTP.format(status=reply.status, reply=self._quote(reply))
-        if reply.status == 429:
-            # PagerDuty throttles per integration key; back off (it rarely names a wait).
-            raise RetryableError(reason,
-                                 retry_after=retry_after_seconds(reply.headers.get("Retry-After")))
-        if reply.status >= 500:
-            raise RetryableError(reason)
-        raise PermanentError(reason)
-
-    def _quote(self, reply: Reply) -> str:
-        return self._scrub(reply.text(), limit=MAX_QUOTED_REPLY_CHARS)
+        # Success is 202 {"status": "success", "dedup_key": ...}. PagerDuty throttles
+        # per integration key with 429: backed off (it rarely names a wait).
+        check_status(reply, scrub=self._scrub)
 
     def _failure(self, recipient: str, reason: str) -> DeliveryError:
         return self._scrub.error(MSG_FAILED.format(name=self.name, recipient=recipient,

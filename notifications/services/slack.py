@@ -47,9 +47,11 @@ from notifications.services.transport import (
     Reply,
     RetryableError,
     RetryPolicy,
+    check_status,
+    deliver,
+    quote,
     request,
     retry_after_seconds,
-    retrying,
 )
 
 TYPE = "slack"
@@ -64,7 +66,6 @@ MSG_NO_CHANNEL = "no channel: subscribe with the channel as recipient"
 MSG_BAD_JSON = "slack.{field} is not valid JSON: {error}"
 MSG_NOT_LIST = "slack.{field} must be a JSON list"
 MSG_FAILED = 'slack service "{name}" to "{recipient}" via {target}: {reason}'
-MSG_HTTP = "HTTP {status}: {reply}"
 MSG_NOT_OK = "Slack answered ok:false: {error}"
 MSG_NOT_JSON = "HTTP 200 with a reply that is not Slack's JSON: {reply}"
 MSG_RATE_LIMITED = "rate limited (HTTP 429)"
@@ -118,12 +119,9 @@ class SlackService:
     def send(self, notification: Notification, recipient: str, *,
              deadline_seconds: float = DEFAULT_DEADLINE_SECONDS) -> None:
         body = self.payload(notification, recipient)
-        deadline = Deadline(deadline_seconds)
-        try:
-            retrying(lambda: self._post(body, deadline=deadline), deadline=deadline,
-                     policy=self._policy, service=self.name)
-        except (RetryableError, PermanentError) as exc:
-            raise self._failure(recipient, str(exc)) from None
+        deliver(lambda deadline: self._post(body, deadline=deadline),
+                deadline_seconds=deadline_seconds, policy=self._policy, service=self.name,
+                failure=lambda reason: self._failure(recipient, reason))
 
     def _post(self, body: dict[str, Any], *, deadline: Deadline) -> None:
         headers = {"Content-Type": "application/json; charset=utf-8"}
@@ -132,16 +130,14 @@ class SlackService:
         reply = request(self._session, method="POST", url=self._endpoint, deadline=deadline,
                         target=safe_target(self._endpoint), headers=headers,
                         data=json.dumps(body).encode("utf-8"), verify=self._verify)
-        self._check(reply, deadline=deadline)
+        self._check(reply)
 
-    def _check(self, reply: Reply, *, deadline: Deadline) -> None:
+    def _check(self, reply: Reply) -> None:
         if reply.status == 429:
             wait = retry_after_seconds(reply.headers.get("Retry-After"))
             raise RetryableError(MSG_RATE_LIMITED, retry_after=wait)
-        if reply.status >= 500:
-            raise RetryableError(MSG_HTTP.format(status=reply.status, reply=self._quote(reply)))
-        if reply.status != 200:
-            raise PermanentError(MSG_HTTP.format(status=reply.status, reply=self._quote(reply)))
+        # Only 200 is Slack's answer: any other 2xx is a proxy's, not a delivery.
+        check_status(reply, scrub=self._scrub, ok=range(200, 201))
         if self._incoming:
             return  # an incoming webhook answers 200 "ok"; its failures are 4xx
         if reply.truncated:
@@ -151,7 +147,7 @@ class SlackService:
         except ValueError:
             answer = None
         if not isinstance(answer, Mapping) or "ok" not in answer:
-            raise PermanentError(MSG_NOT_JSON.format(reply=self._quote(reply)))
+            raise PermanentError(MSG_NOT_JSON.format(reply=quote(reply, self._scrub)))
         if answer["ok"] is True:
             return
         error = str(answer.get("error") or "unknown")[:MAX_QUOTED_REPLY_CHARS]
@@ -172,9 +168,6 @@ class SlackService:
         if not isinstance(value, list):
             raise self._failure(recipient, MSG_NOT_LIST.format(field=field))
         return value
-
-    def _quote(self, reply: Reply) -> str:
-        return self._scrub(reply.text(), limit=MAX_QUOTED_REPLY_CHARS)
 
     def _failure(self, recipient: str, reason: str) -> DeliveryError:
         return self._scrub.error(MSG_FAILED.format(name=self.name, recipient=recipient,

@@ -1,7 +1,8 @@
 """HTTP sends for the services: one total deadline, retries with backoff, capped replies.
 
 Called by the Slack, PagerDuty and webhook services (slack.py, pagerduty.py,
-webhook.py); the email service uses ``retrying`` and ``Deadline`` with smtplib.
+webhook.py); the email service uses ``deliver`` (``retrying`` inside one
+``Deadline``) with smtplib.
 
 A send is a few tries inside one ``Deadline``: each request's connect and read
 timeouts are the time left, the socket's timeout is cut down again before every
@@ -25,7 +26,12 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from common.logging import get_logger
-from notifications.services.base import MAX_RESPONSE_BYTES
+from notifications.services.base import (
+    MAX_QUOTED_REPLY_CHARS,
+    MAX_RESPONSE_BYTES,
+    DeliveryError,
+    Scrubber,
+)
 
 READ_CHUNK_BYTES = 64 * 1024
 # A try that would have less than this left is not worth starting.
@@ -38,6 +44,9 @@ DEFAULT_WAIT_MAX_SECONDS = 5.0
 MSG_DEADLINE = "no answer within the deadline of {seconds:g}s"
 MSG_NETWORK = "{kind} talking to {target}"
 MSG_INVALID = "the request to {target} cannot be sent ({kind})"
+MSG_HTTP = "HTTP {status}: {reply}"
+# Any 2xx: what the PagerDuty and webhook services accept as delivered.
+SUCCESS_STATUSES = range(200, 300)
 LOG_RETRY = "delivery try failed, retrying"
 
 log = get_logger("tidegate.notifications.services")
@@ -148,6 +157,42 @@ def retrying(fn: Callable[[], T], *, deadline: Deadline, policy: RetryPolicy,
         with attempt:
             return fn()
     raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+
+def deliver(fn: Callable[[Deadline], None], *, deadline_seconds: float, policy: RetryPolicy,
+            service: str, failure: Callable[[str], DeliveryError]) -> None:
+    """One send: ``fn(deadline)`` retried by ``policy`` within a fresh ``Deadline``.
+
+    A try's last RetryableError or PermanentError becomes ``failure(reason)``, the
+    service's DeliveryError naming its target (never the error's traceback).
+    """
+    deadline = Deadline(deadline_seconds)
+    try:
+        retrying(lambda: fn(deadline), deadline=deadline, policy=policy, service=service)
+    except (RetryableError, PermanentError) as exc:
+        raise failure(str(exc)) from None
+
+
+def quote(reply: Reply, scrub: Scrubber) -> str:
+    """The reply's body as a DeliveryError may quote it: redacted and cut short."""
+    return scrub(reply.text(), limit=MAX_QUOTED_REPLY_CHARS)
+
+
+def check_status(reply: Reply, *, scrub: Scrubber, ok: range = SUCCESS_STATUSES) -> None:
+    """Nothing for a status in ``ok``; else the error for the retry loop.
+
+    429 (with the server's Retry-After) and 5xx are worth another try; any other
+    status is not. The reason quotes the redacted reply.
+    """
+    if reply.status in ok:
+        return
+    reason = MSG_HTTP.format(status=reply.status, reply=quote(reply, scrub))
+    if reply.status == 429:
+        raise RetryableError(reason,
+                             retry_after=retry_after_seconds(reply.headers.get("Retry-After")))
+    if reply.status >= 500:
+        raise RetryableError(reason)
+    raise PermanentError(reason)
 
 
 def request(session: requests.Session, *, method: str, url: str, deadline: Deadline,

@@ -23,7 +23,6 @@ import requests
 from common.logging import get_logger
 from notifications.services.base import (
     DEFAULT_DEADLINE_SECONDS,
-    MAX_QUOTED_REPLY_CHARS,
     DeliveryError,
     Notification,
     Scrubber,
@@ -32,15 +31,7 @@ from notifications.services.base import (
     text_field,
 )
 from notifications.services.options import Options
-from notifications.services.transport import (
-    Deadline,
-    PermanentError,
-    RetryableError,
-    RetryPolicy,
-    request,
-    retry_after_seconds,
-    retrying,
-)
+from notifications.services.transport import Deadline, RetryPolicy, check_status, deliver, request
 
 TYPE = "webhook"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -49,7 +40,6 @@ MSG_BAD_HEADERS = "{key}: headers must be a list of {{name, value}} with a non-e
 MSG_BAD_AUTH = "{key}: basicAuth needs a username and a password (strings)"
 MSG_BAD_METHOD = 'webhook.{part}.method "{method}" is not one of ' + ", ".join(METHODS)
 MSG_FAILED = 'webhook service "{name}" via {target}: {reason}'
-MSG_HTTP = "HTTP {status}: {reply}"
 LOG_NO_PART = "template has no webhook part for this service; nothing sent"
 
 log = get_logger("tidegate.notifications.services")
@@ -85,27 +75,15 @@ class WebhookService:
             raise self._failure(MSG_BAD_METHOD.format(part=self.part_name, method=method))
         url = self._url + text_field(section, "path")
         body = text_field(section, "body").encode("utf-8")
-        deadline = Deadline(deadline_seconds)
 
-        def once() -> None:
+        def once(deadline: Deadline) -> None:
             reply = request(self._session, method=method, url=url, deadline=deadline,
                             target=safe_target(url), headers=self._headers,
                             data=body or None, auth=self._auth, verify=self._verify)
-            if 200 <= reply.status < 300:
-                return
-            reason = MSG_HTTP.format(status=reply.status,
-                                     reply=self._scrub(reply.text(), limit=MAX_QUOTED_REPLY_CHARS))
-            if reply.status == 429:
-                raise RetryableError(reason, retry_after=retry_after_seconds(
-                    reply.headers.get("Retry-After")))
-            if reply.status >= 500:
-                raise RetryableError(reason)
-            raise PermanentError(reason)
+            check_status(reply, scrub=self._scrub)
 
-        try:
-            retrying(once, deadline=deadline, policy=self._policy, service=self.name)
-        except (RetryableError, PermanentError) as exc:
-            raise self._failure(str(exc)) from None
+        deliver(once, deadline_seconds=deadline_seconds, policy=self._policy, service=self.name,
+                failure=self._failure)
 
     def _failure(self, reason: str) -> DeliveryError:
         return self._scrub.error(MSG_FAILED.format(name=self.name, target=safe_target(self._url),
