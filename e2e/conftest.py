@@ -179,3 +179,15 @@ def controller(cluster_env: dict[str, str], namespace: str, tmp_path: Path) -> I
 
     with running_controller(cluster_env, namespace, tmp_path / "controller.log") as ctl:
         yield ctl
+
+
+@pytest.fixture
+def gitops_controller(cluster_env: dict[str, str], namespace: str, tmp_path: Path) -> Iterator[Any]:
+    """A real ``tidegate controller --components gitops`` for the test's namespace (e2e.kit)."""
+    from e2e.kit import GitopsController
+
+    ctl = GitopsController(cluster_env, namespace, tmp_path / "controller.log")
+    try:
+        yield ctl
+    finally:
+        ctl.stop()

@@ -1,6 +1,8 @@
 """Building blocks for rollout e2e tests: manifests, a controller process, waiters.
 
-Used by e2e/test_rollouts_*.py. Everything here talks to the real local cluster
+Used by e2e/test_rollouts_*.py, and by the sync module's e2e/test_gitops_*.py
+(``GitopsController``, ``run_git``, ``ApplicationWatch``; e2e/conftest.py's
+``gitops_controller`` fixture). Everything here talks to the real local cluster
 (never a mock): manifests are created with the kubernetes client, the controller
 is the real ``tidegate controller`` process, watched through its log file.
 """
@@ -18,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
@@ -26,8 +28,16 @@ from kubernetes.client.exceptions import ApiException
 from e2e.conftest import REPO, wait_until
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"
+APPLICATIONS = "applications"
 ISTIO = "networking.istio.io"
 HASH_LABEL = "rollouts-pod-template-hash"
+GITOPS_READY = "gitops controller started"
+# Commits made by the tests: a fixed identity, no system or user git config.
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@tidegate.dev",
+                "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@tidegate.dev",
+                "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"}
+
+T = TypeVar("T")
 
 
 # --- manifests --------------------------------------------------------------------------------
@@ -272,6 +282,69 @@ def running_controller(env: dict[str, str], namespace: str, log_path: Path) -> I
         yield ctl
     finally:
         ctl.stop()
+
+
+class GitopsController(Controller):
+    """``tidegate controller --components gitops`` for the test's namespace, started at once.
+
+    ``extra_args`` add flags (e.g. ``--repo-url-rewrite``) after the gitops ones.
+    """
+
+    def __init__(self, env: dict[str, str], namespace: str, log_path: Path, *,
+                 metrics_port: int = 0, webhook_port: int = 0,
+                 extra_args: Sequence[str] = ()) -> None:
+        args = ["--components", "gitops", "--app-namespace", namespace, "--app-resync", "600"]
+        if webhook_port:
+            args += ["--webhook-port", str(webhook_port)]
+        super().__init__(env, namespace, log_path, extra_args=[*args, *extra_args],
+                         ready=GITOPS_READY, metrics_port=metrics_port)
+        self.start()
+
+
+def run_git(cwd: Path, *args: str, home: Path) -> str:
+    """``git args`` in ``cwd`` as the tests' fixed identity; its stdout, stripped."""
+    done = subprocess.run(["git", *args], cwd=cwd, env={**GIT_IDENTITY, "HOME": str(home)},
+                          capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.strip()
+
+
+class ApplicationWatch(Generic[T]):
+    """Every distinct consecutive value ``entry(application)`` took, from a watch (not polling).
+
+    Watches one Application by name in a thread until ``stop()``; ``seen`` holds
+    the values in order. A subclass may override ``observe`` to record otherwise.
+    """
+
+    def __init__(self, custom: client.CustomObjectsApi, namespace: str, name: str, *,
+                 entry: Callable[[dict[str, Any]], T] | None = None,
+                 timeout_seconds: int = 300) -> None:
+        self.custom, self.namespace, self.name = custom, namespace, name
+        self.seen: list[T] = []
+        self._entry = entry
+        self._timeout_seconds = timeout_seconds
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def observe(self, app: dict[str, Any]) -> None:
+        assert self._entry is not None, "an ApplicationWatch needs entry= or its own observe()"
+        value = self._entry(app)
+        if not self.seen or self.seen[-1] != value:
+            self.seen.append(value)
+
+    def _run(self) -> None:
+        stream = self._watch.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION,
+                                    self.namespace, APPLICATIONS,
+                                    field_selector=f"metadata.name={self.name}",
+                                    timeout_seconds=self._timeout_seconds)
+        try:
+            for event in stream:
+                self.observe(event["object"])
+        except Exception:  # noqa: S110 - the stream ends when stop() closes it
+            pass
+
+    def stop(self) -> None:
+        self._watch.stop()
 
 
 class WeightRecorder:

@@ -34,22 +34,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from e2e.conftest import TEST_LABEL, wait_until
+from e2e.kit import GROUP, VERSION, GitopsController
 from e2e.test_gitops_policy import Apps, absent, configmap, op_of
-from e2e.test_gitops_sync import GROUP, VERSION, GitopsController, GitRepo
+from e2e.test_gitops_sync import GitRepo
 
 pytestmark = pytest.mark.e2e
 
 SA = "deployer"
 CLUSTER = "remote"
-
-
-@pytest.fixture
-def ctl(cluster_env: dict[str, str], namespace: str, tmp_path: Path) -> Iterator[GitopsController]:
-    controller = GitopsController(cluster_env, namespace, tmp_path / "controller.log")
-    try:
-        yield controller
-    finally:
-        controller.stop()
 
 
 def kubeconfig_cluster(env: dict[str, str]) -> tuple[str, bytes]:
@@ -124,9 +116,9 @@ def app_doc(name: str, namespace: str, *, repo_url: str, dest: str, cluster: str
 
 def test_an_app_syncs_through_a_cluster_secret_with_its_credentials(
         api_client: client.ApiClient, custom: client.CustomObjectsApi, core: client.CoreV1Api,
-        namespace: str, tmp_path: Path, remote: dict[str, str], ctl: GitopsController) -> None:
+        namespace: str, tmp_path: Path, remote: dict[str, str], gitops_controller: GitopsController) -> None:
     rbac = client.RbacAuthorizationV1Api(api_client)
-    apps = Apps(custom, namespace, ctl)
+    apps = Apps(custom, namespace, gitops_controller)
     dest = remote["dest"]
     repo = GitRepo(tmp_path)
     repo.commit({"app/objects.yaml": [configmap("settings", a="1")]}, "objects")
@@ -153,7 +145,7 @@ def test_an_app_syncs_through_a_cluster_secret_with_its_credentials(
         failed = [r for r in op_of(status)["syncResult"]["resources"] if r["status"] == "SyncFailed"]
         assert failed and who in failed[0]["message"]
         # and the Secret's token is in no log line and no status
-        assert remote["token"] not in ctl.log()
+        assert remote["token"] not in gitops_controller.log()
         assert remote["token"] not in json.dumps(status)
     finally:
         apps.delete_all()
@@ -161,8 +153,8 @@ def test_an_app_syncs_through_a_cluster_secret_with_its_credentials(
 
 def test_an_app_naming_an_unknown_cluster_is_an_invalid_spec_and_creates_nothing(
         custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str, tmp_path: Path,
-        remote: dict[str, str], ctl: GitopsController) -> None:
-    apps = Apps(custom, namespace, ctl)
+        remote: dict[str, str], gitops_controller: GitopsController) -> None:
+    apps = Apps(custom, namespace, gitops_controller)
     dest = remote["dest"]
     repo = GitRepo(tmp_path)
     repo.commit({"app/objects.yaml": [configmap("never", a="1")]}, "objects")

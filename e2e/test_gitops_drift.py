@@ -24,18 +24,28 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, watch
+from kubernetes import client
 
 from e2e.conftest import REPO, wait_until
-from e2e.kit import ISTIO, Cluster, Controller, destination_rule, rollout, service, virtual_service
-from e2e.test_gitops_sync import GROUP, VERSION, GitRepo
+from e2e.kit import (
+    GROUP,
+    ISTIO,
+    VERSION,
+    ApplicationWatch,
+    Cluster,
+    Controller,
+    destination_rule,
+    rollout,
+    service,
+    virtual_service,
+)
+from e2e.test_gitops_sync import GitRepo
 
 pytestmark = pytest.mark.e2e
 
@@ -76,37 +86,21 @@ def application(name: str, namespace: str, *, repo_url: str, path: str, self_hea
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
-class AppRecorder:
+class AppRecorder(ApplicationWatch[tuple[str, str, str, int]]):
     """Every distinct (sync status, sync revision, health, self-heal count) of an Application, from a watch."""
 
     def __init__(self, custom: client.CustomObjectsApi, namespace: str, name: str) -> None:
-        self.custom, self.namespace, self.name = custom, namespace, name
-        self.seen: list[tuple[str, str, str, int]] = []
         self.resource_kinds: set[str] = set()
-        self._watch = watch.Watch()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(custom, namespace, name, entry=self.entry, timeout_seconds=600)
 
-    def _run(self) -> None:
-        stream = self._watch.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                                    "applications", field_selector=f"metadata.name={self.name}",
-                                    timeout_seconds=600)
-        try:
-            for event in stream:
-                status = event["object"].get("status") or {}
-                op = status.get("operationState") or {}
-                heals = int(((op.get("operation") or {}).get("sync") or {}).get("selfHealAttemptsCount") or 0)
-                entry = (str((status.get("sync") or {}).get("status") or ""),
-                         str((status.get("sync") or {}).get("revision") or ""),
-                         str((status.get("health") or {}).get("status") or ""), heals)
-                self.resource_kinds |= {str(r.get("kind")) for r in status.get("resources") or []}
-                if not self.seen or self.seen[-1] != entry:
-                    self.seen.append(entry)
-        except Exception:  # noqa: S110 - the stream ends when stop() closes it
-            pass
-
-    def stop(self) -> None:
-        self._watch.stop()
+    def entry(self, app: dict[str, Any]) -> tuple[str, str, str, int]:
+        status = app.get("status") or {}
+        op = status.get("operationState") or {}
+        heals = int(((op.get("operation") or {}).get("sync") or {}).get("selfHealAttemptsCount") or 0)
+        self.resource_kinds |= {str(r.get("kind")) for r in status.get("resources") or []}
+        return (str((status.get("sync") or {}).get("status") or ""),
+                str((status.get("sync") or {}).get("revision") or ""),
+                str((status.get("health") or {}).get("status") or ""), heals)
 
 
 def tidegate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

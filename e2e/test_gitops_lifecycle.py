@@ -22,18 +22,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from e2e.conftest import REPO, TEST_LABEL, wait_until
-from e2e.test_gitops_sync import GROUP, VERSION, GitopsController, GitRepo
+from e2e.kit import GROUP, VERSION, ApplicationWatch, GitopsController
+from e2e.test_gitops_sync import GitRepo
 
 pytestmark = pytest.mark.e2e
 
@@ -72,45 +72,19 @@ def application(name: str, namespace: str, *, repo_url: str, dest: str, finalize
                      "syncPolicy": policy}}
 
 
-class ConditionRecorder:
+class ConditionRecorder(ApplicationWatch[str]):
     """Every condition message the Application showed, from a watch (the deletion is quick)."""
 
-    def __init__(self, custom: client.CustomObjectsApi, namespace: str, name: str) -> None:
-        self.seen: list[str] = []
-        self._watch = watch.Watch()
-        self._args = (custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)
-        self._name = name
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for event in self._watch.stream(*self._args, field_selector=f"metadata.name={self._name}",
-                                            timeout_seconds=300):
-                for condition in (event["object"].get("status") or {}).get("conditions") or []:
-                    text = f"{condition.get('type')}: {condition.get('message')}"
-                    if text not in self.seen:
-                        self.seen.append(text)
-        except Exception:  # noqa: S110 - the stream ends when stop() closes it
-            pass
-
-    def stop(self) -> None:
-        self._watch.stop()
+    def observe(self, app: dict[str, Any]) -> None:
+        for condition in (app.get("status") or {}).get("conditions") or []:
+            text = f"{condition.get('type')}: {condition.get('message')}"
+            if text not in self.seen:
+                self.seen.append(text)
 
 
 def tidegate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cli.main", "app", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=180, check=False)
-
-
-@pytest.fixture
-def gitops_controller(cluster_env: dict[str, str], namespace: str,
-                      tmp_path: Path) -> Iterator[GitopsController]:
-    ctl = GitopsController(cluster_env, namespace, tmp_path / "controller.log")
-    try:
-        yield ctl
-    finally:
-        ctl.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ test's own namespace (Applications, AppProject and destination).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from e2e.conftest import wait_until
-from e2e.test_gitops_sync import GROUP, VERSION, GitopsController, GitRepo
+from e2e.kit import GROUP, VERSION, GitopsController
+from e2e.test_gitops_sync import GitRepo
 
 pytestmark = pytest.mark.e2e
 
 SERVER = "https://kubernetes.default.svc"
-
-
-@pytest.fixture
-def ctl(cluster_env: dict[str, str], namespace: str, tmp_path: Path) -> Iterator[GitopsController]:
-    controller = GitopsController(cluster_env, namespace, tmp_path / "controller.log")
-    try:
-        yield controller
-    finally:
-        controller.stop()
 
 
 def configmap(name: str, **data: str) -> dict[str, Any]:
@@ -97,8 +88,8 @@ def absent(read: Any) -> bool:
 
 def test_the_project_denies_a_repo_a_destination_and_a_kind(
         custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str, tmp_path: Path,
-        ctl: GitopsController) -> None:
-    apps = Apps(custom, namespace, ctl)
+        gitops_controller: GitopsController) -> None:
+    apps = Apps(custom, namespace, gitops_controller)
     (tmp_path / "allowed").mkdir()
     (tmp_path / "other").mkdir()
     allowed = GitRepo(tmp_path / "allowed")
@@ -168,8 +159,8 @@ def test_the_project_denies_a_repo_a_destination_and_a_kind(
 
 def test_an_invalid_manifest_is_retried_with_backoff_and_a_fixing_commit_pre_empts_the_retries(
         custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str, tmp_path: Path,
-        ctl: GitopsController) -> None:
-    apps = Apps(custom, namespace, ctl)
+        gitops_controller: GitopsController) -> None:
+    apps = Apps(custom, namespace, gitops_controller)
     repo = GitRepo(tmp_path)
     bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}, "data": {"a": "1"}}
     repo.commit({"app/objects.yaml": [bad], "short/objects.yaml": [bad]}, "an invalid name")
@@ -225,8 +216,8 @@ def test_an_invalid_manifest_is_retried_with_backoff_and_a_fixing_commit_pre_emp
 @pytest.mark.parametrize("self_heal", [True, False])
 def test_a_manual_edit_is_reverted_with_self_heal_and_only_reported_without(
         self_heal: bool, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
-        tmp_path: Path, ctl: GitopsController) -> None:
-    apps = Apps(custom, namespace, ctl)
+        tmp_path: Path, gitops_controller: GitopsController) -> None:
+    apps = Apps(custom, namespace, gitops_controller)
     repo = GitRepo(tmp_path)
     repo.commit({"app/objects.yaml": [configmap("settings", mode="git")]}, "settings")
     try:
@@ -243,7 +234,7 @@ def test_a_manual_edit_is_reverted_with_self_heal_and_only_reported_without(
         if self_heal:
             # Then the edit is reverted within seconds
             wait_until(lambda: core.read_namespaced_config_map("settings", namespace).data == {"mode": "git"},
-                       timeout=20, interval=0.1, message=f"the edit to be reverted; log:\n{ctl.log()[-3000:]}")
+                       timeout=20, interval=0.1, message=f"the edit to be reverted; log:\n{gitops_controller.log()[-3000:]}")
             took = time.monotonic() - edited_at
             status = apps.wait("heal", lambda s: (s.get("sync") or {}).get("status") == "Synced", "Synced again")
             assert op_of(status)["operation"]["sync"]["selfHealAttemptsCount"] == 1
@@ -265,8 +256,8 @@ def test_a_manual_edit_is_reverted_with_self_heal_and_only_reported_without(
 
 def test_a_commit_removing_a_resource_prunes_it_prune_last_after_the_rest(
         custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str, tmp_path: Path,
-        ctl: GitopsController) -> None:
-    apps = Apps(custom, namespace, ctl)
+        gitops_controller: GitopsController) -> None:
+    apps = Apps(custom, namespace, gitops_controller)
     repo = GitRepo(tmp_path)
     last = {**configmap("old-last", a="1"),
             "metadata": {"name": "old-last", "annotations": {"argocd.argoproj.io/sync-options": "PruneLast=true"}}}

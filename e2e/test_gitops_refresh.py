@@ -40,7 +40,8 @@ import pytest
 from kubernetes import client
 
 from e2e.conftest import REPO, wait_until
-from e2e.test_gitops_sync import GitopsController, GitRepo
+from e2e.kit import GitopsController
+from e2e.test_gitops_sync import GitRepo
 
 pytestmark = pytest.mark.e2e
 

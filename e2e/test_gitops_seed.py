@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,12 +41,12 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from e2e.conftest import REPO, load_yaml_documents, wait_until
 from e2e.hpa import HpaStandIn
-from e2e.kit import Controller
+from e2e.kit import ApplicationWatch, Controller, run_git
 from e2e.kserve import KServeStandIn, install_inferenceservice_crd
 
 pytestmark = pytest.mark.e2e
@@ -66,12 +64,7 @@ STAND_IN_DELAY = 5.0
 # --- the repository -----------------------------------------------------------------------------
 
 def git(cwd: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@tidegate.dev",
-           "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@tidegate.dev",
-           "HOME": str(cwd), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"}
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=True, timeout=60)
-    return done.stdout.strip()
+    return run_git(cwd, *args, home=cwd)
 
 
 def seed_repository(root: Path) -> tuple[Path, str]:
@@ -110,33 +103,12 @@ def llm_service_application(namespace: str) -> dict[str, Any]:
     }
 
 
-class HealthRecorder:
-    """Every (app health, InferenceService health) the llm-service Application showed, from a watch."""
-
-    def __init__(self, custom: client.CustomObjectsApi, namespace: str, name: str) -> None:
-        self.custom, self.namespace, self.name = custom, namespace, name
-        self.seen: list[tuple[str | None, str | None]] = []
-        self._watch = watch.Watch()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        stream = self._watch.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION,
-                                    self.namespace, "applications",
-                                    field_selector=f"metadata.name={self.name}", timeout_seconds=300)
-        try:
-            for event in stream:
-                status = event["object"].get("status") or {}
-                isvc: dict[str, Any] = next((r for r in status.get("resources") or []
-                             if r.get("kind") == "InferenceService"), {})
-                entry = ((status.get("health") or {}).get("status"), (isvc.get("health") or {}).get("status"))
-                if not self.seen or self.seen[-1] != entry:
-                    self.seen.append(entry)
-        except Exception:  # noqa: S110 - the stream ends when stop() closes it
-            pass
-
-    def stop(self) -> None:
-        self._watch.stop()
+def health_entry(app: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(app health, InferenceService health) of the llm-service Application."""
+    status = app.get("status") or {}
+    isvc: dict[str, Any] = next((r for r in status.get("resources") or []
+                                 if r.get("kind") == "InferenceService"), {})
+    return (status.get("health") or {}).get("status"), (isvc.get("health") or {}).get("status")
 
 
 # --- the controller and the cluster ---------------------------------------------------------------
@@ -292,7 +264,7 @@ def test_the_seed_application_and_the_llm_service_kustomization_sync_from_a_loca
         with KServeStandIn(api_client, ML_SERVING, delay=STAND_IN_DELAY) as stand_in, \
                 HpaStandIn(api_client, ML_SERVING):
             # When an Application of the seed's llm-service kustomization (same repo) is created
-            recorder = HealthRecorder(custom, namespace, "llm-service")
+            recorder = ApplicationWatch(custom, namespace, "llm-service", entry=health_entry)
             custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
                                                    llm_service_application(namespace))
 

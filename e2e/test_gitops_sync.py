@@ -19,8 +19,6 @@ and why:
 
 from __future__ import annotations
 
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -29,16 +27,15 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from e2e.conftest import TEST_LABEL, wait_until
 from e2e.hpa import HpaStandIn
-from e2e.kit import Controller
+from e2e.kit import GROUP, VERSION, ApplicationWatch, GitopsController, run_git
 
 pytestmark = pytest.mark.e2e
 
-GROUP, VERSION = "argoproj.io", "v1alpha1"
 WAVES = {"Namespace": 0, "Secret": 1, "ConfigMap": 1, "PersistentVolumeClaim": 2, "Service": 3,
          "Deployment": 4, "HorizontalPodAutoscaler": 5}
 
@@ -89,12 +86,7 @@ class GitRepo:
         return f"file://{self.bare}"
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
-        env = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@tidegate.dev",
-               "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@tidegate.dev",
-               "HOME": str(self.work.parent), "PATH": "/usr/bin:/bin"}
-        done = subprocess.run(["git", *args], cwd=cwd or self.work, env=env, capture_output=True,
-                              text=True, check=True, timeout=60)
-        return done.stdout.strip()
+        return run_git(cwd or self.work, *args, home=self.work.parent)
 
     def commit(self, files: dict[str, list[dict[str, Any]]], message: str) -> str:
         for rel, docs in files.items():
@@ -107,57 +99,11 @@ class GitRepo:
         return self.git("rev-parse", "HEAD")
 
 
-class OperationRecorder:
-    """Every (message, applied kinds) the Application's operationState took, from a watch."""
-
-    def __init__(self, custom: client.CustomObjectsApi, namespace: str, name: str) -> None:
-        self.custom, self.namespace, self.name = custom, namespace, name
-        self.seen: list[tuple[str, list[str]]] = []
-        self._watch = watch.Watch()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        stream = self._watch.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION,
-                                    self.namespace, "applications",
-                                    field_selector=f"metadata.name={self.name}", timeout_seconds=300)
-        try:
-            for event in stream:
-                op = (event["object"].get("status") or {}).get("operationState") or {}
-                kinds = [r["kind"] for r in (op.get("syncResult") or {}).get("resources") or []]
-                entry = (str(op.get("message") or ""), kinds)
-                if not self.seen or self.seen[-1] != entry:
-                    self.seen.append(entry)
-        except Exception:  # noqa: S110 - the stream ends when stop() closes it
-            pass
-
-    def stop(self) -> None:
-        self._watch.stop()
-
-
-# --- the controller -----------------------------------------------------------------------------
-
-class GitopsController(Controller):
-    """``tidegate controller --components gitops`` for the test's namespace, started at once."""
-
-    def __init__(self, env: dict[str, str], namespace: str, log_path: Path, *,
-                 metrics_port: int = 0, webhook_port: int = 0) -> None:
-        args = ["--components", "gitops", "--app-namespace", namespace, "--app-resync", "600"]
-        if webhook_port:
-            args += ["--webhook-port", str(webhook_port)]
-        super().__init__(env, namespace, log_path, extra_args=args,
-                         ready="gitops controller started", metrics_port=metrics_port)
-        self.start()
-
-
-@pytest.fixture
-def gitops_controller(cluster_env: dict[str, str], namespace: str,
-                      tmp_path: Path) -> Iterator[GitopsController]:
-    ctl = GitopsController(cluster_env, namespace, tmp_path / "controller.log")
-    try:
-        yield ctl
-    finally:
-        ctl.stop()
+def operation_entry(app: dict[str, Any]) -> tuple[str, list[str]]:
+    """The Application's operationState as (message, applied kinds)."""
+    op = (app.get("status") or {}).get("operationState") or {}
+    kinds = [r["kind"] for r in (op.get("syncResult") or {}).get("resources") or []]
+    return str(op.get("message") or ""), kinds
 
 
 @pytest.fixture
@@ -212,7 +158,7 @@ def test_seed_sync_waves_apply_in_order_then_a_refresh_syncs_a_new_commit(
     first = repo.commit({"waves/sync-waves.yaml": wave_objects(dest, pv_name, config_value="v1")}, "waves")
 
     # When an automated Application with CreateNamespace points at it
-    recorder = OperationRecorder(custom, namespace, "waves")
+    recorder = ApplicationWatch(custom, namespace, "waves", entry=operation_entry)
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "applications",
                                            application("waves", namespace, repo_url=repo.url, dest=dest))
 
