@@ -20,7 +20,6 @@ a ``service.pagerdutyv2`` entry pointing at the PagerDuty stand-in, and the
 
 from __future__ import annotations
 
-import copy
 import json
 import socket
 import time
@@ -33,18 +32,21 @@ import yaml
 from kubernetes import client
 
 from e2e.conftest import wait_until
-from e2e.kit import Cluster, Controller, rollout, service, virtual_service
+from e2e.kit import GROUP, VERSION, Cluster, Controller, rollout, service, virtual_service
+from e2e.notifications_kit import (
+    RESOURCES,
+    SLACK_TOKEN,
+    STATE,
+    SUBSCRIBE,
+    app_status,
+    application,
+    seed_cm,
+)
 from e2e.receivers import PagerDutyStandIn, SlackStandIn, WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
-GROUP, VERSION = "argoproj.io", "v1alpha1"
-SEED = Path(__file__).resolve().parent.parent.parent / "shared" / "seed" / "notifications-cm.yaml"
-SEED_FALLBACK = Path("/work/shared/seed/notifications-cm.yaml")
-STATE = "notified.notifications.argoproj.io"
-SLACK_TOKEN = "xoxb-e2e-stand-in-token"  # noqa: S105 - a stand-in's token
 ROUTING_KEY = "e2e0123456789abcdef0123456789abc"
-SUBSCRIBE = "notifications.argoproj.io/subscribe."
 READY = "notifications controller started"
 QUIET_SECONDS = 4.0  # how long "nothing more arrives" is watched for
 
@@ -53,13 +55,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def seed_cm() -> dict[str, Any]:
-    path = SEED if SEED.exists() else SEED_FALLBACK
-    doc = yaml.safe_load(path.read_text())
-    assert isinstance(doc, dict)
-    return doc
 
 
 class NotificationsController(Controller):
@@ -118,36 +113,6 @@ def slack_service(stand_in: SlackStandIn) -> str:
 
 
 # --- Applications ---------------------------------------------------------------------------------
-
-def application(name: str, namespace: str, *, annotations: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Application",
-        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
-        "spec": {"project": "default",
-                 "source": {"repoURL": "https://git.example.com/ml/models.git", "path": "serving",
-                            "targetRevision": "main"},
-                 "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace}},
-    }
-
-
-RESOURCES = [{"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "ml", "name": "inference",
-              "status": "Synced", "message": "deployment.apps/inference configured"},
-             {"group": "", "version": "v1", "kind": "Service", "namespace": "ml", "name": "inference-svc",
-              "status": "Synced", "message": "service/inference-svc unchanged"}]
-
-
-def app_status(phase: str, revision: str) -> dict[str, Any]:
-    """The status the sync controller writes while (``Running``) and after an operation."""
-    op: dict[str, Any] = {"phase": phase, "message": f"sync {phase.lower()}",
-                          "operation": {"sync": {"revision": revision}},
-                          "startedAt": "2026-12-01T10:00:00Z"}
-    if phase != "Running":
-        op["finishedAt"] = "2026-12-01T10:00:05Z"
-        op["syncResult"] = {"revision": revision, "resources": copy.deepcopy(RESOURCES)}
-    return {"sync": {"status": "Synced" if phase == "Succeeded" else "OutOfSync", "revision": revision},
-            "health": {"status": "Healthy" if phase == "Succeeded" else "Progressing"},
-            "operationState": op}
-
 
 class Apps:
     def __init__(self, custom: client.CustomObjectsApi, namespace: str) -> None:

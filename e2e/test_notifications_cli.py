@@ -21,13 +21,11 @@ merge patch: Argo CD's Application CRD has no status subresource) and the rollou
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,54 +33,16 @@ import yaml
 from kubernetes import client
 
 from e2e.conftest import REPO, TEST_LABEL
+from e2e.kit import GROUP, VERSION
+from e2e.notifications_kit import SLACK_TOKEN, STATE, SUBSCRIBE, app_status, application, seed_cm
 from e2e.receivers import SlackStandIn
 
 pytestmark = pytest.mark.e2e
 
-GROUP, VERSION = "argoproj.io", "v1alpha1"
-SEED = Path(__file__).resolve().parent.parent.parent / "shared" / "seed" / "notifications-cm.yaml"
-SEED_FALLBACK = Path("/work/shared/seed/notifications-cm.yaml")
 ARGOCD_CM, ARGOCD_SECRET = "argocd-notifications-cm", "argocd-notifications-secret"
 ROLLOUTS_CM, ROLLOUTS_SECRET = "argo-rollouts-notification-configmap", "argo-rollouts-notification-secret"
-STATE = "notified.notifications.argoproj.io"
-SUBSCRIBE = "notifications.argoproj.io/subscribe."
-SLACK_TOKEN = "xoxb-e2e-stand-in-token"  # noqa: S105 - a stand-in's token
 COMMAND_TIMEOUT = 60.0
 PREFIX = "tidegate notifications: "
-
-RESOURCES = [{"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "ml", "name": "inference",
-              "status": "Synced", "message": "deployment.apps/inference configured"},
-             {"group": "", "version": "v1", "kind": "Service", "namespace": "ml", "name": "inference-svc",
-              "status": "Synced", "message": "service/inference-svc unchanged"}]
-
-
-def seed_data() -> dict[str, str]:
-    path = SEED if SEED.exists() else SEED_FALLBACK
-    doc = yaml.safe_load(path.read_text())
-    assert isinstance(doc, dict) and isinstance(doc.get("data"), dict)
-    return dict(doc["data"])
-
-
-def application(name: str, namespace: str, annotations: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Application",
-        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
-        "spec": {"project": "default",
-                 "source": {"repoURL": "https://git.example.com/ml/models.git", "path": "serving",
-                            "targetRevision": "main"},
-                 "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace}},
-    }
-
-
-def app_status(phase: str, revision: str) -> dict[str, Any]:
-    """A finished sync operation as the sync controller writes it."""
-    return {"sync": {"status": "Synced" if phase == "Succeeded" else "OutOfSync", "revision": revision},
-            "health": {"status": "Healthy" if phase == "Succeeded" else "Degraded"},
-            "operationState": {"phase": phase, "message": f"sync {phase.lower()}",
-                               "operation": {"sync": {"revision": revision}},
-                               "startedAt": "2026-12-01T10:00:00Z", "finishedAt": "2026-12-01T10:00:05Z",
-                               "syncResult": {"revision": revision, "resources": copy.deepcopy(RESOURCES)}}}
-
 
 def rollout(name: str, annotations: dict[str, str]) -> dict[str, Any]:
     labels = {"app": name}
@@ -183,7 +143,7 @@ def world(core: client.CoreV1Api, custom: client.CustomObjectsApi, cluster_env: 
         with SlackStandIn(token=SLACK_TOKEN) as slack:
             # The seed's ConfigMap as written plus a Slack service (the stand-in) and its Secret;
             # the Rollouts ConfigMap with only the Slack service (its triggers are the catalog's)
-            data = seed_data()
+            data = dict(seed_cm()["data"])
             data["service.slack"] = slack_service(slack)
             put_config(core, namespace, name=ARGOCD_CM, data=data, secret_name=ARGOCD_SECRET)
             put_config(core, namespace, name=ROLLOUTS_CM, data={"service.slack": slack_service(slack)},
@@ -191,12 +151,12 @@ def world(core: client.CoreV1Api, custom: client.CustomObjectsApi, cluster_env: 
             put_config(core, namespace, name=BROKEN_CM, data=BROKEN)
             # An Application whose sync of 4f1c2e9 Succeeded and one whose sync of b7d03a1 Failed
             objects = Objects(custom, namespace)
-            objects.create("applications", application("fraud-model", namespace, {
+            objects.create("applications", application("fraud-model", namespace, annotations={
                 f"{SUBSCRIBE}on-deployed.slack": "ml-team"}))
-            objects.create("applications", application("churn-model", namespace, {
+            objects.create("applications", application("churn-model", namespace, annotations={
                 f"{SUBSCRIBE}on-sync-failed.slack": "ml-on-call"}))
-            objects.set_app_status("fraud-model", app_status("Succeeded", "4f1c2e9"))
-            objects.set_app_status("churn-model", app_status("Failed", "b7d03a1"))
+            objects.set_app_status("fraud-model", app_status("Succeeded", "4f1c2e9", unhealthy="Degraded"))
+            objects.set_app_status("churn-model", app_status("Failed", "b7d03a1", unhealthy="Degraded"))
             # A Rollout aborted at its canary step and one paused there
             objects.create("rollouts", rollout("canary-model", {f"{SUBSCRIBE}on-rollout-aborted.slack": "on-call"}))
             objects.create("rollouts", rollout("paused-model", {}))
