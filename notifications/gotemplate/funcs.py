@@ -312,18 +312,13 @@ def _urlquery(ctx: Context, args: list[Any]) -> Any:
     return urllib.parse.quote_plus(_escape_arg(args), safe="-_.~")
 
 
+# Go's basic kinds, keyed by the type name a value has (values.type_name): what
+# eq/lt compare; anything else (maps, slices, funcs, times) is "other".
+_BASIC_KINDS = {"<nil>": "nil", "bool": "bool", "int": "int", "float64": "float", "string": "string"}
+
+
 def _basic(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    return "other"
+    return _BASIC_KINDS.get(type_name(value), "other")
 
 
 def _eq_pair(a: Any, b: Any) -> bool:

@@ -440,6 +440,13 @@ class Parser:
         if name_tok.kind != "string":
             raise self.fail(MSG_TEMPLATE_NAME.format(context="define clause"), name_tok.pos)
         self.expect("right", "define clause")
+        self.named_body(kw, name=name_tok.val, context="define clause")
+
+    def named_body(self, kw: Tok, *, name: str, context: str) -> None:
+        """The body of ``define``/``block`` up to its ``end``, kept as template ``name``.
+
+        The body sees only ``$`` (a template's own dot), not the enclosing variables.
+        """
         saved_vars = self.vars
         self.vars = ["$"]
         self.enter(kw.pos)
@@ -447,10 +454,10 @@ class Parser:
         self.depth -= 1
         self.vars = saved_vars
         if stop is None or stop.val != "end":
-            raise self.unexpected(stop or self.peek(), "define clause")
+            raise self.unexpected(stop or self.peek(), context)
         self.next()
         self.expect("right", "end")
-        self.defines[name_tok.val] = body
+        self.defines[name] = body
 
     def template(self, kw: Tok) -> Node:
         name_tok = self.next()
@@ -462,17 +469,7 @@ class Parser:
         else:
             self.next()
         if kw.val == "block":
-            saved_vars = self.vars
-            self.vars = ["$"]
-            self.enter(kw.pos)
-            body, stop = self.item_list()
-            self.depth -= 1
-            self.vars = saved_vars
-            if stop is None or stop.val != "end":
-                raise self.unexpected(stop or self.peek(), "block clause")
-            self.next()
-            self.expect("right", "end")
-            self.defines[name_tok.val] = body
+            self.named_body(kw, name=name_tok.val, context="block clause")
         return Call(kw.pos, f"template {name_tok.src}", name_tok.val, pipe)
 
     def branch(self, kw: Tok) -> Node:
