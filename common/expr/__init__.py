@@ -91,12 +91,8 @@ class CompiledExpression:
             return self._program(Ctx(env, now))
         except ExpressionError:
             raise
-        # The limits make these unreachable by design; they stay as a last
-        # line so that no other exception type can reach the reconcile.
-        except RecursionError:
-            raise ExpressionError(MSG_TOO_DEEP_AT_RUNTIME) from None
         except Exception as error:  # noqa: BLE001
-            raise ExpressionError(MSG_INTERNAL.format(kind=type(error).__name__)) from None
+            raise _unexpected(error) from None
 
 
 def compile_uncached(source: str, *, dialect: Dialect = ANALYSIS) -> CompiledExpression:
@@ -105,10 +101,20 @@ def compile_uncached(source: str, *, dialect: Dialect = ANALYSIS) -> CompiledExp
         return CompiledExpression(source=source, _program=build(parse(source, dialect)))
     except ExpressionError:
         raise
-    except RecursionError:
-        raise ExpressionError(MSG_TOO_DEEP_AT_RUNTIME) from None
     except Exception as error:  # noqa: BLE001
-        raise ExpressionError(MSG_INTERNAL.format(kind=type(error).__name__)) from None
+        raise _unexpected(error) from None
+
+
+def _unexpected(error: Exception) -> ExpressionError:
+    """Any other failure while compiling or evaluating, as an ExpressionError.
+
+    The limits make these unreachable by design; they stay as a last line so that
+    no other exception type can reach the reconcile. Only the class is named: the
+    text could quote the data.
+    """
+    if isinstance(error, RecursionError):
+        return ExpressionError(MSG_TOO_DEEP_AT_RUNTIME)
+    return ExpressionError(MSG_INTERNAL.format(kind=type(error).__name__))
 
 
 @functools.lru_cache(maxsize=_COMPILE_CACHE_SIZE)
