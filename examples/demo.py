@@ -806,17 +806,18 @@ def main() -> int:
         print(f"  commit {short(reverted)} '{repo.git('log', '-1', '--format=%s')}' pushed; webhook sent")
         wait_synced(cluster, APP, reverted, started)
         watch_rollout(cluster, image="inference:v3", until="Healthy", started=started)
+        inbox.expect(f"on-deployed for {short(reverted)}", "on-deployed", reverted)
+        summarize(inbox, {head: "v2", v3: "v3", v4: "v4", reverted: "revert of v4"}, {v2_hash: "v2", v3_hash: "v3"},
+                  reason)
 
         def healthy() -> dict[str, Any] | None:
             app = cluster.app(APP)
             return app if app_state(app)[0] == "Synced" and app_state(app)[2] == "Healthy" else None
 
+        print(f"\n== {APP} and {MODEL_APP} at the end")
         app = wait_for(f"{APP} to be Synced and Healthy", healthy, timeout=READY_S)
         print(f"  => {app_line(app)}")
         print(f"  => {app_line(cluster.app(MODEL_APP))}")
-        inbox.expect(f"on-deployed for {short(reverted)}", "on-deployed", reverted)
-        summarize(inbox, {head: "v2", v3: "v3", v4: "v4", reverted: "revert of v4"}, {v2_hash: "v2", v3_hash: "v3"},
-                  reason)
         print("\n== tidegate app list")
         print(run([sys.executable, "-m", "cli.main", "app", "list"], env=env, cwd=REPO).rstrip())
         print("\nExplore:  . .cluster/env; kubectl -n argocd get applications; kubectl -n ml-serving get ro,rs,ar,vs,isvc")
