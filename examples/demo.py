@@ -646,8 +646,11 @@ def summarize(inbox: Inbox, revisions: dict[str, str], hashes: dict[str, str], r
         if trigger == "?" and not notes:
             continue
         where = ", ".join(sorted({f"{n.service} {n.channel}" for n in notes})) or "-"
-        about = ", ".join(f"{short(n.key)} ({names.get(n.key, '?')})" for n in notes if n.key)
-        print(f"  {trigger:<21} {len(notes)}  {where:<34} {about}".rstrip())
+        about = ", ".join("v4" if n.key == reason else f"{short(n.key)} ({names.get(n.key, '?')})"
+                          for n in notes if n.key)
+        if trigger == "on-sync-failed" and not notes:
+            about = "(no sync failed: nothing for Slack or PagerDuty)"
+        print(f"  {trigger:<21} {len(notes)}  {where:<16} {about}".rstrip())
     print(f"  the abort's reason, as sent: {reason}")
     counts: dict[tuple[str, str], int] = {}
     for note in inbox.notes:
