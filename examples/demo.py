@@ -11,22 +11,32 @@ does, in order (docs/demo.md tells the story with the output):
 2. starts the test exporter that plays the model's stable and canary servers
    (scraped by the harness's Prometheus), the mesh stand-in, the KServe stand-in
    (e2e/kserve.py: the InferenceService CRD and a loop marking InferenceServices
-   Ready), and ``tidegate controller --components rollouts,analysis,gitops``;
-3. applies the seed's AppProject and Application (examples/gitops/argocd/) plus
-   an Application for the llm-service kustomization, and prints the first sync
-   wave by wave from the operation's result;
+   Ready), local stand-ins for Slack's and PagerDuty's servers
+   (e2e.receivers.SlackStandIn, PagerDutyStandIn), and
+   ``tidegate controller --components rollouts,analysis,gitops,notifications``;
+3. applies the seed's notifications ConfigMap (examples/gitops/argocd/
+   notifications-cm.yaml, with Slack and PagerDuty services pointed at the
+   stand-ins), the seed's AppProject and Application (subscribed to on-deployed
+   and on-sync-failed) plus an Application for the llm-service kustomization,
+   and prints the first sync wave by wave from the operation's result; then an
+   ``argo-rollouts-notification-configmap`` in ml-serving (the chart's Rollout
+   subscribes to the shipped on-rollout-completed and on-rollout-aborted);
 4. act 1: a commit bumps the model to v3; a signed GitHub push webhook makes the
    controller sync it at once, and the canary promotes it;
 5. act 2: a commit bumps the model to v4, whose canary fails 5% of requests;
    the analysis aborts it: the Application stays Synced, its Rollout Degraded;
-6. act 3: ``git revert`` of that commit brings the Application back to Healthy.
+6. act 3: ``git revert`` of that commit brings the Application back to Healthy;
+7. prints what arrived at the Slack and PagerDuty stand-ins, per trigger, and
+   checks it: on-deployed once per synced revision, on-rollout-completed for v3,
+   on-rollout-aborted for v4 with its reason, each once. Every message is also
+   printed as it arrives, during the story.
 
 Stand-ins, named as such in the output: Istio's data plane (``MeshStandIn``
 reads the VirtualService weights and sets the exporter's request rates in those
 proportions) and KServe's controller (``e2e.kserve.KServeStandIn``). Every
 decision - sync, waves, canary steps, analysis, abort - is Tidegate's.
 
-Each step has a deadline: past it the demo says which step did not happen and
+Each step, and each expected notification, has a deadline: past it the demo says which step did not happen and
 exits 1 (the controller's log is in ``.cluster/logs/tidegate-controller.log``).
 """
 
@@ -37,6 +47,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -47,6 +58,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +69,7 @@ from kubernetes.client.exceptions import ApiException
 from e2e.exporter import start_exporter
 from e2e.hpa import HpaStandIn
 from e2e.kserve import KServeStandIn, install_inferenceservice_crd
+from e2e.receivers import PagerDutyStandIn, SlackStandIn
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / ".cluster"
@@ -83,6 +96,32 @@ FIRST_SYNC_S = 180.0
 SYNC_S = 60.0
 CANARY_S = 240.0
 READY_S = 60.0
+NOTIFY_S = 45.0  # from the event a notification reports to its arrival at the stand-in
+QUIET_S = 4.0  # watched at the end for a duplicate arriving late
+
+# Notifications: the seed's ConfigMap as written, plus what it leaves to the installation.
+NOTIFICATIONS_CM = GITOPS / "argocd" / "notifications-cm.yaml"
+ARGOCD_SECRET, ROLLOUTS_CM, ROLLOUTS_SECRET = ("argocd-notifications-secret", "argo-rollouts-notification-configmap",
+                                               "argo-rollouts-notification-secret")
+SLACK_TOKEN = "xoxb-demo-stand-in-token"  # noqa: S105 - the Slack stand-in's token, not a secret
+PAGERDUTY_KEY = "demo0123456789abcdef0123456789ab"
+SUBSCRIBE = "notifications.argoproj.io/subscribe."
+CHANNEL, ON_CALL = "ml-team", "ml-on-call"
+COMPONENTS = "rollouts,analysis,gitops,notifications"
+# The seed's on-sync-failed sends a template ``pagerduty`` it does not define; without a
+# message of its own it adds only the PagerDuty event to the seed's Slack text.
+PAGERDUTY_TEMPLATE = {"pagerdutyv2": {"summary": "{{.app.metadata.name}} sync failed at {{.app.status.sync.revision}}",
+                                      "severity": "critical", "source": "tidegate-demo"}}
+# Which trigger a Slack message came from, read from its text (the templates' wording), and
+# what it is about: the seed's on-deployed names the revision, the catalog's Rollout
+# messages the pod template hash.
+TRIGGER_TEXT = (
+    ("on-deployed", re.compile(r"^Application \S+ sync Succeeded\s*$.*?^Revision: (\S+)", re.M | re.S)),
+    ("on-sync-failed", re.compile(r"^Application \S+ sync (?:Failed|Error)\s*$.*?^Revision: (\S+)", re.M | re.S)),
+    ("on-rollout-completed", re.compile(r"^Rollout \S+ is fully promoted to revision (\S+?)\.$", re.M)),
+    ("on-rollout-aborted", re.compile(r"^Rollout \S+ was aborted: (.*)$", re.M | re.S)),
+)
+SHOWN_LINES = 3
 
 # The seed's AppProject lists only core, apps and serving.kserve.io namespaced
 # kinds, so as written it refuses the seed's own Rollout, AnalysisTemplates and
@@ -96,9 +135,14 @@ MSG_CLASH = ("demo: namespace {namespace} exists and was not made by the demo (s
              "it); retry later, or delete it yourself")
 MSG_KUBECTL = "demo: kubectl {args} failed: {error}"
 MSG_WEBHOOK = "demo: the webhook answered {status}: {body}"
+MSG_NOT_ARRIVED = "the notification {what} at the Slack stand-in"
+MSG_TWICE = "demo: {trigger} for {key} arrived {count} times, expected once"
+MSG_UNEXPECTED = "demo: {trigger} arrived for {keys}, expected {expected}"
 DEMO_LABEL = "tidegate.dev/demo"
 
 T = TypeVar("T")
+# Called on every poll of wait_for: prints the notifications that arrived meanwhile.
+TICKS: list[Callable[[], None]] = []
 
 
 # --- plumbing -----------------------------------------------------------------------------------
@@ -125,6 +169,8 @@ def wait_for(what: str, check: Callable[[], T | None], *, timeout: float, interv
     """``check()``'s first truthy value, or exit 1 naming ``what`` once ``timeout`` passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        for tick in TICKS:
+            tick()
         value = check()
         if value:
             return value
@@ -206,6 +252,74 @@ class MeshStandIn(threading.Thread):
             self.stop.wait(0.5)
 
 
+@dataclass(frozen=True)
+class Note:
+    """One notification as it arrived at a stand-in: which trigger, and what it is about."""
+
+    service: str
+    channel: str
+    trigger: str
+    key: str
+    text: str
+
+
+class Inbox:
+    """What arrived at the Slack and PagerDuty stand-ins, printed as it comes (from ``wait_for``)."""
+
+    def __init__(self, slack: SlackStandIn, pagerduty: PagerDutyStandIn) -> None:
+        self.slack, self.pagerduty = slack, pagerduty
+        self.notes: list[Note] = []
+        self.started = time.monotonic()  # the current act's start, for the printed times
+        self._slack_seen = self._pagerduty_seen = 0
+
+    def drain(self) -> None:
+        slack = self.slack.requests[self._slack_seen:]
+        pagerduty = self.pagerduty.requests[self._pagerduty_seen:]
+        self._slack_seen += len(slack)
+        self._pagerduty_seen += len(pagerduty)
+        for received in slack:
+            message = received.json if isinstance(received.json, dict) else {}
+            text = str(message.get("text") or "")
+            self.arrived(Note("Slack", "#" + str(message.get("channel") or "?"), *classify(text), text))
+        for received in pagerduty:
+            event = received.json if isinstance(received.json, dict) else {}
+            payload = event.get("payload") or {}
+            text = f"{event.get('event_action', '?')} ({payload.get('severity', '?')}): {payload.get('summary', '')}"
+            self.arrived(Note("PagerDuty", "routing key " + str(event.get("routing_key", "?"))[:6] + "...",
+                              "on-sync-failed", "", text))
+
+    def arrived(self, note: Note) -> None:
+        self.notes.append(note)
+        lines = [line.strip() for line in note.text.splitlines() if line.strip()]
+        more = f"   (+{len(lines) - SHOWN_LINES} lines)" if len(lines) > SHOWN_LINES else ""
+        print(f"  {time.monotonic() - self.started:5.1f}s  >> {note.service} {note.channel} <- {note.trigger}: "
+              f"{' | '.join(lines[:SHOWN_LINES])}{more}")
+
+    def find(self, trigger: str, key: str | None = None) -> list[Note]:
+        return [n for n in self.notes if n.trigger == trigger and (key is None or n.key == key)]
+
+    def expect(self, what: str, trigger: str, key: str | None = None) -> Note:
+        """The first ``trigger`` notification (about ``key``), or exit 1 once NOTIFY_S passed."""
+        found = wait_for(MSG_NOT_ARRIVED.format(what=what), lambda: self.find(trigger, key), timeout=NOTIFY_S)
+        return found[0]
+
+    def quiet(self, seconds: float) -> None:
+        """Watch for late arrivals (a duplicate would show here)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.drain()
+            time.sleep(0.2)
+
+
+def classify(text: str) -> tuple[str, str]:
+    """(trigger, what it is about) of a Slack message, from the templates' wording."""
+    for trigger, pattern in TRIGGER_TEXT:
+        found = pattern.search(text)
+        if found:
+            return trigger, found.group(1).strip()
+    return "?", ""
+
+
 def vs_weights(custom: Any) -> tuple[int, int]:
     """(stable, canary) weights of the VirtualService as the API server has them now."""
     vs = custom.get_namespaced_custom_object("networking.istio.io", "v1beta1", NAMESPACE,
@@ -217,9 +331,11 @@ def vs_weights(custom: Any) -> tuple[int, int]:
 def start_controller(env: dict[str, str], *, webhook_port: int, rewrites: list[str]) -> subprocess.Popen[bytes]:
     CONTROLLER_LOG.parent.mkdir(parents=True, exist_ok=True)
     log = CONTROLLER_LOG.open("ab")
-    argv = [sys.executable, "-m", "cli.main", "controller", "--components", "rollouts,analysis,gitops",
+    argv = [sys.executable, "-m", "cli.main", "controller", "--components", COMPONENTS,
             # only the demo's namespaces: other controllers may share this cluster
             "--namespace", NAMESPACE, "--namespace", APP_NAMESPACE, "--app-namespace", APP_NAMESPACE,
+            # Rollouts' notification configuration: ml-serving's own (no argo-rollouts namespace here)
+            "--notifications-namespace", NAMESPACE,
             "--metrics-port", "0", "--webhook-port", str(webhook_port)]
     for rewrite in rewrites:
         argv += [REWRITE_FLAG, rewrite]
@@ -478,13 +594,79 @@ def prepare_repo(env: dict[str, str]) -> GitRepo:
 
 
 def argocd_objects() -> list[dict[str, Any]]:
-    """The seed's Application and AppProject (and the llm-service Application), repoURLs as written."""
+    """The seed's Application (subscribed) and AppProject, and the llm-service Application, repoURLs as written."""
     docs = [d for name in ("application-and-project.yaml", "llm-service.yaml")
             for d in yaml.safe_load_all((GITOPS / "argocd" / name).read_text()) if d]
     for doc in docs:
         if doc["kind"] == "AppProject":
             doc["spec"]["namespaceResourceWhitelist"] += EXTRA_NAMESPACED_KINDS
+        if doc["kind"] == "Application" and doc["metadata"]["name"] == APP:
+            doc["metadata"].setdefault("annotations", {}).update(APP_SUBSCRIPTIONS)
     return docs
+
+
+APP_SUBSCRIPTIONS = {f"{SUBSCRIBE}on-deployed.slack": CHANNEL, f"{SUBSCRIBE}on-sync-failed.slack": CHANNEL,
+                     f"{SUBSCRIBE}on-sync-failed.pagerdutyv2": ON_CALL}
+
+
+def secret(name: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "stringData": data}
+
+
+def slack_service(slack: SlackStandIn) -> str:
+    """Slack's chat.postMessage at the stand-in; the token is a ``$key`` of the Secret, never in the ConfigMap."""
+    return yaml.safe_dump({"apiURL": slack.api_url, "token": "$slack-token"})
+
+
+def argocd_notifications(slack: SlackStandIn, pagerduty: PagerDutyStandIn) -> list[dict[str, Any]]:
+    """The seed's argocd-notifications-cm as written, plus the services and template it leaves out; its Secret."""
+    cm = yaml.safe_load(NOTIFICATIONS_CM.read_text())
+    cm["data"]["service.slack"] = slack_service(slack)
+    cm["data"]["service.pagerdutyv2"] = yaml.safe_dump({"apiURL": pagerduty.url,
+                                                        "serviceKeys": {ON_CALL: "$pagerduty-key"}})
+    cm["data"]["template.pagerduty"] = yaml.safe_dump(PAGERDUTY_TEMPLATE)
+    return [cm, secret(ARGOCD_SECRET, APP_NAMESPACE, {"slack-token": SLACK_TOKEN, "pagerduty-key": PAGERDUTY_KEY})]
+
+
+def rollouts_notifications(slack: SlackStandIn) -> list[dict[str, Any]]:
+    """ml-serving's argo-rollouts-notification-configmap: only the Slack service; the triggers are the catalog's."""
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ROLLOUTS_CM, "namespace": NAMESPACE},
+          "data": {"service.slack": slack_service(slack)}}
+    return [cm, secret(ROLLOUTS_SECRET, NAMESPACE, {"slack-token": SLACK_TOKEN})]
+
+
+def summarize(inbox: Inbox, revisions: dict[str, str], hashes: dict[str, str], reason: str) -> None:
+    """Print what arrived per trigger; exit 1 unless it is what the story should have sent, each once."""
+    inbox.quiet(QUIET_S)
+    print("\n== what arrived at the Slack and PagerDuty stand-ins, per trigger")
+    names = {**revisions, **hashes}
+    for trigger in ("on-deployed", "on-sync-failed", "on-rollout-completed", "on-rollout-aborted", "?"):
+        notes = inbox.find(trigger)
+        if trigger == "?" and not notes:
+            continue
+        where = ", ".join(sorted({f"{n.service} {n.channel}" for n in notes})) or "-"
+        about = ", ".join("v4" if n.key == reason else f"{short(n.key)} ({names.get(n.key, '?')})"
+                          for n in notes if n.key)
+        if trigger == "on-sync-failed" and not notes:
+            about = "(no sync failed: nothing for Slack or PagerDuty)"
+        print(f"  {trigger:<21} {len(notes)}  {where:<16} {about}".rstrip())
+    print(f"  the abort's reason, as sent: {reason}")
+    counts: dict[tuple[str, str], int] = {}
+    for note in inbox.notes:
+        counts[(note.trigger, note.key)] = counts.get((note.trigger, note.key), 0) + 1
+    for (trigger, key), count in counts.items():
+        if count > 1:
+            raise SystemExit(MSG_TWICE.format(trigger=trigger, key=key or "its object", count=count))
+    expected = {"on-deployed": set(revisions), "on-rollout-completed": set(hashes),
+                "on-rollout-aborted": {reason}, "on-sync-failed": set(), "?": set()}
+    for trigger, keys in expected.items():
+        got = {n.key for n in inbox.find(trigger)}
+        if got != keys:
+            raise SystemExit(MSG_UNEXPECTED.format(trigger=trigger, keys=sorted(got) or "nothing",
+                                                   expected=sorted(keys) or "nothing"))
+    print(f"  => on-deployed once per synced revision ({len(revisions)}), on-rollout-completed once per promoted "
+          "revision, on-rollout-aborted once with the analysis's reason; nothing else")
 
 
 def main() -> int:
@@ -525,17 +707,28 @@ def main() -> int:
           " would at target once an HPA's scale target exists")
     cluster.create_volume()
     print(f"storage: no provisioner here; the demo made PersistentVolume {PV_NAME} for the model cache")
+    slack, pagerduty = SlackStandIn(token=SLACK_TOKEN), PagerDutyStandIn(routing_keys=(PAGERDUTY_KEY,))
+    inbox = Inbox(slack, pagerduty)
+    TICKS.append(inbox.drain)
+    print(f"Slack and PagerDuty: not reachable here; stand-ins (e2e.receivers.SlackStandIn at {slack.url},"
+          f" PagerDutyStandIn at {pagerduty.url}) check the payloads those APIs expect; '>>' lines show what arrives")
 
     rewrites = [f"{CONFIG_REPO_URL}={repo.url}", f"{MODELS_REPO_URL}={repo.url}"]
     webhook_port, webhook_secret = free_port(), secrets.token_hex(16)
     env["TIDEGATE_WEBHOOK_GITHUB_SECRET"] = webhook_secret
     controller = start_controller(env, webhook_port=webhook_port, rewrites=rewrites)
-    print(f"tidegate controller --components rollouts,analysis,gitops (pid {controller.pid}), webhook on "
+    print(f"tidegate controller --components {COMPONENTS} (pid {controller.pid}), webhook on "
           f":{webhook_port}; log: {CONTROLLER_LOG.relative_to(REPO)}")
     print(f"  the seed's repoURLs are fetched from {repo.url} ({REWRITE_FLAG}, a test-only setting)")
     try:
         cluster.kubectl("create", "namespace", APP_NAMESPACE)
         cluster.kubectl("label", "namespace", APP_NAMESPACE, f"{DEMO_LABEL}=true")
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(argocd_notifications(slack, pagerduty)))
+        print("notifications: the seed's argocd-notifications-cm as written (on-deployed, on-sync-failed, template"
+              " slack-ml-team), plus service.slack (apiURL: the Slack stand-in, token: $slack-token from "
+              f"{ARGOCD_SECRET}), service.pagerdutyv2 and template.pagerduty (the seed sends it, does not define it)")
+        print(f"  {APP} subscribes: " + ", ".join(f"{k.removeprefix(SUBSCRIBE)}: {v}"
+                                                 for k, v in APP_SUBSCRIPTIONS.items()))
         docs = argocd_objects()
         project = next(d for d in docs if d["kind"] == "AppProject")
         apps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Application"}
@@ -547,10 +740,15 @@ def main() -> int:
 
         print(f"\n== the first sync of {APP} (the seed's Application: {CHART_PATH}, both value files), wave by wave")
         started = time.monotonic()
+        inbox.started = started
         cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(apps[APP]))
         follow_first_sync(cluster, APP, waves, started)
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(rollouts_notifications(slack)))
+        print(f"  notifications: {ROLLOUTS_CM} in {NAMESPACE} (service.slack only; the Rollout, from Git, subscribes"
+              " to the shipped catalog's on-rollout-completed and on-rollout-aborted: ml-team)")
         print(f"\n== the first sync of {MODEL_APP} ({MODELS_PATH}: InferenceService, HPA, PDB, generated ConfigMap)")
         started = time.monotonic()
+        inbox.started = started
         cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(apps[MODEL_APP]))
         follow_first_sync(cluster, MODEL_APP, waves, started)
 
@@ -564,20 +762,28 @@ def main() -> int:
 
         head = repo.git("rev-parse", "HEAD")
         webhook_url = CONFIG_REPO_URL
+        v2_hash = str((cluster.rollout().get("status") or {}).get("stableRS") or "")
+        inbox.expect(f"on-deployed for {short(head)}", "on-deployed", head)
+        inbox.expect(f"on-rollout-completed for v2 ({v2_hash})", "on-rollout-completed", v2_hash)
 
         print("\n== act 1: a commit releases model v3; the webhook syncs it, the canary promotes it")
         v3 = repo.set_model_version("v3", "model v3")
         started = time.monotonic()
+        inbox.started = started
         send_push(webhook_port, webhook_secret, repo_url=webhook_url, before=head, after=v3)
         print(f"  commit {short(v3)} 'model v3' pushed; signed GitHub push webhook sent")
         wait_synced(cluster, APP, v3, started)
         watch_rollout(cluster, image="inference:v3", until="Healthy", started=started)
+        v3_hash = str(cluster.rollout()["status"].get("stableRS") or "")
+        inbox.expect(f"on-deployed for {short(v3)}", "on-deployed", v3)
+        inbox.expect(f"on-rollout-completed for v3 ({v3_hash})", "on-rollout-completed", v3_hash)
         print("  v3 is the stable model")
 
         print("\n== act 2: a commit releases model v4, whose canary fails 5% of requests")
         mesh.control("inference-canary", error_rate=0.05)
         v4 = repo.set_model_version("v4", "model v4")
         started = time.monotonic()
+        inbox.started = started
         send_push(webhook_port, webhook_secret, repo_url=webhook_url, before=v3, after=v4)
         print(f"  commit {short(v4)} 'model v4' pushed; webhook sent")
         wait_synced(cluster, APP, v4, started)
@@ -589,20 +795,29 @@ def main() -> int:
         if app_state(app)[0] != "Synced" or resource_health(app, "Rollout") != "Degraded":
             raise SystemExit(f"demo: after the abort {APP} should be Synced with its Rollout Degraded: "
                              f"{app_line(app)}")
+        inbox.expect(f"on-deployed for {short(v4)}", "on-deployed", v4)
+        reason = inbox.expect("on-rollout-aborted for v4", "on-rollout-aborted").key
+        if "success-rate" not in reason:
+            raise SystemExit(f"demo: on-rollout-aborted should name the failed analysis (success-rate): {reason}")
 
         print("\n== act 3: git revert of the v4 commit; the Application comes back to Healthy")
         mesh.control("inference-canary", error_rate=0.0)
         reverted = repo.revert_head()
         started = time.monotonic()
+        inbox.started = started
         send_push(webhook_port, webhook_secret, repo_url=webhook_url, before=v4, after=reverted)
         print(f"  commit {short(reverted)} '{repo.git('log', '-1', '--format=%s')}' pushed; webhook sent")
         wait_synced(cluster, APP, reverted, started)
         watch_rollout(cluster, image="inference:v3", until="Healthy", started=started)
+        inbox.expect(f"on-deployed for {short(reverted)}", "on-deployed", reverted)
+        summarize(inbox, {head: "v2", v3: "v3", v4: "v4", reverted: "revert of v4"}, {v2_hash: "v2", v3_hash: "v3"},
+                  reason)
 
         def healthy() -> dict[str, Any] | None:
             app = cluster.app(APP)
             return app if app_state(app)[0] == "Synced" and app_state(app)[2] == "Healthy" else None
 
+        print(f"\n== {APP} and {MODEL_APP} at the end")
         app = wait_for(f"{APP} to be Synced and Healthy", healthy, timeout=READY_S)
         print(f"  => {app_line(app)}")
         print(f"  => {app_line(cluster.app(MODEL_APP))}")
@@ -623,6 +838,8 @@ def main() -> int:
             controller.kill()
         exporter.stop()
         target.unlink(missing_ok=True)
+        slack.close()
+        pagerduty.close()
 
 
 if __name__ == "__main__":
