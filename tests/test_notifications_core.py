@@ -516,6 +516,9 @@ def test_catalog_loads_without_errors() -> None:
 @pytest.mark.parametrize("service", ["slack", "email"])
 def test_every_catalog_template_renders(name: str, service: str) -> None:
     kind, obj = ("Application", app()) if name.startswith("app-") else ("Rollout", rollout(abort=True))
+    if kind == "Rollout":
+        # a real abort reason quotes the metric: it must still make valid Slack JSON
+        obj["status"]["message"] = 'RolloutAborted: Metric "success-rate" assessed Failed due to failed (3) > 2\\'
     data = template_data(obj, kind=kind, project=None, context={"argocdUrl": "https://cd.example"},
                          service=service, recipient="ml-team")
     notification, errors = render_notification([name], config=load_catalog(), data=data)
