@@ -53,7 +53,7 @@ from common.workqueue import worker_released
 from notifications import metrics
 from notifications.catalog import parse_with_catalog
 from notifications.config import NotificationConfig
-from notifications.engine import Delivery, Plan, plan
+from notifications.engine import Delivery, Plan, false_conditions, plan, rearm
 from notifications.kube import NotificationsPort
 from notifications.services import Notification, Service, build_services, secret_values
 from notifications.settings import NotificationSettings
@@ -71,10 +71,19 @@ MSG_NOT_CONFIGURED = 'service "{service}" is not configured in {namespace}/{conf
 MSG_NO_ANSWER = "no answer within {seconds:g}s"
 MSG_PLAN_ERROR = "notifications: {error}"
 MAX_ERROR_CHARS = 512
+# Bounds on the in-memory re-arming (``Notifier.observe``): conditions per object, objects.
+MAX_REARMED_CONDITIONS = 256
+MAX_REARMED_OBJECTS = 10_000
 # The service bounds its own send by the deadline; this much more and we stop waiting for it.
 DEADLINE_GRACE_SECONDS = 2.0
 
 ObjectId = tuple[str, str, str]  # (kind, namespace, name)
+
+
+class Observer(Protocol):
+    def __call__(self, obj: Mapping[str, Any], *, kind: str, config: NotificationConfig,
+                 project: Mapping[str, Any] | None, context_vars: Mapping[str, Any],
+                 now: datetime) -> frozenset[str]: ...
 
 
 class Planner(Protocol):
@@ -226,6 +235,13 @@ def _annotations(body: Mapping[str, Any]) -> Mapping[str, Any]:
     return (body.get("metadata") or {}).get("annotations") or {}
 
 
+def _with_state(body: Mapping[str, Any], state: Mapping[str, Any]) -> dict[str, Any]:
+    """A shallow copy of ``body`` whose state annotation is ``state`` (the body is left as it is)."""
+    meta = dict(body.get("metadata") or {})
+    meta["annotations"] = {**_annotations(body), STATE_ANNOTATION: write_state(state)}
+    return {**body, "metadata": meta}
+
+
 @dataclass
 class _Send:
     service: Service
@@ -254,7 +270,11 @@ class Notifier:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     tracker: VersionTracker = field(default_factory=VersionTracker)
     events: EventDeduper = field(default_factory=EventDeduper)
+    observer: Observer = false_conditions
     _unrecorded: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
+    # Conditions seen false in a watched state since the object's last plan (``observe``).
+    _rearmed: dict[ObjectId, set[str]] = field(default_factory=dict)
+    _rearmed_lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def _kube(self, fn: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.kube_pool, fn)
@@ -263,6 +283,41 @@ class Notifier:
         loaded: Loaded | None = await self._kube(lambda: self.configs.first(sources))
         return loaded
 
+    def observe(self, kind: str, body: Mapping[str, Any], *, loaded: Loaded,
+                project: Mapping[str, Any] | None = None,
+                context_vars: Mapping[str, Any] | None = None) -> None:
+        """A state the watch delivered: remember which conditions without oncePer are false in it.
+
+        The worker plans on the newest body only, so a state that came and went between two
+        plans (Succeeded -> Running -> Succeeded in 0.3 s) would never make ``on-deployed``
+        look false, and the second Succeeded would not be sent. The next ``notify`` of the
+        object drops these conditions' keys from the record before planning, as if it had
+        planned that state. In memory only: after a restart the annotation alone decides,
+        so nothing is sent again. Blocking-free and cheap (the conditions of the subscribed
+        triggers); called from the watch handler's thread, hence the lock.
+        """
+        meta = body.get("metadata") or {}
+        obj: ObjectId = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        found = self.observer(body, kind=kind, config=loaded.config, project=project,
+                              context_vars=context_vars or {}, now=self.now())
+        if not found:
+            return
+        with self._rearmed_lock:
+            if obj not in self._rearmed and len(self._rearmed) >= MAX_REARMED_OBJECTS:
+                # Full (the queue is that far behind): the oldest object waits for its plan alone.
+                self._rearmed.pop(next(iter(self._rearmed)))
+            conditions = self._rearmed.setdefault(obj, set())
+            conditions.update(list(found)[:max(0, MAX_REARMED_CONDITIONS - len(conditions))])
+
+    def _take_rearmed(self, obj: ObjectId) -> set[str]:
+        with self._rearmed_lock:
+            return self._rearmed.pop(obj, set())
+
+    def _give_back_rearmed(self, obj: ObjectId, conditions: set[str]) -> None:
+        if conditions:
+            with self._rearmed_lock:
+                self._rearmed.setdefault(obj, set()).update(conditions)
+
     async def notify(self, kind: str, body: Mapping[str, Any], *, loaded: Loaded,
                      project: Mapping[str, Any] | None = None,
                      context_vars: Mapping[str, Any] | None = None) -> float | None:
@@ -270,12 +325,29 @@ class Notifier:
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
         obj: ObjectId = (kind, namespace, name)
-        result = self.planner(body, kind=kind, config=loaded.config, project=project,
+        # Taken before planning: a state observed from now on is planned by the next notify
+        # (its event queued the object again); given back if this one fails.
+        rearmed = self._take_rearmed(obj)
+        try:
+            return await self._notify(kind, body, obj=obj, loaded=loaded, project=project,
+                                      context_vars=context_vars, rearmed=rearmed)
+        except BaseException:
+            self._give_back_rearmed(obj, rearmed)
+            raise
+
+    async def _notify(self, kind: str, body: Mapping[str, Any], *, obj: ObjectId, loaded: Loaded,
+                      project: Mapping[str, Any] | None, context_vars: Mapping[str, Any] | None,
+                      rearmed: set[str]) -> float | None:
+        _, namespace, name = obj
+        current = read_state(_annotations(body).get(STATE_ANNOTATION))
+        armed = rearm(current, rearmed) if rearmed else current
+        planned = _with_state(body, armed) if armed != current else body
+        result = self.planner(planned, kind=kind, config=loaded.config, project=project,
                               context_vars=context_vars or {}, now=self.now())
         for error in result.errors:
             await self._warn(body, REASON_TEMPLATE, MSG_PLAN_ERROR.format(error=error), loaded)
-        current = read_state(_annotations(body).get(STATE_ANNOTATION))
-        target = read_state(result.annotation) if result.annotation is not None else dict(current)
+        before = read_state(_annotations(planned).get(STATE_ANNOTATION))
+        target = read_state(result.annotation) if result.annotation is not None else before
         pending = {d.key for d in result.deliveries}
         # What may be written now: the plan's state without the keys not yet delivered,
         # plus what was sent earlier but whose record did not make it.
@@ -371,3 +443,4 @@ class Notifier:
         obj: ObjectId = (kind, namespace, name)
         self.backoff.forget(obj)
         self._unrecorded.pop(obj, None)
+        self._take_rearmed(obj)

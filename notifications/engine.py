@@ -48,6 +48,7 @@ from notifications.state import (
     NOTIFIED_ANNOTATION,
     bound_state,
     compile_once_per,
+    condition_key,
     dump_state,
     hash_when,
     parse_state,
@@ -311,6 +312,55 @@ def plan(
     if state != original or state_problems:
         annotation = dump_state(state)
     return Plan(deliveries=deliveries, annotation=annotation, errors=errors)
+
+
+def false_conditions(
+    obj: Mapping[str, Any],
+    *,
+    kind: str,
+    config: NotificationConfig,
+    project: Mapping[str, Any] | None,
+    context_vars: Mapping[str, Any],
+    now: datetime,
+) -> frozenset[str]:
+    """The subscribed conditions without ``oncePer`` that are false in ``obj``, each as
+    ``trigger:[i].hash`` (the part of its record keys before ``:service:recipient``).
+
+    The controller asks this of every state the watch delivers: a state it never plans
+    (gone within one reconcile) still re-arms these conditions (``rearm``), so a quick
+    true -> false -> true is sent again, as a plan of each state in turn would. Never raises.
+    """
+    try:
+        variable_for(kind)
+    except ValueError:
+        return frozenset()
+    subscriptions, _ = subscriptions_for(obj, config=config, project=project)
+    env = condition_env(obj, kind=kind, project=project, context={**context_vars, **config.context})
+    found: set[str] = set()
+    for trigger_name in dict.fromkeys(s.trigger for s in subscriptions):
+        trigger = config.triggers.get(trigger_name)
+        if trigger is None:
+            continue
+        for result in evaluate_trigger(trigger, env, now=now):
+            condition = trigger.conditions[result.index]
+            # A key with oncePer stays when its condition goes false (once per value), and a
+            # condition that does not compile keeps its keys (as _keep does).
+            if result.triggered or condition.once_per or condition.error is not None:
+                continue
+            found.add(f"{trigger_name}:{condition_key(result.index, condition.when)}")
+    return frozenset(found)
+
+
+def rearm(state: Mapping[str, int], conditions: frozenset[str] | set[str]) -> dict[str, int]:
+    """The record without the keys (without ``oncePer``) of ``conditions`` (``false_conditions``)."""
+    kept: dict[str, int] = {}
+    for key, stamp in state.items():
+        match = _KEY.match(key)
+        if (match is not None and not match["once"]
+                and f"{match['trigger']}:[{match['index']}].{match['hash']}" in conditions):
+            continue
+        kept[key] = stamp
+    return kept
 
 
 def _prune(
