@@ -48,7 +48,7 @@ from common.fairness import TenantSlots
 from common.kubewrite import EventDeduper
 from common.logging import get_logger
 from common.redaction import ACTIVE_SECRETS, Redactor, redactor
-from common.shell import VersionTracker
+from common.shell import VersionTracker, resource_version
 from common.workqueue import worker_released
 from notifications import metrics
 from notifications.catalog import parse_with_catalog
@@ -71,8 +71,10 @@ MSG_NOT_CONFIGURED = 'service "{service}" is not configured in {namespace}/{conf
 MSG_NO_ANSWER = "no answer within {seconds:g}s"
 MSG_PLAN_ERROR = "notifications: {error}"
 MAX_ERROR_CHARS = 512
-# Bounds on the in-memory re-arming (``Notifier.observe``): conditions per object, objects.
-MAX_REARMED_CONDITIONS = 256
+# Bounds on the in-memory re-arming (``Notifier.observe``): states per object, objects.
+# Over them the oldest is dropped: a lost re-arm can only miss a send (Argo's behaviour),
+# never repeat one.
+MAX_REARMED_STATES = 64
 MAX_REARMED_OBJECTS = 10_000
 # The service bounds its own send by the deadline; this much more and we stop waiting for it.
 DEADLINE_GRACE_SECONDS = 2.0
@@ -272,8 +274,8 @@ class Notifier:
     events: EventDeduper = field(default_factory=EventDeduper)
     observer: Observer = false_conditions
     _unrecorded: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
-    # Conditions seen false in a watched state since the object's last plan (``observe``).
-    _rearmed: dict[ObjectId, set[str]] = field(default_factory=dict)
+    # Conditions seen false in watched states not planned yet, by resourceVersion (``observe``).
+    _rearmed: dict[ObjectId, list[tuple[int, frozenset[str]]]] = field(default_factory=dict)
     _rearmed_lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def _kube(self, fn: Callable[[], Any]) -> Any:
@@ -304,19 +306,31 @@ class Notifier:
             return
         with self._rearmed_lock:
             if obj not in self._rearmed and len(self._rearmed) >= MAX_REARMED_OBJECTS:
-                # Full (the queue is that far behind): the oldest object waits for its plan alone.
                 self._rearmed.pop(next(iter(self._rearmed)))
-            conditions = self._rearmed.setdefault(obj, set())
-            conditions.update(list(found)[:max(0, MAX_REARMED_CONDITIONS - len(conditions))])
+            states = self._rearmed.setdefault(obj, [])
+            states.append((resource_version(body) or 0, found))
+            del states[:-MAX_REARMED_STATES]
 
-    def _take_rearmed(self, obj: ObjectId) -> set[str]:
+    def _take_rearmed(self, obj: ObjectId, body: Mapping[str, Any]) -> list[tuple[int, frozenset[str]]]:
+        """The states observed up to ``body``'s version; later ones wait for a plan of a later body.
+
+        A state newer than the body planned must not re-arm it: the body's own true condition
+        would be sent a second time.
+        """
+        version = resource_version(body)
         with self._rearmed_lock:
-            return self._rearmed.pop(obj, set())
+            states = self._rearmed.pop(obj, [])
+            taken = [s for s in states if version is None or s[0] <= version]
+            later = [s for s in states if not (version is None or s[0] <= version)]
+            if later:
+                self._rearmed[obj] = later
+        return taken
 
-    def _give_back_rearmed(self, obj: ObjectId, conditions: set[str]) -> None:
-        if conditions:
+    def _give_back_rearmed(self, obj: ObjectId, taken: list[tuple[int, frozenset[str]]]) -> None:
+        if taken:
             with self._rearmed_lock:
-                self._rearmed.setdefault(obj, set()).update(conditions)
+                self._rearmed[obj] = sorted([*taken, *self._rearmed.get(obj, [])],
+                                            key=lambda s: s[0])[-MAX_REARMED_STATES:]
 
     async def notify(self, kind: str, body: Mapping[str, Any], *, loaded: Loaded,
                      project: Mapping[str, Any] | None = None,
@@ -325,14 +339,15 @@ class Notifier:
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
         obj: ObjectId = (kind, namespace, name)
-        # Taken before planning: a state observed from now on is planned by the next notify
-        # (its event queued the object again); given back if this one fails.
-        rearmed = self._take_rearmed(obj)
+        # The states observed up to this body, as if each had been planned in turn; a later
+        # one is for the next notify (its event queued the object again). Given back on failure.
+        taken = self._take_rearmed(obj, body)
         try:
             return await self._notify(kind, body, obj=obj, loaded=loaded, project=project,
-                                      context_vars=context_vars, rearmed=rearmed)
+                                      context_vars=context_vars,
+                                      rearmed=set().union(*(s[1] for s in taken)))
         except BaseException:
-            self._give_back_rearmed(obj, rearmed)
+            self._give_back_rearmed(obj, taken)
             raise
 
     async def _notify(self, kind: str, body: Mapping[str, Any], *, obj: ObjectId, loaded: Loaded,
@@ -443,4 +458,5 @@ class Notifier:
         obj: ObjectId = (kind, namespace, name)
         self.backoff.forget(obj)
         self._unrecorded.pop(obj, None)
-        self._take_rearmed(obj)
+        with self._rearmed_lock:
+            self._rearmed.pop(obj, None)

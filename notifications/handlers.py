@@ -7,7 +7,9 @@ controller shell (common/shell.py):
 * ``@kopf.index`` keeps Applications and AppProjects of the application
   namespaces (``SETTINGS.app_namespaces``, ``argocd`` by default), and Rollouts
   and AnalysisRuns of the watched namespaces (``--namespace``, all by default);
-* ``@kopf.on.event`` only puts the object's key on the work queue; an
+* ``@kopf.on.event`` judges the conditions in the event's own body
+  (``Notifier.observe``: a state gone before a worker plans still re-arms a
+  trigger without oncePer) and puts the object's key on the work queue; an
   AppProject's change queues its Applications (subscriptions can sit on the
   project);
 * the ConfigMaps and Secrets are watched by name (``argocd-notifications-cm``,
@@ -57,6 +59,7 @@ INDICES = {APPLICATION: "notifications_applications", APP_PROJECT: "notification
            ROLLOUT: "notifications_rollouts", ANALYSIS_RUN: "notifications_analysisruns"}
 CONFIG_NAMES = {ARGOCD_CM, ARGOCD_SECRET, ROLLOUTS_CM, ROLLOUTS_SECRET}
 SETTLED = "notifications controller started"
+MSG_OBSERVE_FAILED = "notifications: cannot judge a watched state (its re-arming is lost)"
 Key = tuple[str, str]
 
 TRACKER = VersionTracker()
@@ -111,31 +114,52 @@ def analysisruns_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> 
     return _body(namespace, name, body)
 
 
-def _changed(kind: str, namespace: str, name: str, event_type: str | None) -> None:
+def _changed(kind: str, namespace: str, name: str, event_type: str | None, body: kopf.Body) -> None:
     if event_type == "DELETED":
         if STATE.notifier is not None:
             STATE.notifier.forget(kind, namespace, name)
         TRACKER.forget(queue_key(kind, namespace, name))
         return
+    _observe(kind, namespace, dict(body))
     SHELL.queue.add(queue_key(kind, namespace, name))
+
+
+def _observe(kind: str, namespace: str, body: dict[str, Any]) -> None:
+    """Every state the watch delivers counts, not only the one a worker plans on later:
+    ``Notifier.observe`` re-arms the conditions false in it (before the key is queued, so
+    the plan that follows sees it). In kopf's handler thread: a configuration not cached
+    yet is read here, once per TTL."""
+    notifier = STATE.notifier
+    if notifier is None:
+        return
+    try:
+        loaded = notifier.configs.first(sources(kind, namespace))
+        if loaded is not None:
+            project = _project(body) if kind == APPLICATION else None
+            notifier.observe(kind, body, loaded=loaded, project=project)
+    except Exception as exc:  # noqa: BLE001 - a state not observed only loses its re-arm, logged
+        meta = body.get("metadata") or {}
+        log.warning(MSG_OBSERVE_FAILED, namespace=namespace, name=meta.get("name"), error=str(exc))
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "applications", id="notifications-application-changed",
                when=_app_watched)
-def application_changed(namespace: str, name: str, type: str | None = None, **_: Any) -> None:
-    _changed(APPLICATION, namespace, name, type)
+def application_changed(namespace: str, name: str, body: kopf.Body, type: str | None = None,
+                        **_: Any) -> None:
+    _changed(APPLICATION, namespace, name, type, body)
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "rollouts", id="notifications-rollout-changed",
                when=_rollout_watched)
-def rollout_changed(namespace: str, name: str, type: str | None = None, **_: Any) -> None:
-    _changed(ROLLOUT, namespace, name, type)
+def rollout_changed(namespace: str, name: str, body: kopf.Body, type: str | None = None, **_: Any) -> None:
+    _changed(ROLLOUT, namespace, name, type, body)
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "analysisruns", id="notifications-analysisrun-changed",
                when=_rollout_watched)
-def analysisrun_changed(namespace: str, name: str, type: str | None = None, **_: Any) -> None:
-    _changed(ANALYSIS_RUN, namespace, name, type)
+def analysisrun_changed(namespace: str, name: str, body: kopf.Body, type: str | None = None,
+                        **_: Any) -> None:
+    _changed(ANALYSIS_RUN, namespace, name, type, body)
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "appprojects", id="notifications-appproject-changed",
