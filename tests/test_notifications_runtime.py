@@ -474,3 +474,123 @@ def test_where_each_kind_reads_its_configuration(kind: str, namespace: str,
     monkeypatch.setattr(SETTINGS, "app_namespaces", ["argocd", "team-a"])
     monkeypatch.setattr(SETTINGS, "rollouts_namespace", "argo-rollouts")
     assert [(s.namespace, s.configmap) for s in handlers.sources(kind, namespace)] == expected
+
+
+# --- every watched state counts: a fast Succeeded -> Running -> Succeeded is sent again ---------
+
+SEED_CM = {
+    "trigger.on-deployed": "- description: Model deployment completed\n  send: [slack-ml-team]\n"
+                           "  when: app.status.operationState.phase in ['Succeeded']\n",
+    "trigger.on-deployed-once": "- send: [slack-ml-team]\n  oncePer: app.status.sync.revision\n"
+                                "  when: app.status.operationState.phase in ['Succeeded']\n",
+    "template.slack-ml-team": "message: deployed {{.app.status.sync.revision}}\n",
+}
+SUBSCRIBE = "notifications.argoproj.io/subscribe.{trigger}.slack"
+
+
+class Watch:
+    """The API server's object and the watch events it delivers, each with a resourceVersion;
+    our annotation patches (the port's) are applied to the object as the server would."""
+
+    def __init__(self, port: FakePort, triggers: tuple[str, ...]) -> None:
+        self.port, self.version, self.applied = port, 0, 0
+        self.annotations = {SUBSCRIBE.format(trigger=t): "ml-team" for t in triggers}
+        self.status: dict[str, Any] = {}
+
+    def set(self, phase: str, revision: str) -> dict[str, Any]:
+        """A status update: the event body the watch delivers for it."""
+        self.status = {"operationState": {"phase": phase}, "sync": {"revision": revision}}
+        return self.body()
+
+    def body(self) -> dict[str, Any]:
+        for _, _, _, patch in self.port.patches[self.applied:]:
+            self.annotations.update(patch)
+        self.applied = len(self.port.patches)
+        self.version = max(self.version, self.port.version) + 1
+        self.port.version = self.version
+        return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"namespace": "team-a", "name": "model", "resourceVersion": str(self.version),
+                             "annotations": dict(self.annotations)},
+                "spec": {"project": "default"}, "status": json.loads(json.dumps(self.status))}
+
+
+def real_notifier(port: FakePort) -> tuple[Notifier, Loaded]:
+    from common.redaction import redactor
+    from notifications.config import parse_config
+
+    n = Notifier(port=port, configs=ConfigCache(port, ttl=30), settings=NotificationSettings(),
+                 send_pool=ThreadPoolExecutor(2), kube_pool=ThreadPoolExecutor(2),
+                 slots=TenantSlots(limit=2), backoff=Backoff(base=5, cap=40, clock=Clock()), now=lambda: NOW)
+    config = parse_config(SEED_CM)
+    assert not config.errors
+    return n, Loaded(source=Source("argocd", "argocd-notifications-cm", "argocd-notifications-secret"),
+                     config=config, services={"slack": FakeService("slack")}, errors=(), redactor=redactor([]))
+
+
+def sent(ld: Loaded) -> list[str]:
+    service = ld.services["slack"]
+    assert isinstance(service, FakeService)
+    return [m.strip() for m in service.delivered]
+
+
+@pytest.mark.parametrize(("trigger", "phases", "expected"), [
+    pytest.param("on-deployed", [("Running", "B"), ("Succeeded", "B")],
+                 ["ml-team: deployed A", "ml-team: deployed B"], id="running-unplanned-re-arms-B"),
+    pytest.param("on-deployed", [("Running", "B"), ("Failed", "B"), ("Succeeded", "B")],
+                 ["ml-team: deployed A", "ml-team: deployed B"], id="two-false-states-still-one-send"),
+    pytest.param("on-deployed", [("Succeeded", "A")],
+                 ["ml-team: deployed A"], id="true-to-true-without-a-false-state-sends-nothing"),
+    pytest.param("on-deployed-once", [("Running", "B"), ("Succeeded", "B")],
+                 ["ml-team: deployed A", "ml-team: deployed B"], id="oncePer-unaffected"),
+    pytest.param("on-deployed-once", [("Running", "A"), ("Succeeded", "A")],
+                 ["ml-team: deployed A"], id="oncePer-same-revision-not-re-armed"),
+])
+def test_a_state_only_the_watch_saw_re_arms_a_trigger_without_once_per(
+        trigger: str, phases: list[tuple[str, str]], expected: list[str]) -> None:
+    port = FakePort()
+    n, ld = real_notifier(port)
+    watch = Watch(port, (trigger,))
+    first = watch.set("Succeeded", "A")
+    n.observe("Application", first, loaded=ld)
+    run(n.notify("Application", first, loaded=ld))
+    assert sent(ld) == ["ml-team: deployed A"]
+
+    # The watch delivers every state; the worker runs once, on the last body only.
+    for phase, revision in phases:
+        n.observe("Application", watch.set(phase, revision), loaded=ld)
+    latest = watch.body()
+    run(n.notify("Application", latest, loaded=ld))
+    # ... and again on the echo of its own write, and on a later unrelated update: no second send
+    echo = watch.body()
+    n.observe("Application", echo, loaded=ld)
+    run(n.notify("Application", echo, loaded=ld))
+    run(n.notify("Application", watch.body(), loaded=ld))
+
+    assert sent(ld) == expected
+    # the record: on-deployed's one key; oncePer's one key per revision sent
+    record = read_state(watch.body()["metadata"]["annotations"][STATE_ANNOTATION])
+    assert len(record) == (len(expected) if trigger.endswith("once") else 1)
+
+
+def test_a_restart_does_not_re_send_and_a_newer_state_waits_for_its_own_plan() -> None:
+    port = FakePort()
+    n, ld = real_notifier(port)
+    watch = Watch(port, ("on-deployed",))
+    first = watch.set("Succeeded", "A")
+    run(n.notify("Application", first, loaded=ld))
+    echo = watch.body()
+
+    # A restart: nothing in memory, the annotation decides; the same Succeeded is not sent again.
+    restarted, ld2 = real_notifier(port)
+    restarted.observe("Application", echo, loaded=ld2)
+    run(restarted.notify("Application", echo, loaded=ld2))
+    assert sent(ld2) == []
+
+    # A Running observed after the body a worker is planning on does not re-arm that body
+    # (it would send A twice); it re-arms the next plan, of a newer body.
+    stale = watch.body()
+    n.observe("Application", watch.set("Running", "B"), loaded=ld)
+    run(n.notify("Application", stale, loaded=ld))
+    assert sent(ld) == ["ml-team: deployed A"]
+    run(n.notify("Application", watch.set("Succeeded", "B"), loaded=ld))
+    assert sent(ld) == ["ml-team: deployed A", "ml-team: deployed B"]
