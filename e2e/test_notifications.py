@@ -281,6 +281,35 @@ def test_a_flaky_receiver_gets_the_message_once_and_a_silent_one_leaves_a_warnin
         assert 'notification_deliveries_total{service="silent",succeeded="false",trigger="on-deployed"}' in counted
 
 
+def test_a_sync_too_fast_for_a_worker_still_notifies_its_new_revision_once(
+        core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str,
+        slack: SlackStandIn, controllers: Callable[..., NotificationsController]) -> None:
+    # Given the seed's ConfigMap and an Application subscribed to on-deployed (no oncePer),
+    # whose revision r1 was deployed and notified
+    data = dict(seed_cm()["data"])
+    data["service.slack"] = slack_service(slack)
+    put_config(core, namespace, name="argocd-notifications-cm", secret_name="argocd-notifications-secret",
+               data=data, secrets={"slack-token": SLACK_TOKEN})
+    apps = Apps(custom, namespace)
+    apps.create(application("quick-model", namespace, annotations={f"{SUBSCRIBE}on-deployed.slack": "ml-team"}))
+    ctl = controllers()
+    apps.set_status("quick-model", app_status("Succeeded", "r1"))
+    slack.wait_for(1, timeout=30)
+    wait_until(lambda: len(apps.state("quick-model")) == 1, timeout=10, message="the state recorded")
+
+    # When r2 syncs faster than a worker plans: Running and Succeeded written back to back
+    apps.set_status("quick-model", app_status("Running", "r2"))
+    apps.set_status("quick-model", app_status("Succeeded", "r2"))
+
+    # Then the Running state the watch delivered re-armed on-deployed: one message for r2
+    slack.wait_for(2, timeout=30)
+    quiet(lambda: len(slack.requests), 2)
+    texts = [r.json.get("text", "") for r in slack.requests if r.json]
+    assert texts == [seed_message("quick-model", "Succeeded", "r1"),
+                     seed_message("quick-model", "Succeeded", "r2")], ctl.log()[-3000:]
+    assert len(apps.state("quick-model")) == 1
+
+
 # --- Rollouts ---------------------------------------------------------------------------------------
 
 def completed(name: str, pod_hash: str) -> str:
