@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,13 +43,14 @@ from e2e.notifications_kit import (
     application,
     seed_cm,
 )
-from e2e.receivers import PagerDutyStandIn, SlackStandIn, WebhookReceiver
+from e2e.receivers import Answer, PagerDutyStandIn, Received, SlackStandIn, WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
 ROUTING_KEY = "e2e0123456789abcdef0123456789abc"
 READY = "notifications controller started"
 QUIET_SECONDS = 4.0  # how long "nothing more arrives" is watched for
+HOLD_SECONDS = 10.0  # the longest a held stand-in keeps a send waiting
 
 
 def free_port() -> int:
@@ -281,33 +283,59 @@ def test_a_flaky_receiver_gets_the_message_once_and_a_silent_one_leaves_a_warnin
         assert 'notification_deliveries_total{service="silent",succeeded="false",trigger="on-deployed"}' in counted
 
 
-def test_a_sync_too_fast_for_a_worker_still_notifies_its_new_revision_once(
+class HeldSlackStandIn(SlackStandIn):
+    """The Slack stand-in, answering a request only once the test lets it (bounded wait):
+    the controller's worker stays inside that send while the test writes more states."""
+
+    def __init__(self, *, token: str) -> None:
+        super().__init__(token=token)
+        self.hold = threading.Event()
+        self.hold.set()
+
+    def answer(self, received: Received) -> Answer:
+        self.hold.wait(timeout=HOLD_SECONDS)
+        return super().answer(received)
+
+
+def test_a_sync_too_fast_for_a_worker_still_notifies_each_new_revision_once(
         core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str,
-        slack: SlackStandIn, controllers: Callable[..., NotificationsController]) -> None:
-    # Given the seed's ConfigMap and an Application subscribed to on-deployed (no oncePer),
-    # whose revision r1 was deployed and notified
-    data = dict(seed_cm()["data"])
-    data["service.slack"] = slack_service(slack)
-    put_config(core, namespace, name="argocd-notifications-cm", secret_name="argocd-notifications-secret",
-               data=data, secrets={"slack-token": SLACK_TOKEN})
-    apps = Apps(custom, namespace)
-    apps.create(application("quick-model", namespace, annotations={f"{SUBSCRIBE}on-deployed.slack": "ml-team"}))
-    ctl = controllers()
-    apps.set_status("quick-model", app_status("Succeeded", "r1"))
-    slack.wait_for(1, timeout=30)
-    wait_until(lambda: len(apps.state("quick-model")) == 1, timeout=10, message="the state recorded")
+        controllers: Callable[..., NotificationsController]) -> None:
+    with HeldSlackStandIn(token=SLACK_TOKEN) as slack:
+        # Given the seed's ConfigMap and an Application subscribed to on-deployed (no oncePer)
+        data = dict(seed_cm()["data"])
+        data["service.slack"] = slack_service(slack)
+        put_config(core, namespace, name="argocd-notifications-cm", secret_name="argocd-notifications-secret",
+                   data=data, secrets={"slack-token": SLACK_TOKEN})
+        apps = Apps(custom, namespace)
+        apps.create(application("quick-model", namespace,
+                                annotations={f"{SUBSCRIBE}on-deployed.slack": "ml-team"}))
+        ctl = controllers()
 
-    # When r2 syncs faster than a worker plans: Running and Succeeded written back to back
-    apps.set_status("quick-model", app_status("Running", "r2"))
-    apps.set_status("quick-model", app_status("Succeeded", "r2"))
+        # When r1 succeeds, and while its message is still being sent r2 syncs: Running and
+        # Succeeded written back to back (the worker can only plan the last of them)
+        slack.hold.clear()
+        apps.set_status("quick-model", app_status("Succeeded", "r1"))
+        slack.wait_for(1, timeout=30)
+        apps.set_status("quick-model", app_status("Running", "r2"))
+        apps.set_status("quick-model", app_status("Succeeded", "r2"))
+        time.sleep(1.0)  # the watch delivers both states while the send is held
+        slack.hold.set()
 
-    # Then the Running state the watch delivered re-armed on-deployed: one message for r2
-    slack.wait_for(2, timeout=30)
-    quiet(lambda: len(slack.requests), 2)
-    texts = [r.json.get("text", "") for r in slack.requests if r.json]
-    assert texts == [seed_message("quick-model", "Succeeded", "r1"),
-                     seed_message("quick-model", "Succeeded", "r2")], ctl.log()[-3000:]
-    assert len(apps.state("quick-model")) == 1
+        # Then the Running state the watch delivered re-armed on-deployed: one message for r2
+        slack.wait_for(2, timeout=30)
+        wait_until(lambda: len(apps.state("quick-model")) == 1, timeout=10, message="the state recorded")
+        quiet(lambda: len(slack.requests), 2)
+
+        # When r3 syncs back to back with nothing in flight, Then one message for r3
+        apps.set_status("quick-model", app_status("Running", "r3"))
+        apps.set_status("quick-model", app_status("Succeeded", "r3"))
+        slack.wait_for(3, timeout=30)
+        quiet(lambda: len(slack.requests), 3)
+
+        texts = [r.json.get("text", "") for r in slack.requests if r.json]
+        assert texts == [seed_message("quick-model", "Succeeded", r) for r in ("r1", "r2", "r3")], \
+            ctl.log()[-3000:]
+        assert len(apps.state("quick-model")) == 1
 
 
 # --- Rollouts ---------------------------------------------------------------------------------------
