@@ -26,6 +26,13 @@ For one object change (``Notifier.notify``):
    exception out of here for a send. A success is a Normal Event ``NotificationSent``
    and the same metric with ``succeeded="true"`` (the delivery log).
 
+Every state the watch delivered counts, not only the one planned: ``Notifier.observe``
+(called by the handlers for each event's body) remembers, in memory and bounded, the
+conditions without ``oncePer`` that are false in it, and the next plan of a body at least
+that new drops their keys from the record first (``engine.rearm``), so Succeeded -> Running
+-> Succeeded within one reconcile is sent again. The annotation stays the only record: a
+restart forgets the re-arming and sends nothing twice.
+
 One gap remains, as in Argo: a send that succeeded while the annotation write
 after it failed is remembered in memory (``_unrecorded``) and written with the
 next attempt without sending again; a crash between the two sends it again

@@ -12,7 +12,8 @@ sending anything:
    recipient`` is not yet in the record is sent and recorded; a false one removes its key so
    it can fire again, unless it has ``oncePer``, whose keys stay: once per distinct value.
    Rollout triggers get the same treatment (argo-rollouts #5037: there ``oncePer`` is
-   ignored);
+   ignored). ``false_conditions`` and ``rearm`` let the controller apply a state it
+   never planned (seen only by the watch) before planning the latest one;
 4. each delivery's templates are rendered with ``{app|rollout|analysisRun, appProject,
    context, serviceType, recipient, repo}`` and merged in order into one Notification, as
    Argo's FormatNotification does (a later template's fields win; an empty message does not
