@@ -286,3 +286,52 @@ def test_the_lru_keeps_the_most_recent_entries() -> None:
     lru.put("c", 3)
     assert (lru.get("a"), lru.get("b"), lru.get("c")) == (1, None, 3)
     assert digest({"x": 1, "y": [1, 2]}) == digest({"y": [1, 2], "x": 1})
+
+
+# --- the echo of our own status write ------------------------------------------------------------
+
+
+class FakeController:
+    def __init__(self, delay: float | None) -> None:
+        self.calls = 0
+        self.delay = delay
+
+    def reconcile(self, key: tuple[str, str], body: Mapping[str, Any] | None) -> float | None:
+        self.calls += 1
+        return self.delay
+
+
+@pytest.mark.parametrize(("body_version", "wanted", "delay", "reconciled"), [
+    ("7", False, 120.0, False),   # our write seen back, nothing due: skipped
+    ("8", False, 120.0, True),    # someone else wrote after us
+    ("7", True, 120.0, True),     # the drift watch / webhook / poll asked for it
+    ("7", False, 0.0, True),      # the requeue it asked for is due
+    ("7", False, None, False),    # nothing will be due: still only the echo
+], ids=["echo", "foreign-write", "wanted", "due", "no-requeue"])
+def test_the_echo_of_our_own_write_is_not_reconciled(
+        monkeypatch: pytest.MonkeyPatch, body_version: str, wanted: bool, delay: float | None,
+        reconciled: bool) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gitops import handlers
+
+    key = ("argocd", "echo-app")
+    fake = FakeController(delay)
+    monkeypatch.setattr(handlers.STATE, "controller", fake)
+    monkeypatch.setattr(handlers.STATE, "pool", ThreadPoolExecutor(1))
+    bodies: dict[str, Any] = {handlers.INDEX_ID: {key: [{"metadata": {"resourceVersion": "7"}}]}}
+    monkeypatch.setattr(handlers.SHELL, "indices", bodies)
+    monkeypatch.setattr(handlers, "WANTED", set())
+    monkeypatch.setattr(handlers, "NEXT_DUE", {})
+    monkeypatch.setattr(handlers, "TRACKER", handlers.VersionTracker())
+    handlers.TRACKER.record(key, {"metadata": {"resourceVersion": "7"}})
+    monkeypatch.setattr(handlers.SHELL, "tracker", handlers.TRACKER)
+
+    asyncio.run(handlers.reconcile(key))  # the first one always runs: it sets when the next is due
+    assert fake.calls == 1
+    bodies[handlers.INDEX_ID][key] = [{"metadata": {"resourceVersion": body_version}}]
+    if wanted:
+        handlers.WANTED.add(key)
+    asyncio.run(handlers.reconcile(key))
+    assert fake.calls == (2 if reconciled else 1)
