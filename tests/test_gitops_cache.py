@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from common.shell import VersionTracker
 from gitops.api import ApplicationSource, parse_application
 from gitops.cache import LRU, digest
 from gitops.clusters import home_only
@@ -324,7 +325,7 @@ def test_the_echo_of_our_own_write_is_not_reconciled(
     monkeypatch.setattr(handlers.SHELL, "indices", bodies)
     monkeypatch.setattr(handlers, "WANTED", set())
     monkeypatch.setattr(handlers, "NEXT_DUE", {})
-    monkeypatch.setattr(handlers, "TRACKER", handlers.VersionTracker())
+    monkeypatch.setattr(handlers, "TRACKER", VersionTracker())
     handlers.TRACKER.record(key, {"metadata": {"resourceVersion": "7"}})
     monkeypatch.setattr(handlers.SHELL, "tracker", handlers.TRACKER)
 
