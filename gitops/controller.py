@@ -39,7 +39,7 @@ Application leaves its resources (Argo CD's non-cascade delete).
 
 from __future__ import annotations
 
-import copy
+import pickle  # noqa: S403 - only our own rendered manifests, pickled by this process
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -95,6 +95,7 @@ from gitops.project import (
     resource_violation,
     spec_violations,
 )
+from gitops.watch import CachedPort
 
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
@@ -244,7 +245,7 @@ class AppController:
         # on it, watched so drift is seen at once.
         self.kube_for = kube_for or home_only(kube, watch)
         self._local = threading.local()  # the reconcile running in this worker thread: its target
-        self._rendered: LRU[tuple[list[dict[str, Any]], list[str]]] = LRU(RENDER_ENTRIES)
+        self._rendered: LRU[tuple[bytes, list[str]]] = LRU(RENDER_ENTRIES)  # pickled: a fast copy
         self._verdicts: LRU[str] = LRU(VERDICT_ENTRIES)
         self._calls: ThreadPoolExecutor | None = None
         self._calls_lock = threading.Lock()
@@ -515,8 +516,12 @@ class AppController:
             versions[key] = str(doc["apiVersion"])
             self.watch(versions[key], key.kind)
         context = digest([repr(rules), repr(owned), self.target.server if self.target else ""])
-        for doc, (current, verdict) in zip(compared, self._parallel(
-                lambda doc: self._compare_one(doc, owned, rules, context), compared), strict=True):
+        # The cache answers in this thread; only what needs the API server goes to the call pool.
+        first = [self._compare_one(doc, owned, rules, context, cached_only=True) for doc in compared]
+        misses = [doc for doc, answer in zip(compared, first, strict=True) if answer is None]
+        fetched = iter(self._parallel(lambda doc: self._compare_one(doc, owned, rules, context), misses))
+        for doc, answer in zip(compared, first, strict=True):
+            current, verdict = answer if answer is not None else next(fetched)
             key = key_of(doc)
             if current is not None:
                 live[key] = current
@@ -546,22 +551,31 @@ class AppController:
                         revisions=revisions, source_types=source_types if app.spec.sources else None)
 
     def _compare_one(self, doc: dict[str, Any], owned: RolloutFields, rules: Sequence[IgnoreRule],
-                     context: str) -> tuple[dict[str, Any] | None, str]:
+                     context: str, *, cached_only: bool = False) -> tuple[dict[str, Any] | None, str] | None:
         """(live object, Synced/OutOfSync) of one target: the live object (the watch's cache, else a
-        GET), then the dry run unless the verdict for this manifest and live version is cached."""
+        GET), then the dry run unless the verdict for this manifest and live version is cached.
+        ``cached_only``: None unless both come from the caches (no API call)."""
         key = key_of(doc)
-        try:
-            current = self.kube.get(str(doc["apiVersion"]), key)
-        except KubeError:
-            current = None  # a kind not served yet (its CRD comes in this sync): missing
+        if cached_only:
+            known, current = self.kube.cached(str(doc["apiVersion"]), key) if isinstance(
+                self.kube, CachedPort) else (False, None)
+            if not known or self._hard:
+                return None
+        else:
+            try:
+                current = self.kube.get(str(doc["apiVersion"]), key)
+            except KubeError:
+                current = None  # a kind not served yet (its CRD comes in this sync): missing
         if current is None:
             return None, OUT_OF_SYNC
-        sent = carry_rollout_fields(doc, current, owned)
+        sent = carry_rollout_fields(doc, current, owned) if owned.paths(current) else doc
         version = str((current.get("metadata") or {}).get("resourceVersion") or "")
         cache_key = digest([context, sent, version]) if version else ""
         cached = self._verdicts.get(cache_key) if cache_key and not self._hard else None
         if cached is not None:
             return current, cached
+        if cached_only:
+            return None
         try:
             predicted = self.kube.apply(sent, dry_run=True)
         except KubeError:
@@ -609,7 +623,7 @@ class AppController:
         cached = self._rendered.get(cache_key) if cache_key is not None and not self._hard else None
         if cached is not None:
             # a commit renders the same every time; a copy: the reconcile may change what it gets
-            return (copy.deepcopy(cached[0]), pinned[0] if pinned else "", pinned if multi else None,
+            return (pickle.loads(cached[0]), pinned[0] if pinned else "", pinned if multi else None,
                     list(cached[1]))
         roots = [Path(".") if source.chart else Path(self.repos.checkout(source.repo_url, rev).path)
                  for source, rev in zip(sources, pinned, strict=True)]
@@ -623,7 +637,7 @@ class AppController:
             extra = {"value_roots": value_roots} if value_roots else {}
             manifests += self.render(source, root, app_name=name, namespace=namespace, **extra)
         if cache_key is not None:
-            self._rendered.put(cache_key, (copy.deepcopy(manifests), list(types)))
+            self._rendered.put(cache_key, (pickle.dumps(manifests), list(types)))
         return manifests, pinned[0] if pinned else "", pinned if multi else None, types
 
     # --- operations ------------------------------------------------------------------------

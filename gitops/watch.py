@@ -286,6 +286,10 @@ class CachedPort:
     def namespaced(self, api_version: str, kind: str) -> bool:
         return bool(self.inner.namespaced(api_version, kind))
 
+    def cached(self, api_version: str, key: ResourceKey) -> tuple[bool, dict[str, Any] | None]:
+        """The cache's answer only (``DriftWatcher.lookup``): never an API call."""
+        return self.watcher.lookup(api_version, key)
+
     def get(self, api_version: str, key: ResourceKey) -> dict[str, Any] | None:
         known, obj = self.watcher.lookup(api_version, key)
         if known:
