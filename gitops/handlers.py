@@ -56,6 +56,7 @@ from common.logging import get_logger
 from common.shell import Shell, VersionTracker, configure_operator, in_shard, resource_version
 from gitops import metrics
 from gitops.api import ApplicationSource
+from gitops.cache import digest
 from gitops.clusters import Clusters, SecretWatch
 from gitops.config import CONFIG
 from gitops.controller import CALL_CONCURRENCY, AppController, Settings
@@ -99,6 +100,20 @@ STATE = _State()
 REFRESH = metrics.RefreshClock()
 WANTED: set[Key] = set()  # keys queued by a trigger other than an Application event (never skipped)
 NEXT_DUE: dict[Key, float] = {}  # monotonic time of the requeue each key's last reconcile asked for
+INTENT: dict[Key, str] = {}  # what the last reconcile read, but its status (``_intent``)
+
+
+def _intent(body: Any) -> str:
+    """Everything of an Application but its status and server-kept metadata: a write by someone else
+    between our read and our write (a refresh annotation, an operation, a spec change) is merged
+    into our write's result, so the echo of that write carries it, and must not be skipped."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "managedFields", "generation", "annotations")}
+    # our own write removes the refresh annotation: not a change by someone else (a refresh
+    # annotation in the echo is checked on its own)
+    meta["annotations"] = {k: v for k, v in ((body.get("metadata") or {}).get("annotations") or {}).items()
+                           if k != REFRESH_ANNOTATION}
+    return digest({"metadata": meta, **{k: v for k, v in body.items() if k not in ("metadata", "status")}})
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 SECRETS_TTL_SECONDS = 10.0
 
@@ -249,11 +264,14 @@ async def reconcile(key: Key) -> float | None:
     now = time.monotonic()
     due = NEXT_DUE.get(key)
     if (body is not None and key not in WANTED and due is not None and now < due
-            and resource_version(body) == TRACKER.last(key)):
+            and resource_version(body) == TRACKER.last(key) and INTENT.get(key) == _intent(body)
+            and REFRESH_ANNOTATION not in ((body.get("metadata") or {}).get("annotations") or {})):
         # Only our own write seen back, nothing else asked for: wait for the requeue already due.
         metrics.RECONCILES.labels(result=metrics.SKIPPED_ECHO).inc()
         return due - now if due != math.inf else None
     WANTED.discard(key)
+    if body is not None:
+        INTENT[key] = _intent(body)
     dest = ((body or {}).get("spec") or {}).get("destination") or {}
     loop = asyncio.get_running_loop()
     try:
@@ -269,6 +287,7 @@ async def reconcile(key: Key) -> float | None:
     NEXT_DUE[key] = math.inf if delay is None else time.monotonic() + delay
     if body is None:
         NEXT_DUE.pop(key, None)
+        INTENT.pop(key, None)
     return delay
 
 

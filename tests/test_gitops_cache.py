@@ -304,11 +304,14 @@ class FakeController:
 
 @pytest.mark.parametrize(("body_version", "wanted", "delay", "reconciled"), [
     ("7", False, 120.0, False),   # our write seen back, nothing due: skipped
+    ("7+refresh", False, 120.0, True),  # a refresh annotation set between our read and our write
+    ("7+spec", False, 120.0, True),     # a spec change merged into our write's result
     ("8", False, 120.0, True),    # someone else wrote after us
     ("7", True, 120.0, True),     # the drift watch / webhook / poll asked for it
     ("7", False, 0.0, True),      # the requeue it asked for is due
     ("7", False, None, False),    # nothing will be due: still only the echo
-], ids=["echo", "foreign-write", "wanted", "due", "no-requeue"])
+], ids=["echo", "echo-with-refresh", "echo-with-spec-change", "foreign-write", "wanted", "due",
+        "no-requeue"])
 def test_the_echo_of_our_own_write_is_not_reconciled(
         monkeypatch: pytest.MonkeyPatch, body_version: str, wanted: bool, delay: float | None,
         reconciled: bool) -> None:
@@ -331,7 +334,12 @@ def test_the_echo_of_our_own_write_is_not_reconciled(
 
     asyncio.run(handlers.reconcile(key))  # the first one always runs: it sets when the next is due
     assert fake.calls == 1
-    bodies[handlers.INDEX_ID][key] = [{"metadata": {"resourceVersion": body_version}}]
+    echo: dict[str, Any] = {"metadata": {"resourceVersion": body_version.split("+")[0]}}
+    if body_version.endswith("+refresh"):
+        echo["metadata"]["annotations"] = {"argocd.argoproj.io/refresh": "normal"}
+    if body_version.endswith("+spec"):
+        echo["spec"] = {"project": "other"}
+    bodies[handlers.INDEX_ID][key] = [echo]
     if wanted:
         handlers.WANTED.add(key)
     asyncio.run(handlers.reconcile(key))
