@@ -45,6 +45,7 @@ from kubernetes.client.exceptions import ApiException
 from common.logging import get_logger
 from gitops.kube import REQUEST_TIMEOUT_SECONDS, GitopsKube, GitopsPort, KubeError
 from gitops.plan import ResourceKey
+from gitops.watch import CachedPort, DriftWatcher
 
 log = get_logger("tidegate.gitops.clusters")
 
@@ -445,9 +446,11 @@ class Clusters:
             raise DestinationError(MSG_UNUSABLE.format(server=cluster.server, secret=cluster.secret,
                                                        reason=type(exc).__name__)) from None
         port: GitopsPort = self.port(connection.api)
+        watcher = self.watcher(cluster, connection.api) if self.watcher is not None else None
+        if isinstance(watcher, DriftWatcher):
+            port = CachedPort(port, watcher)  # live state from the watch (gitops/watch.py)
         if cluster.namespaces:
             port = ScopedPort(port, cluster)
-        watcher = self.watcher(cluster, connection.api) if self.watcher is not None else None
         watch: Callable[[str, str], None] = watcher.ensure if watcher is not None else (lambda v, k: None)
         log.info("gitops: cluster client created", server=cluster.server, cluster=cluster.name,
                  secret=cluster.secret)

@@ -39,9 +39,11 @@ Application leaves its resources (Argo CD's non-cascade delete).
 
 from __future__ import annotations
 
+import pickle  # noqa: S403 - only our own rendered manifests, pickled by this process
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +52,7 @@ from typing import Any, Protocol
 from common.api import SpecError, parse
 from common.kubewrite import merge_patch
 from gitops.api import Application, ApplicationDestination, ApplicationSource, parse_application
+from gitops.cache import LRU, RENDER_ENTRIES, VERDICT_ENTRIES, digest
 from gitops.clusters import ClusterTarget, DestinationError, home_only
 from gitops.diff import (
     RESPECT_IGNORE_DIFFERENCES,
@@ -92,6 +95,7 @@ from gitops.project import (
     resource_violation,
     spec_violations,
 )
+from gitops.watch import CachedPort
 
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
@@ -135,6 +139,12 @@ POD_SPEC_PATHS = (("spec",), ("spec", "template", "spec"),
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 CM_TTL_SECONDS = 10.0
 SOURCE_TYPES = {"helm": "Helm", "kustomize": "Kustomize", "directory": "Directory"}  # status.sourceType
+HARD_REFRESH = "hard"
+# The dry runs of one comparison and the applies of one wave run this many at once (shared by
+# every worker): the API server answers them in parallel; serial, a 500-object app took ~1,000
+# round trips per reconcile. Namespaces and CRDs of a wave are applied first, one by one.
+CALL_CONCURRENCY = 12
+APPLY_FIRST_KINDS = frozenset({"Namespace", "CustomResourceDefinition"})
 
 
 class Sources(Protocol):
@@ -235,6 +245,33 @@ class AppController:
         # on it, watched so drift is seen at once.
         self.kube_for = kube_for or home_only(kube, watch)
         self._local = threading.local()  # the reconcile running in this worker thread: its target
+        self._rendered: LRU[tuple[bytes, list[str]]] = LRU(RENDER_ENTRIES)  # pickled: a fast copy
+        self._verdicts: LRU[str] = LRU(VERDICT_ENTRIES)
+        self._calls: ThreadPoolExecutor | None = None
+        self._calls_lock = threading.Lock()
+
+    def _parallel(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        """``fn`` over ``items`` on the shared call pool, results in the items' order; each call
+        sees this reconcile's target (thread-local) and hard-refresh flag."""
+        work = list(items)
+        if len(work) <= 1:
+            return [fn(item) for item in work]
+        target, hard = self.target, self._hard
+
+        def call(item: Any) -> Any:
+            self._local.target, self._local.hard = target, hard
+            return fn(item)
+
+        with self._calls_lock:
+            if self._calls is None:
+                self._calls = ThreadPoolExecutor(CALL_CONCURRENCY, thread_name_prefix="gitops-call")
+            pool = self._calls
+        return list(pool.map(call, work))
+
+    @property
+    def _hard(self) -> bool:
+        """This reconcile is a hard refresh: no cached render or verdict is used."""
+        return bool(getattr(self._local, "hard", False))
 
     @property
     def target(self) -> ClusterTarget | None:
@@ -255,6 +292,8 @@ class AppController:
 
     def reconcile(self, key: tuple[str, str], body: Mapping[str, Any] | None) -> float | None:
         self._local.target = None
+        notes = ((body or {}).get("metadata") or {}).get("annotations") or {}
+        self._local.hard = notes.get(REFRESH_ANNOTATION) == HARD_REFRESH
         if body is None:
             return None  # gone: a finalizer-less Application leaves its resources (non-cascade)
         if (body.get("metadata") or {}).get("deletionTimestamp"):
@@ -471,27 +510,22 @@ class AppController:
         sync: dict[ResourceKey, str] = {}
         owned = rollout_fields(targets)
         rules = [*rules_from_app(app.spec.ignore_differences), *self._settings_rules()]
-        for doc in targets:
-            if hook_phases(doc) is not None:
-                continue
+        compared = [doc for doc in targets if hook_phases(doc) is None]
+        for doc in compared:
             key = key_of(doc)
             versions[key] = str(doc["apiVersion"])
             self.watch(versions[key], key.kind)
-            try:
-                current = self.kube.get(versions[key], key)
-            except KubeError:
-                current = None  # a kind not served yet (its CRD comes in this sync): missing
-            if current is None:
-                sync[key] = OUT_OF_SYNC
-                continue
-            live[key] = current
-            try:
-                predicted = self.kube.apply(carry_rollout_fields(doc, current, owned), dry_run=True)
-            except KubeError:
-                sync[key] = OUT_OF_SYNC  # the sync will say why, with the server's message
-                continue
-            drift = compare(predicted, current, rules=rules, owned=owned)
-            sync[key] = OUT_OF_SYNC if drift.differs else SYNCED
+        context = digest([repr(rules), repr(owned), self.target.server if self.target else ""])
+        # The cache answers in this thread; only what needs the API server goes to the call pool.
+        first = [self._compare_one(doc, owned, rules, context, cached_only=True) for doc in compared]
+        misses = [doc for doc, answer in zip(compared, first, strict=True) if answer is None]
+        fetched = iter(self._parallel(lambda doc: self._compare_one(doc, owned, rules, context), misses))
+        for doc, answer in zip(compared, first, strict=True):
+            current, verdict = answer if answer is not None else next(fetched)
+            key = key_of(doc)
+            if current is not None:
+                live[key] = current
+            sync[key] = verdict
         prune: list[ResourceKey] = []
         for res in old_status.get("resources") or []:
             key = ResourceKey(group=str(res.get("group") or ""), kind=str(res.get("kind") or ""),
@@ -515,6 +549,42 @@ class AppController:
                         prune=prune, source_type=source_type, owned=owned, quiet=quiet,
                         respected=tuple(rules) if respect else (),
                         revisions=revisions, source_types=source_types if app.spec.sources else None)
+
+    def _compare_one(self, doc: dict[str, Any], owned: RolloutFields, rules: Sequence[IgnoreRule],
+                     context: str, *, cached_only: bool = False) -> tuple[dict[str, Any] | None, str] | None:
+        """(live object, Synced/OutOfSync) of one target: the live object (the watch's cache, else a
+        GET), then the dry run unless the verdict for this manifest and live version is cached.
+        ``cached_only``: None unless both come from the caches (no API call)."""
+        key = key_of(doc)
+        if cached_only:
+            known, current = self.kube.cached(str(doc["apiVersion"]), key) if isinstance(
+                self.kube, CachedPort) else (False, None)
+            if not known or self._hard:
+                return None
+        else:
+            try:
+                current = self.kube.get(str(doc["apiVersion"]), key)
+            except KubeError:
+                current = None  # a kind not served yet (its CRD comes in this sync): missing
+        if current is None:
+            return None, OUT_OF_SYNC
+        sent = carry_rollout_fields(doc, current, owned) if owned.paths(current) else doc
+        version = str((current.get("metadata") or {}).get("resourceVersion") or "")
+        cache_key = digest([context, sent, version]) if version else ""
+        cached = self._verdicts.get(cache_key) if cache_key and not self._hard else None
+        if cached is not None:
+            return current, cached
+        if cached_only:
+            return None
+        try:
+            predicted = self.kube.apply(sent, dry_run=True)
+        except KubeError:
+            return current, OUT_OF_SYNC  # the sync will say why, with the server's message (not cached)
+        drift = compare(predicted, current, rules=rules, owned=owned)
+        verdict = OUT_OF_SYNC if drift.differs else SYNCED
+        if cache_key:
+            self._verdicts.put(cache_key, verdict)
+        return current, verdict
 
     def _settings_rules(self) -> list[IgnoreRule]:
         """argocd-cm's ignoreDifferences customizations, re-read once they are 10 s old."""
@@ -548,6 +618,13 @@ class AppController:
             pinned = [source.target_revision or "" if source.chart else
                       self.repos.resolve(source.repo_url, source.target_revision or "HEAD")
                       for source in sources]
+        cache_key = None if any(s.chart for s in sources) else digest(
+            [[s.to_json() for s in sources], pinned, name, namespace, multi])
+        cached = self._rendered.get(cache_key) if cache_key is not None and not self._hard else None
+        if cached is not None:
+            # a commit renders the same every time; a copy: the reconcile may change what it gets
+            return (pickle.loads(cached[0]), pinned[0] if pinned else "", pinned if multi else None,
+                    list(cached[1]))
         roots = [Path(".") if source.chart else Path(self.repos.checkout(source.repo_url, rev).path)
                  for source, rev in zip(sources, pinned, strict=True)]
         value_roots = {s.ref: root for s, root in zip(sources, roots, strict=True) if s.ref and not s.chart}
@@ -559,6 +636,8 @@ class AppController:
                 continue  # a values-only source: nothing to render
             extra = {"value_roots": value_roots} if value_roots else {}
             manifests += self.render(source, root, app_name=name, namespace=namespace, **extra)
+        if cache_key is not None:
+            self._rendered.put(cache_key, (pickle.dumps(manifests), list(types)))
         return manifests, pinned[0] if pinned else "", pinned if multi else None, types
 
     # --- operations ------------------------------------------------------------------------
@@ -734,7 +813,7 @@ class AppController:
                     return {**op_state, "message": message,
                             "syncResult": {**result, "resources": results}}, delay
                 continue
-            errors = [self._run(task, observed, results) for task in pending]
+            errors = self._run_all(pending, observed, results)
             reasons = [e for e in errors if e]
             if reasons:
                 self._run_sync_fail(plan, observed, results)
@@ -797,6 +876,25 @@ class AppController:
                 self.kube.delete(task.api_version, task.key, propagation="Background")
             except KubeError:
                 pass  # left for the next sync's BeforeHookCreation
+
+    def _run_all(self, tasks: Sequence[Task], observed: Observed, results: list[dict[str, Any]]) -> list[str]:
+        """Run one step's tasks (Namespaces and CRDs first, one by one; the rest at once); their
+        results are appended in the tasks' order, as a serial run would; the error messages."""
+        first = [t for t in tasks if t.key.kind in APPLY_FIRST_KINDS]
+        rest = [t for t in tasks if t.key.kind not in APPLY_FIRST_KINDS]
+
+        def run(task: Task) -> tuple[str, list[dict[str, Any]]]:
+            own: list[dict[str, Any]] = []
+            return self._run(task, observed, own), own
+
+        outcomes = dict(zip([id(t) for t in first], [run(t) for t in first], strict=True))
+        outcomes.update(zip([id(t) for t in rest], self._parallel(run, rest), strict=True))
+        errors: list[str] = []
+        for task in tasks:
+            error, own = outcomes[id(task)]
+            results.extend(own)
+            errors.append(error)
+        return errors
 
     def _run(self, task: Task, observed: Observed, results: list[dict[str, Any]]) -> str:
         """Apply or prune one task; its result is appended; returns the error message ("" if none)."""
@@ -915,7 +1013,10 @@ class AppController:
         stale = last is None or (now - last).total_seconds() >= self.settings.reconcile_seconds
         new["reconciledAt"] = old.get("reconciledAt")
         patch = merge_patch(old, new)
-        if patch or stale or not changed_only:
+        # A refresh (the annotation being removed) is a reconcile someone asked for: stamped, as
+        # Argo CD does; its write's echo carries no annotation, so it stamps nothing again.
+        refreshed = REFRESH_ANNOTATION in ((extra.get("metadata") or {}).get("annotations") or {})
+        if patch or stale or not changed_only or refreshed:
             patch["reconciledAt"] = stamp(now)
         body: dict[str, Any] = dict(extra)
         if patch:

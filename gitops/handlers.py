@@ -25,6 +25,15 @@ Secrets in the control namespace (the first application namespace): a thread
 watches them (gitops/clusters.py ``SecretWatch``), every change re-queues the
 Applications, and each destination cluster gets its own client and drift watch.
 
+Reconciles nobody asked for are skipped (``reconcile``): our own status write
+comes back through the watch as an Application event; when the newest body is
+exactly that write (its resourceVersion is the one ``TRACKER`` recorded, so no one
+else changed it since), no trigger other than an Application event queued the key
+(``_wanted``: drift, webhook, poll, project or cluster changes), and the requeue
+the last reconcile asked for is not due yet, the key waits for that requeue
+instead: the echo cost a full comparison before, and a refresh arriving meanwhile
+waited behind it.
+
 No daemons, no finalizers: kopf writes nothing to Applications. Every id here is
 prefixed ``gitops-``.
 """
@@ -34,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -43,18 +53,19 @@ import kopf
 
 from common.kubeclient import new_api_client
 from common.logging import get_logger
-from common.shell import Shell, VersionTracker, configure_operator, in_shard
+from common.shell import Shell, VersionTracker, configure_operator, in_shard, resource_version
 from gitops import metrics
 from gitops.api import ApplicationSource
+from gitops.cache import digest
 from gitops.clusters import Clusters, SecretWatch
 from gitops.config import CONFIG
-from gitops.controller import AppController, Settings
+from gitops.controller import CALL_CONCURRENCY, AppController, Settings
 from gitops.kube import GitopsKube, KubeError
 from gitops.plan import ResourceKey
 from gitops.polling import POLL_CONFIG, CountedRepoCache, Poller, interval_from
 from gitops.render import RenderError, detect_tool, render_source
 from gitops.source import SourceError
-from gitops.watch import DriftWatcher
+from gitops.watch import CachedPort, DriftWatcher
 from gitops.webhook import (
     ARGOCD_CM,
     ARGOCD_SECRET,
@@ -87,6 +98,22 @@ class _State:
 
 STATE = _State()
 REFRESH = metrics.RefreshClock()
+WANTED: set[Key] = set()  # keys queued by a trigger other than an Application event (never skipped)
+NEXT_DUE: dict[Key, float] = {}  # monotonic time of the requeue each key's last reconcile asked for
+INTENT: dict[Key, str] = {}  # what the last reconcile read, but its status (``_intent``)
+
+
+def _intent(body: Any) -> str:
+    """Everything of an Application but its status and server-kept metadata: a write by someone else
+    between our read and our write (a refresh annotation, an operation, a spec change) is merged
+    into our write's result, so the echo of that write carries it, and must not be skipped."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "managedFields", "generation", "annotations")}
+    # our own write removes the refresh annotation: not a change by someone else (a refresh
+    # annotation in the echo is checked on its own)
+    meta["annotations"] = {k: v for k, v in ((body.get("metadata") or {}).get("annotations") or {}).items()
+                           if k != REFRESH_ANNOTATION}
+    return digest({"metadata": meta, **{k: v for k, v in body.items() if k not in ("metadata", "status")}})
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 SECRETS_TTL_SECONDS = 10.0
 
@@ -106,6 +133,12 @@ def appprojects_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> d
     return {(namespace, name): dict(body)}
 
 
+def _wanted(key: Key) -> None:
+    """Queue ``key`` for a reason its body does not show (event loop thread only)."""
+    WANTED.add(key)
+    SHELL.queue.add(key)
+
+
 def _project(namespace: str, name: str) -> dict[str, Any] | None:
     return SHELL.newest(PROJECT_INDEX_ID, (namespace, name))
 
@@ -115,7 +148,7 @@ def appproject_changed(namespace: str, name: str, **_: Any) -> None:
     """A project changed: its Applications are checked against it again at once."""
     for key, body in _apps():
         if key[0] == namespace and (body.get("spec") or {}).get("project") == name:
-            SHELL.queue.add(key)
+            _wanted(key)
 
 
 WATCHERS: list[DriftWatcher] = []  # the watches on managed kinds (drift seen in seconds)
@@ -126,7 +159,7 @@ def _drifted(loop: asyncio.AbstractEventLoop) -> Any:
     """A managed object of Application ``key`` changed (from a watch thread): queue that Application."""
     def queue(key: Key) -> None:
         if key in (SHELL.indices.get(INDEX_ID) or {}):
-            SHELL.queue.add(key)
+            _wanted(key)
 
     return lambda key: loop.call_soon_threadsafe(queue, key)
 
@@ -135,7 +168,7 @@ def _requeue_all(loop: asyncio.AbstractEventLoop) -> Any:
     """A cluster Secret changed (from its watch thread): every Application resolves its destination again."""
     def queue() -> None:
         for key in list(SHELL.indices.get(INDEX_ID) or {}):
-            SHELL.queue.add(key)
+            _wanted(key)
 
     return lambda: loop.call_soon_threadsafe(queue)
 
@@ -205,7 +238,7 @@ async def _on_push(pushes: list[Push]) -> int:
         if push is None:
             continue
         REFRESH.triggered(key, metrics.WEBHOOK, push.commit)
-        SHELL.queue.add(key)
+        _wanted(key)
         refreshed += 1
     log.info("webhook push", repo=pushes[0].display_url, ref=pushes[0].ref, refreshed=refreshed)
     return refreshed
@@ -213,7 +246,7 @@ async def _on_push(pushes: list[Push]) -> int:
 
 def _poll_enqueue(key: Key, commit: str) -> None:
     REFRESH.triggered(key, metrics.POLL, commit)
-    SHELL.queue.add(key)
+    _wanted(key)
 
 
 async def _poll_interval() -> float:
@@ -226,9 +259,36 @@ async def reconcile(key: Key) -> float | None:
     assert STATE.controller is not None  # set by startup before any worker runs
     body = SHELL.newest(INDEX_ID, key)
     if body is not None and SHELL.is_stale(key, body):
+        metrics.RECONCILES.labels(result=metrics.SKIPPED_STALE).inc()
         return None  # our newer write is on its way back through the watch
+    now = time.monotonic()
+    due = NEXT_DUE.get(key)
+    if (body is not None and key not in WANTED and due is not None and now < due
+            and resource_version(body) == TRACKER.last(key) and INTENT.get(key) == _intent(body)
+            and REFRESH_ANNOTATION not in ((body.get("metadata") or {}).get("annotations") or {})):
+        # Only our own write seen back, nothing else asked for: wait for the requeue already due.
+        metrics.RECONCILES.labels(result=metrics.SKIPPED_ECHO).inc()
+        return due - now if due != math.inf else None
+    WANTED.discard(key)
+    if body is not None:
+        INTENT[key] = _intent(body)
+    dest = ((body or {}).get("spec") or {}).get("destination") or {}
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(STATE.pool, STATE.controller.reconcile, key, body)
+    try:
+        delay: float | None = await loop.run_in_executor(STATE.pool, STATE.controller.reconcile, key, body)
+    except BaseException:
+        NEXT_DUE.pop(key, None)
+        metrics.RECONCILES.labels(result=metrics.RECONCILE_ERROR).inc()
+        raise
+    metrics.RECONCILES.labels(result=metrics.RECONCILED).inc()
+    metrics.RECONCILE_SECONDS.labels(namespace=key[0], dest_server=str(
+        dest.get("server") or dest.get("name") or "")).observe(time.monotonic() - now)
+    # None: nothing due until something changes (an event or a trigger queues it again)
+    NEXT_DUE[key] = math.inf if delay is None else time.monotonic() + delay
+    if body is None:
+        NEXT_DUE.pop(key, None)
+        INTENT.pop(key, None)
+    return delay
 
 
 def _detect(source: ApplicationSource, path: Path) -> str:
@@ -243,7 +303,9 @@ def _detect(source: ApplicationSource, path: Path) -> str:
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     configure_operator(settings)
     SHELL.use_indices(kwargs, INDEX_ID, PROJECT_INDEX_ID)
-    api = await asyncio.to_thread(new_api_client, pool_size=CONFIG.workers + 4)
+    # Each worker's reconcile may run CALL_CONCURRENCY calls at once (controller.py), on one pool shared
+    # by the workers: enough connections for that pool, the workers and the watches.
+    api = await asyncio.to_thread(new_api_client, pool_size=CONFIG.workers + CALL_CONCURRENCY + 4)
     kube = await asyncio.to_thread(GitopsKube, api)
     STATE.pool = SHELL.pool(CONFIG.workers, name="gitops")
     STATE.kube = kube
@@ -251,7 +313,8 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     loop = asyncio.get_running_loop()
     control = CONFIG.app_namespaces[0]
     WATCHERS.append(DriftWatcher(api, _drifted(loop), control_namespace=control))
-    clusters = Clusters(home=kube, home_watch=WATCHERS[0].ensure, listed=False,
+    # The home cluster's managed objects are read from its drift watch's cache (Applications are not).
+    clusters = Clusters(home=CachedPort(kube, WATCHERS[0]), home_watch=WATCHERS[0].ensure, listed=False,
                         watcher=lambda cluster, remote: DriftWatcher(
                             remote, _drifted(loop), control_namespace=control, namespaces=cluster.namespaces))
     CLUSTERS.append((clusters, SecretWatch(api, control, clusters, on_change=_requeue_all(loop))))

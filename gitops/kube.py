@@ -14,6 +14,7 @@ defaulting never shows as drift.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -52,6 +53,14 @@ class GitopsPort(Protocol):
     def patch_application(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
+def _json(response: Any) -> dict[str, Any]:
+    """The response body as plain dicts. The dynamic client's default wraps every nested map in a
+    ResourceField and ``to_dict`` unwraps it again: ~0.1 s of CPU for an Application of 500 resources."""
+    data = getattr(response, "data", response)
+    out = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    return dict(out) if isinstance(out, dict) else {}
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, ApiException):
         return server_message(exc)
@@ -88,12 +97,12 @@ class GitopsKube:
         resource = self._resource(api_version, key.kind)
         try:
             out = self.dyn.get(resource, name=key.name, namespace=key.namespace or None,
-                               _request_timeout=self.timeout)
+                               _request_timeout=self.timeout, serialize=False)
         except ApiException as exc:
             if exc.status == NOT_FOUND:
                 return None
             raise KubeError(_message(exc), status=exc.status) from exc
-        return dict(out.to_dict())
+        return _json(out)
 
     def apply(self, manifest: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply (force, manager ``tidegate``); with ``dry_run`` the would-be object."""
@@ -104,10 +113,10 @@ class GitopsKube:
                 resource, body=dict(manifest), name=meta.get("name"),
                 namespace=meta.get("namespace") if resource.namespaced else None,
                 field_manager=FIELD_MANAGER, force_conflicts=True,
-                dry_run="All" if dry_run else None, _request_timeout=self.timeout)
+                dry_run="All" if dry_run else None, _request_timeout=self.timeout, serialize=False)
         except ApiException as exc:
             raise KubeError(_message(exc), status=exc.status) from exc
-        return dict(out.to_dict())
+        return _json(out)
 
     def delete(self, api_version: str, key: ResourceKey, *, propagation: str = "Foreground") -> None:
         """Delete (prune); an object already gone counts as deleted."""
@@ -125,7 +134,7 @@ class GitopsKube:
         try:
             out = self.dyn.patch(resource, body=dict(patch), name=name, namespace=namespace,
                                  content_type="application/merge-patch+json",
-                                 _request_timeout=self.timeout)
+                                 _request_timeout=self.timeout, serialize=False)
         except ApiException as exc:
             raise KubeError(_message(exc), status=exc.status) from exc
-        return dict(out.to_dict())
+        return _json(out)

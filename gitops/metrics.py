@@ -4,6 +4,12 @@ Updated by gitops/handlers.py (Application events, refresh triggers) and by
 gitops/polling.py's ``CountedRepoCache`` (git requests); served by the CLI's
 metrics endpoint (``--metrics-port``).
 
+``tidegate_gitops_reconcile_total{result}`` is ours too: every key a worker took,
+by what became of it (``reconciled``, ``error``, ``skipped_echo``: our own
+status write seen back with nothing due, ``skipped_stale``: a body older than
+our last write), so reconciles per commit can be counted; ``argocd_app_reconcile``
+is Argo CD's histogram of the full reconciles' durations.
+
 ``tidegate_refresh_to_applied_seconds`` is ours: from a refresh trigger (a
 webhook push, a poll that saw a ref move, the refresh annotation) to the sync
 operation that applied it finishing, by trigger. ``RefreshClock`` keeps the
@@ -36,6 +42,16 @@ APP_SYNC = Counter(
     "argocd_app_sync_total", "Number of application syncs.",
     ["namespace", "name", "project", "phase", "dest_server"],
 )
+
+RECONCILES = Counter(
+    "tidegate_gitops_reconcile_total", "Application keys taken by a worker, by what became of them.",
+    ["result"],
+)
+RECONCILE_SECONDS = Histogram(
+    "argocd_app_reconcile", "Application reconciliation performance in seconds.",
+    ["namespace", "dest_server"], buckets=(0.25, 0.5, 1, 2, 4, 8, 16),
+)
+RECONCILED, RECONCILE_ERROR, SKIPPED_ECHO, SKIPPED_STALE = "reconciled", "error", "skipped_echo", "skipped_stale"
 
 WEBHOOK, POLL, ANNOTATION = "webhook", "poll", "annotation"
 PENDING_LIMIT_SECONDS = 3600.0
