@@ -386,6 +386,13 @@ class AppController:
             elif started is not None:
                 op_state, running = started, True
                 op_state["syncResult"].update(_source_fields(app, source, requested or {}))
+                # As Argo CD, the operation's start (phase Running) is written before it syncs,
+                # so every operation is seen to begin (notifications' on-sync-running and the
+                # re-arming of on-deployed, `tidegate app wait`), however fast it ends.
+                begun = self._status(app, source, old_status, observed, op_state, now)
+                self._write(key, old_status, begun, extra, now, changed_only=True)
+                old_status = begun
+                extra = {k: v for k, v in extra.items() if k != "metadata"}
         due: float | None = None
         extra_history: list[dict[str, Any]] | None = None
         if running and _retry_pending(op_state):

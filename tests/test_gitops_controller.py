@@ -536,3 +536,22 @@ def test_apply_out_of_sync_only_applies_just_what_differs() -> None:
     assert env.status["operationState"]["phase"] == "Succeeded"
     assert env.kube.applied == ["changed"]
     assert env.kube.objects[ResourceKey("", "ConfigMap", "dest", "changed")]["data"] == {"a": "2"}
+
+
+def test_an_operation_is_written_running_before_it_syncs() -> None:
+    env = Env([cm("config", 0, a="1")], automated=True)
+    env.kube.app["spec"]["syncPolicy"]["syncOptions"] = []  # one wave, no namespace: done in one pass
+    phases: list[str | None] = []
+    patch = env.kube.patch_application
+
+    def recording(namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        phases.append(((body.get("status") or {}).get("operationState") or {}).get("phase"))
+        return patch(namespace, name, body)
+
+    env.kube.patch_application = recording  # type: ignore[method-assign]
+    env.reconcile()
+    assert phases[:1] == ["Running"]  # the start is written first
+    for _ in range(3):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Succeeded"
+    assert "Succeeded" in phases
