@@ -320,10 +320,17 @@ class AppController:
         running = op_state.get("phase") == RUNNING
         project = project_from(self.projects(key[0], app.spec.project), app.spec.project)
         sources = [source] if app.spec.source else list(app.spec.sources or [])
+        # A manual sync or a rollback may name its own source(s) (status included: users can
+        # write it): the project must permit those repositories too, or nothing is applied.
+        op_sync = ((op_state.get("operation") or {}).get("sync") if running
+                   else (body.get("operation") or {}).get("sync")) or {}
+        op_repos = [str(s.get("repoURL") or "") for s in [op_sync.get("source"), *(op_sync.get("sources") or [])]
+                    if isinstance(s, Mapping)]
         try:
             self._local.target = self.kube_for(app.spec.destination)
             violations = ([MSG_MISSING.format(project=app.spec.project)] if project is None else
-                          spec_violations(project, [s.repo_url for s in sources], self._destination(app)))
+                          spec_violations(project, [*(s.repo_url for s in sources), *op_repos],
+                                          self._destination(app)))
         except DestinationError as exc:  # Argo CD's ValidatePermissions: an unknown cluster
             violations = [str(exc)]
         if violations:

@@ -555,3 +555,16 @@ def test_an_operation_is_written_running_before_it_syncs() -> None:
         env.reconcile()
     assert env.status["operationState"]["phase"] == "Succeeded"
     assert "Succeeded" in phases
+
+
+def test_a_rollback_to_a_source_the_project_denies_ends_in_error_and_applies_nothing() -> None:
+    env = Env([cm("config", 0)], automated=False, project={**OPEN, "sourceRepos": ["file:///repo"]})
+    env.reconcile()
+    assert "conditions" not in env.status
+    env.kube.app["operation"] = {"sync": {"revision": "a" * 40, "source": {"repoURL": "file:///elsewhere"}},
+                                 "initiatedBy": {"username": "me"}}
+    env.reconcile()
+    assert env.status["operationState"]["phase"] == "Error"
+    assert env.status["operationState"]["message"] == (
+        "application repo file:///elsewhere is not permitted in project 'default'")
+    assert env.kube.applied == []
