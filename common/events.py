@@ -17,6 +17,7 @@ from kubernetes import client
 
 COMPONENT = "tidegate-controller"
 _MAX_MESSAGE = 1024  # the API server rejects huge event messages
+EVENT_TIMEOUT_SECONDS = 10.0
 
 
 def post_event(
@@ -55,4 +56,5 @@ def post_event(
         reporting_component=component,
         reporting_instance=component,
     )
-    client.CoreV1Api(api).create_namespaced_event(namespace, event)
+    # Bounded like every other call: a stalled API server must not hold the reconcile.
+    client.CoreV1Api(api).create_namespaced_event(namespace, event, _request_timeout=EVENT_TIMEOUT_SECONDS)

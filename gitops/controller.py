@@ -106,6 +106,11 @@ RUNNING, SUCCEEDED, FAILED, ERROR = "Running", "Succeeded", "Failed", "Error"
 RESULT_SYNCED, RESULT_FAILED, RESULT_PRUNED, RESULT_PRUNE_SKIPPED = (
     "Synced", "SyncFailed", "Pruned", "PruneSkipped")
 COMPARISON_ERROR = "ComparisonError"
+APPLICATION_API_VERSION = "argoproj.io/v1alpha1"
+NORMAL, WARNING = "Normal", "Warning"
+OPERATION_STARTED, OPERATION_COMPLETED = "OperationStarted", "OperationCompleted"  # Argo CD's reasons
+MSG_OPERATION_STARTED = "Initiated sync to {revision}"
+MSG_OPERATION_COMPLETED = "Sync operation {phase}: {message}"
 INVALID_SPEC_ERROR = "InvalidSpecError"
 
 MSG_SYNCED_ALL = "successfully synced (all tasks run)"
@@ -160,6 +165,12 @@ class Render(Protocol):
 
     def __call__(self, source: ApplicationSource, root: Path, *, app_name: str,
                  namespace: str, value_roots: Mapping[str, Path] = ...) -> list[dict[str, Any]]: ...
+
+
+class EventSink(Protocol):
+    """Posts one Kubernetes Event about an Application (handlers: common.events.post_event)."""
+
+    def __call__(self, involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None: ...
 
 
 class Recorder(Protocol):
@@ -223,6 +234,7 @@ class AppController:
                  source_errors: tuple[type[BaseException], ...] = (),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  settings: Settings | None = None, written: Recorder | None = None,
+                 events: EventSink | None = None,
                  detect: Callable[[ApplicationSource, Path], str] = lambda source, path: "directory",
                  projects: Callable[[str, str], Mapping[str, Any] | None] = lambda namespace, name: None,
                  watch: Callable[[str, str], None] = lambda api_version, kind: None,
@@ -236,6 +248,7 @@ class AppController:
         self.clock = clock
         self.settings = settings or Settings()
         self.written = written
+        self.events = events
         self.detect = detect
         self.projects = projects  # (namespace, name) -> the AppProject document, None if absent
         self.argocd_cm = argocd_cm  # resource.customizations.ignoreDifferences.* (read at most every 10 s)
@@ -1040,6 +1053,39 @@ class AppController:
         written = self.home.patch_application(key[0], key[1], body)
         if self.written is not None:
             self.written.record(key, written)
+        if self.events is not None and patch:
+            involved = {"apiVersion": APPLICATION_API_VERSION, "kind": "Application",
+                        "metadata": {"namespace": key[0], "name": key[1]}}
+            for event_type, reason, message in status_events(old, new):
+                try:
+                    self.events(involved, event_type, reason, message)
+                except Exception:  # noqa: BLE001 - an Event is a report; the status holds the truth
+                    pass
+
+
+def status_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The Events a status write reports, as (type, reason, message): one per transition, never
+    one per reconcile (a standing error keeps its condition and message, so it is not repeated).
+
+    A new or changed condition (InvalidSpecError, ComparisonError, DeletionError, ...) is a
+    Warning with the condition's type as reason; an operation starting or ending is Argo CD's
+    OperationStarted / OperationCompleted, Warning when it failed."""
+    out: list[tuple[str, str, str]] = []
+    seen = {(c.get("type"), c.get("message")) for c in old.get("conditions") or [] if isinstance(c, Mapping)}
+    for condition in new.get("conditions") or []:
+        if isinstance(condition, Mapping) and (condition.get("type"), condition.get("message")) not in seen:
+            out.append((WARNING, str(condition.get("type") or "Condition"), str(condition.get("message") or "")))
+    before = old.get("operationState") or {}
+    after = new.get("operationState") or {}
+    if after.get("startedAt") and after.get("startedAt") != before.get("startedAt"):
+        out.append((NORMAL, OPERATION_STARTED, MSG_OPERATION_STARTED.format(
+            revision=str((after.get("syncResult") or {}).get("revision") or "")[:12] or "HEAD")))
+    phase = after.get("phase")
+    if phase in (SUCCEEDED, FAILED, ERROR) and (phase != before.get("phase")
+                                                 or after.get("finishedAt") != before.get("finishedAt")):
+        out.append((NORMAL if phase == SUCCEEDED else WARNING, OPERATION_COMPLETED,
+                    MSG_OPERATION_COMPLETED.format(phase=phase, message=str(after.get("message") or ""))))
+    return out
 
 
 def _duration(value: Any, default: float) -> float:

@@ -51,6 +51,7 @@ from typing import Any
 
 import kopf
 
+from common.events import post_event
 from common.kubeclient import new_api_client
 from common.logging import get_logger
 from common.shell import Shell, VersionTracker, configure_operator, in_shard, resource_version
@@ -329,6 +330,8 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
                           sync_timeout_seconds=CONFIG.sync_timeout_seconds,
                           control_namespace=control),
         written=TRACKER,
+        events=lambda involved, event_type, reason, message: post_event(
+            api, involved=involved, event_type=event_type, reason=reason, message=message),
         detect=_detect,
         projects=_project,
         kube_for=lambda dest: clusters.target(server=dest.server, name=dest.name),

@@ -568,3 +568,42 @@ def test_a_rollback_to_a_source_the_project_denies_ends_in_error_and_applies_not
     assert env.status["operationState"]["message"] == (
         "application repo file:///elsewhere is not permitted in project 'default'")
     assert env.kube.applied == []
+
+
+FAILED_OP = {"phase": "Failed", "message": "one or more objects failed to apply", "startedAt": "t0",
+             "finishedAt": "t1", "syncResult": {"revision": "a" * 40}}
+RUNNING_OP = {"phase": "Running", "message": "", "startedAt": "t0", "syncResult": {"revision": "a" * 40}}
+CONDITION = {"type": "ComparisonError", "message": "helm: bad chart"}
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    pytest.param({}, {"conditions": [CONDITION]},
+                 [("Warning", "ComparisonError", "helm: bad chart")], id="a-new-condition"),
+    pytest.param({"conditions": [CONDITION]}, {"conditions": [CONDITION]}, [], id="a-standing-condition-is-not-repeated"),
+    pytest.param({}, {"operationState": RUNNING_OP},
+                 [("Normal", "OperationStarted", "Initiated sync to aaaaaaaaaaaa")], id="an-operation-starts"),
+    pytest.param({"operationState": RUNNING_OP}, {"operationState": {**RUNNING_OP, "message": "waiting"}}, [],
+                 id="a-running-operation-moving-on"),
+    pytest.param({"operationState": RUNNING_OP}, {"operationState": FAILED_OP},
+                 [("Warning", "OperationCompleted", "Sync operation Failed: one or more objects failed to apply")],
+                 id="an-operation-fails"),
+    pytest.param({"operationState": FAILED_OP}, {"operationState": FAILED_OP, "reconciledAt": "later"}, [],
+                 id="a-finished-operation-is-reported-once"),
+])
+def test_status_events_report_each_transition_once(old: dict[str, Any], new: dict[str, Any],
+                                                   expected: list[tuple[str, str, str]]) -> None:
+    from gitops.controller import status_events
+    assert status_events(old, new) == expected
+
+
+def test_a_rejected_sync_posts_one_warning_event_not_one_per_reconcile() -> None:
+    env = Env([cm("config", 0)])
+    env.kube.app["spec"]["syncPolicy"]["retry"] = {"limit": 0}
+    events: list[tuple[str, str]] = []
+    env.controller.events = lambda involved, event_type, reason, message: events.append((event_type, reason))
+    env.kube.reject["config"] = 'ConfigMap "config" is invalid: data: bad'
+    for _ in range(6):
+        env.reconcile()
+    assert env.status["operationState"]["phase"] == "Failed"
+    assert events.count(("Warning", "OperationCompleted")) == 1
+    assert events.count(("Normal", "OperationStarted")) == 1
