@@ -21,10 +21,10 @@ prereqs:
 	@e2e/cluster/prereqs.sh
 
 lint: venv
-	$(BIN)/ruff check common rollouts analysis gitops notifications cli tests e2e bench examples
+	$(BIN)/ruff check common rollouts analysis gitops notifications views dashboard cli tests e2e bench examples
 
 typecheck: venv
-	$(BIN)/mypy common rollouts analysis gitops notifications cli
+	$(BIN)/mypy common rollouts analysis gitops notifications views dashboard cli
 
 contracts: venv
 	$(BIN)/lint-imports

@@ -1,9 +1,8 @@
-"""argparse glue for the operator actions (promote, abort, retry, pause, resume, get)."""
+"""argparse glue for the operator actions (promote, abort, retry, pause, resume)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from rollouts.kube import actions
@@ -26,12 +25,8 @@ def _run(args: argparse.Namespace) -> int:
         message = actions.retry(api, ns, name)
     elif args.command == "pause":
         message = actions.pause(api, ns, name)
-    elif args.command == "resume":
-        message = actions.resume(api, ns, name)
     else:
-        rollout = actions.get_rollout(api, ns, name)
-        print(json.dumps(rollout.get("status", {}), indent=2, sort_keys=True))
-        return 0
+        message = actions.resume(api, ns, name)
     print(message)
     return 0
 
@@ -43,7 +38,6 @@ def add_subcommands(sub: Any) -> None:
         ("retry", "retry an aborted rollout from step 0"),
         ("pause", "pause the rollout (spec.paused)"),
         ("resume", "clear spec.paused"),
-        ("get", "print the rollout's status"),
     ):
         p = sub.add_parser(command, help=help_text)
         p.add_argument("name")

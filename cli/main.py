@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cli import actions, app, notifications
+from cli import actions, app, dashboard, explain, lint, notifications, plugin
 from cli.controller import (
     COMPONENTS,
     DEFAULT_COMPONENTS,
@@ -57,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--verbose", "-v", action="store_true")
     ctl.set_defaults(func=run_controller)
 
-    actions.add_subcommands(sub)
-    app.add_subcommands(sub)
-    notifications.add_subcommands(sub)
+    # One module per family of subcommands, each owning its parser and its behaviour.
+    for module in (plugin, actions, explain, lint, app, notifications, dashboard):
+        module.add_subcommands(sub)
     return parser
 
 
