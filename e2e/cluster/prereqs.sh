@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages the local cluster needs (Prometheus, openssl, curl).
+# Install the Debian packages the local cluster and the tests need (Prometheus, openssl, curl,
+# chromium for the dashboard's browser tests, tmux for the plugin's terminal tests).
 # Called by `make prereqs` (and so by `make test` and `make demo`). Never installs
 # Debian's kubernetes-client: it is kubectl 1.20 and would shadow ours.
 set -euo pipefail
@@ -7,6 +8,9 @@ need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+# the dashboard's browser tests run headless in Debian's Chromium, driven by Playwright
+command -v chromium >/dev/null || need+=(chromium)
+command -v tmux >/dev/null || need+=(tmux)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "[prereqs] installing ${need[*]} with apt-get" >&2
