@@ -607,7 +607,11 @@ def build(
             ended = None
         else:
             state, why, started, ended = STATE_PENDING, WHY_PENDING, None, None
-        if state in (STATE_DONE, STATE_CURRENT, STATE_PAUSED, STATE_ABORTED) and not line.have_events:
+        if state == STATE_PAUSED and started is None:
+            # The pause's own start is recorded in status (pauseConditions[].startTime).
+            pause = _pause_condition(status, PAUSE_REASON_STEP) or {}
+            started = _parse_time(pause.get("startTime"))
+        if state in (STATE_CURRENT, STATE_PAUSED, STATE_ABORTED) and not line.have_events:
             why += WHY_NO_EVENTS
         entries.append(StepEntry(index=i, step=describe_step(step), state=state,
                                  started_at=_fmt(started), ended_at=_fmt(ended), why=why))
