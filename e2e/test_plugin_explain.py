@@ -17,14 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
+from e2e.analysis_kit import Analysis, analysis_template, unique_service
 from e2e.conftest import REPO
+from e2e.exporter import start_exporter
 from e2e.kit import Cluster, Controller, rollout
 
 pytestmark = pytest.mark.e2e
 
 STEPS = [{"setWeight": 50}, {"pause": {"duration": 1}}, {"pause": {}}]
 ABORT_REASON = "e2e: latency spike"
+SECRET_VALUE = "s3cr3t-explain-e2e-4b7e"
 
 
 def explain(env: dict[str, str], namespace: str, name: str, *output: str) -> subprocess.CompletedProcess[str]:
@@ -92,3 +96,44 @@ def test_explain_unknown_rollout_exits_1(cluster_env: dict[str, str], namespace:
     done = explain(cluster_env, namespace, "absent")
     assert done.returncode == 1
     assert f"rollout {namespace}/absent not found" in done.stderr
+
+
+def test_explain_failed_step_analysis_masks_the_secret_arg(
+    cluster: Cluster, cluster_env: dict[str, str], namespace: str, api_client: client.ApiClient,
+    controller: Controller,
+) -> None:
+    # Given a web metric on the test exporter (a stand-in for the model's metrics endpoint) at
+    # 20% errors, whose URL carries a token from a Secret
+    server = start_exporter(0)
+    try:
+        svc = unique_service("explain")
+        server.exporter.configure(svc, {"error_rate": 0.2})
+        analysis = Analysis(api_client, namespace)
+        analysis.secret("api-token", {"token": SECRET_VALUE})
+        metric = {"name": "error-rate", "successCondition": "result <= 0.01", "failureLimit": 0,
+                  "provider": {"web": {"url": f"{server.url}/control?service={svc}&token={{{{args.token}}}}",
+                                       "jsonPath": f"{{$['{svc}'].error_rate}}"}}}
+        args = [{"name": "token", "valueFrom": {"secretKeyRef": {"name": "api-token", "key": "token"}}}]
+        analysis.create(analysis_template("error-rate", [metric], args=args))
+        steps = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "error-rate"}]}}, {"pause": {}}]
+        cluster.create(rollout("model", replicas=2, traffic=None, steps=steps))
+        cluster.wait_phase("model", "Healthy")
+
+        # When v2 is rolled out and its step analysis fails
+        cluster.set_image("model", "registry.local/model:v2")
+        cluster.wait_phase("model", "Degraded", timeout=90)
+        done = explain(cluster_env, namespace, "model", "-o", "json")
+        assert done.returncode == 0, done.stderr
+        log = json.loads(done.stdout)
+    finally:
+        server.stop()
+
+    # Then explain says which step, run, metric, value and condition, and masks the token
+    assert log["summary"].startswith("Aborted at step 2/3: analysis run "), log["summary"]
+    assert "metric error-rate value 0.2 did not meet successCondition result <= 0.01" in log["summary"]
+    assert [s["state"] for s in log["steps"]] == ["done", "aborted", "pending"]
+    failed = [m for m in log["measurements"] if m["verdict"].startswith("Failed")]
+    assert failed and failed[0]["value"] == "0.2"
+    assert failed[0]["condition"] == "successCondition: result <= 0.01"
+    assert "token=*****" in failed[0]["query"]
+    assert SECRET_VALUE not in done.stdout
