@@ -50,6 +50,7 @@ BAD_CASES = [
      "(Application/app): spec.syncPolicy.automated.prune: Input should be a valid boolean"),
     ("appproject-schema.yaml", EXIT_ERRORS, "(AppProject/proj): spec.sourceRepos: Input should be a valid list"),
     ("no-kind.yaml", EXIT_ERRORS, "document 1 (?/orphan): kind and apiVersion are required"),
+    ("list-document.yaml", EXIT_ERRORS, "document 2 (?/<unnamed>): the document is not a mapping (found list)"),
     ("not-yaml.yaml", EXIT_UNREADABLE, "not-yaml.yaml: not valid YAML"),
 ]
 

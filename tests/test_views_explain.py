@@ -153,6 +153,19 @@ def test_manual_abort_names_the_reason() -> None:
     assert log["steps"][1]["endedAt"] == "2026-12-03T12:02:30Z"
 
 
+def test_background_abort_without_events_marks_no_step() -> None:
+    """A failed background run has no step-index, and status resets the index to 0 on abort:
+    with the Events expired, the log says why but does not guess the step."""
+    data = _fixture("aborted")
+    run = data["analysisRuns"][0]
+    run["metadata"]["labels"] = {"rollouts-pod-template-hash": "6d4f", "rollout-type": "Background"}
+    log = to_dict(build(data["rollout"], analysis_runs=data["analysisRuns"], events=[],
+                        replicasets=data["replicasets"]))
+    assert log["summary"] == ("Aborted: analysis run model-6d4f-2-2 failed: metric error-rate value [0.05] "
+                              "met failureCondition result[0] > 0.01")
+    assert {s["state"] for s in log["steps"]} == {"pending"}
+
+
 # --- printing (cli/explain.py) -------------------------------------------------------------
 
 
