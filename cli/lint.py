@@ -183,7 +183,6 @@ def _load(file: str) -> tuple[list[Document], str | None]:
 
 def lint_documents(documents: Sequence[Document]) -> list[Finding]:
     """Every finding for ``documents``, in document order."""
-    templates = {d.name: d.body for d in documents if d.kind == KIND_TEMPLATE and d.name}
     cluster_templates = {d.name: d.body for d in documents if d.kind == KIND_CLUSTER_TEMPLATE and d.name}
     findings: list[Finding] = []
     for doc in documents:
@@ -194,8 +193,23 @@ def lint_documents(documents: Sequence[Document]) -> list[Finding]:
         if not doc.kind or not doc.body.get("apiVersion"):
             findings.append(doc.finding(MSG_NO_KIND))
             continue
-        findings += _lint_one(doc, documents, templates, cluster_templates)
+        findings += _lint_one(doc, documents, _namespaced_templates(doc, documents), cluster_templates)
     return findings
+
+
+def _namespace(body: Mapping[str, Any]) -> str | None:
+    metadata = body.get("metadata")
+    found = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    return str(found) if found else None
+
+
+def _namespaced_templates(doc: Document, documents: Sequence[Document]) -> dict[str, Mapping[str, Any]]:
+    """The AnalysisTemplates ``doc`` can reference: its namespace's (a document without a
+    namespace goes wherever it is applied, so it matches any)."""
+    own = _namespace(doc.body) if isinstance(doc.body, Mapping) else None
+    return {d.name: d.body for d in documents
+            if d.kind == KIND_TEMPLATE and d.name
+            and (own is None or _namespace(d.body) in (None, own))}
 
 
 def _lint_one(doc: Document, documents: Sequence[Document], templates: Mapping[str, Mapping[str, Any]],

@@ -112,6 +112,16 @@ def test_templates_resolve_across_files(tmp_path: Path) -> None:
     assert together == EXIT_ERRORS and "requires arg 'service'" in out, out
 
 
+def test_templates_resolve_only_in_their_namespace(tmp_path: Path) -> None:
+    text = (CORPUS / "bad" / "rollout-step-arg-not-supplied.yaml").read_text(encoding="utf-8")
+    elsewhere = text.replace("  name: error-rate\n", "  name: error-rate\n  namespace: other\n")
+    path = tmp_path / "elsewhere.yaml"
+    path.write_text(elsewhere, encoding="utf-8")
+    code, out = _lint(path)
+    assert code == EXIT_CLEAN, out
+    assert "AnalysisTemplate 'error-rate' is not defined in the given files" in out
+
+
 def test_document_index_counts_every_document(tmp_path: Path) -> None:
     text = (CORPUS / "bad" / "template-bad-condition.yaml").read_text(encoding="utf-8")
     path = tmp_path / "two.yaml"
