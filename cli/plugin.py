@@ -24,6 +24,7 @@ from typing import IO, Any, Protocol
 import yaml
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -86,6 +87,7 @@ RUN_ICONS = {"Running": ("◌", "blue"), "Pending": ("◌", "yellow")}
 DEFAULT_ICON = ("✖", "red")
 ICON_ROLLOUT, ICON_REVISION, ICON_RS, ICON_POD, ICON_RUN = "⟳", "#", "⧉", "□", "α"
 TERMINAL_WIDTH_FALLBACK = 120
+MAX_TABLE_WIDTH = 1000
 STEP_MARKERS = {rv.STEP_DONE: "✔", rv.STEP_CURRENT: "→", rv.STEP_NEXT: " "}
 STEP_WORDS = {rv.STEP_DONE: "done", rv.STEP_CURRENT: "current", rv.STEP_NEXT: "next"}
 
@@ -403,6 +405,18 @@ def rollouts_table(views: Sequence[rv.RolloutView], *, fancy: bool, namespaces: 
     return table
 
 
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` at its natural width (as kubectl does) rather than squeezing its columns."""
+    natural = Measurement.get(console, console.options.update_width(MAX_TABLE_WIDTH), table).maximum
+    # Console.print caps a width at the console's own: widen the console for this one print.
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
+
+
 def _dump(data: Any, output: str) -> str:
     if output == OUTPUT_YAML:
         return yaml.safe_dump(data, sort_keys=False)
@@ -519,8 +533,8 @@ def run_list(args: argparse.Namespace, *, views: Sequence[rv.RolloutView] | None
         where = "any namespace" if namespace is None else f"{namespace} namespace"
         print(MSG_NO_ROLLOUTS.format(where=where), file=sys.stderr)
         return EXIT_OK
-    console.print(rollouts_table(views, fancy=console.is_terminal, namespaces=namespace is None,
-                                 wide=args.output == OUTPUT_WIDE))
+    print_table(console, rollouts_table(views, fancy=console.is_terminal, namespaces=namespace is None,
+                                        wide=args.output == OUTPUT_WIDE))
     return EXIT_OK
 
 

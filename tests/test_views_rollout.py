@@ -63,12 +63,13 @@ def test_status_and_message(fixture: str, edit: Any, status: str, message: str) 
     ("canary-paused.yaml", _set("status.currentStepIndex", 4), 4, 100, 25),
     ("canary-paused.yaml", _set("status.currentStepIndex", 9), 4, 100, 25),
     ("canary-paused.yaml", _set("status.abort", True), 1, 0, 25),
-    ("healthy-routed.yaml", None, 2, 100, 0),  # routed: the VirtualService weight recorded in status
-    ("healthy-routed.yaml", _set("status.canary.weights.canary.weight", 10), 2, 100, 10),
+    ("healthy-routed.yaml", None, 2, 100, 100),  # fully promoted: all traffic on this revision
+    ("healthy-routed.yaml", _set("status.currentStepIndex", 1), 1, 10, 0),  # routed: weight in status
+    ("healthy-routed.yaml", _set("status.canary.weights.canary.weight", 10), 2, 100, 100),
     ("aborted.yaml", None, 0, 0, 0),
     ("bluegreen.yaml", None, None, None, None),
 ], ids=["basic-step-1", "step-0", "past-last-step", "index-clamped", "aborted-zero",
-        "routed-done", "routed-weight", "aborted-fixture", "bluegreen-none"])
+        "routed-done", "routed-from-status", "done-ignores-canary-service", "aborted-fixture", "bluegreen-none"])
 def test_step_and_weights(fixture: str, edit: Any, step: int | None, set_weight: int | None,
                           actual: int | None) -> None:
     view = build(fixture, edit)
