@@ -63,6 +63,9 @@ RETRY_DELAY = 1.0
 MAX_BODY_BYTES = 64 * 1024 * 1024
 REDRAW_INTERVAL = 0.2  # at most five redraws a second, as Argo's plugin
 HTTP_GONE = 410
+WATCH_CHUNK_BYTES = 64 * 1024
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+STOP_JOIN_SECONDS = 2.0
 
 # --- look -----------------------------------------------------------------------------------
 STATUS_ICONS = {
@@ -167,6 +170,7 @@ class KubeFeed:
         self._seen = 0
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._responses: set[Any] = set()
 
     def _list(self, kind: _Kind) -> str:
         response = kind.list_call(*kind.args, **kind.kwargs, _request_timeout=REQUEST_TIMEOUT,
@@ -184,7 +188,6 @@ class KubeFeed:
             self._list(kind)
 
     def _watch_forever(self, kind: _Kind) -> None:
-        from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
         version = ""
@@ -192,14 +195,7 @@ class KubeFeed:
             try:
                 if not version:
                     version = self._list(kind)
-                stream = watch.Watch().stream(
-                    kind.list_call, *kind.args, **kind.kwargs, resource_version=version,
-                    timeout_seconds=WATCH_SECONDS, _request_timeout=(REQUEST_TIMEOUT[0], WATCH_READ_TIMEOUT),
-                )
-                for event in stream:
-                    if self._stopping.is_set():
-                        return
-                    version = self._apply(kind, event) or version
+                version = self._watch_once(kind, version)
             except ApiException as error:
                 if error.status != HTTP_GONE:
                     self._stopping.wait(RETRY_DELAY)
@@ -208,18 +204,52 @@ class KubeFeed:
                 self._stopping.wait(RETRY_DELAY)
                 version = ""
 
+    def _watch_once(self, kind: _Kind, version: str) -> str:
+        """One watch from ``version`` until the server ends it; returns the last version seen.
+
+        The response is read here rather than through kubernetes.watch so that stop() can
+        shut its socket down: a thread blocked in a read would otherwise outlive the command.
+        """
+        response = kind.list_call(
+            *kind.args, **kind.kwargs, watch=True, resource_version=version, allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS, _request_timeout=(REQUEST_TIMEOUT[0], WATCH_READ_TIMEOUT),
+            _preload_content=False,
+        )
+        with self._lock:
+            self._responses.add(response)
+        try:
+            buffer = b""
+            for chunk in response.stream(WATCH_CHUNK_BYTES):
+                if self._stopping.is_set():
+                    break
+                buffer += chunk
+                if len(buffer) > MAX_EVENT_BYTES:
+                    raise ValueError(MSG_TOO_LARGE.format(limit=MAX_EVENT_BYTES))
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        version = self._apply(kind, json.loads(line)) or version
+            return version
+        finally:
+            with self._lock:
+                self._responses.discard(response)
+            response.release_conn()
+
     def _apply(self, kind: _Kind, event: Mapping[str, Any]) -> str:
-        raw = event.get("raw_object") or {}
-        if event.get("type") == "ERROR":
+        raw = event.get("object") or {}
+        kind_of_event = event.get("type")
+        if kind_of_event == "ERROR":
             from kubernetes.client.exceptions import ApiException
 
             raise ApiException(status=int(raw.get("code") or 0), reason=str(raw.get("message") or ""))
         meta = raw.get("metadata") or {}
+        if kind_of_event == "BOOKMARK":
+            return str(meta.get("resourceVersion") or "")
         name = str(meta.get("name") or "")
         with self._changed:
-            if event.get("type") == "DELETED":
+            if kind_of_event == "DELETED":
                 kind.objects.pop(name, None)
-            elif event.get("type") in ("ADDED", "MODIFIED"):
+            elif kind_of_event in ("ADDED", "MODIFIED"):
                 kind.objects[name] = raw
             self._version += 1
             self._changed.notify_all()
@@ -248,8 +278,13 @@ class KubeFeed:
             return self._changed.wait_for(lambda: self._version != self._seen, timeout=timeout)
 
     def stop(self) -> None:
-        # The watch threads are daemons blocked in a read with a deadline: they are not joined.
         self._stopping.set()
+        with self._lock:
+            responses = list(self._responses)
+        for response in responses:
+            response.shutdown()  # wakes a thread blocked in a read of this watch
+        for thread in self._threads:
+            thread.join(timeout=STOP_JOIN_SECONDS)
 
 
 def view_of(snapshot: Snapshot, *, now: datetime) -> rv.RolloutView | None:
