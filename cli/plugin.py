@@ -42,6 +42,7 @@ SHELLS = ("bash", "zsh", "tcsh")
 HEALTHY, DEGRADED = "Healthy", "Degraded"
 
 EXIT_OK, EXIT_DEGRADED, EXIT_TIMEOUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # `status` stopped by Ctrl-C decided nothing: the shell's code for SIGINT
 MSG_NOT_FOUND = 'rollout "{name}" not found in namespace "{namespace}"'
 MSG_WAITING_FOR = 'waiting for rollout "{name}" in namespace "{namespace}" to exist'
 MSG_DEGRADED = "rollout is Degraded: {message}"
@@ -140,6 +141,8 @@ class _Kind:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     objects: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    listed_version: str = ""
+    """The resourceVersion of the last list, where the first watch starts."""
 
 
 class KubeFeed:
@@ -150,7 +153,10 @@ class KubeFeed:
     a 410 Gone (the version expired) or a failed call starts again with a list.
     """
 
-    def __init__(self, api: Any, namespace: str, name: str) -> None:
+    def __init__(self, api: Any, namespace: str, name: str, *,
+                 calls: Mapping[str, Callable[..., Any]] | None = None) -> None:
+        """``calls`` replaces the list/watch function of a kind ("rollout", "replicasets",
+        "pods", "analysis_runs"): unit tests pass a stand-in for the API server there."""
         from kubernetes import client
 
         custom, apps, core = client.CustomObjectsApi(api), client.AppsV1Api(api), client.CoreV1Api(api)
@@ -164,6 +170,8 @@ class KubeFeed:
             "analysis_runs": _Kind(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL_RUNS),
                                    {}),
         }
+        for label, call in (calls or {}).items():
+            self._kinds[label].list_call = call
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._version = 0
@@ -180,7 +188,8 @@ class KubeFeed:
             kind.objects = {str(item["metadata"]["name"]): item for item in body.get("items") or ()}
             self._version += 1
             self._changed.notify_all()
-        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+        kind.listed_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        return kind.listed_version
 
     def load(self) -> None:
         """List every kind once (what a single ``get`` needs)."""
@@ -190,7 +199,7 @@ class KubeFeed:
     def _watch_forever(self, kind: _Kind) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        version = ""
+        version = kind.listed_version  # start() listed every kind already
         while not self._stopping.is_set():
             try:
                 if not version:
@@ -597,7 +606,7 @@ def follow_status(feed: Feed, out: IO[str], *, watch: bool, timeout: float,
                 return EXIT_TIMEOUT
             feed.wait(remaining)
     except KeyboardInterrupt:
-        return EXIT_TIMEOUT
+        return EXIT_INTERRUPTED
     finally:
         feed.stop()
 
