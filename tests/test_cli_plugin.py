@@ -372,3 +372,14 @@ def test_kube_feed_applies_added_modified_deleted() -> None:
     finally:
         feed.stop()
     assert names == {"p1": "Running"}
+
+
+def test_redraws_are_at_most_five_a_second() -> None:
+    import time
+
+    feed = StandInFeed([snapshot_of("healthy-routed")] * 4, interrupt_at_end=True)
+    stamps: list[float] = []
+    with pytest.raises(KeyboardInterrupt):
+        plugin._redraw_loop(feed, lambda: stamps.append(time.monotonic()), clock=time.monotonic)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert len(stamps) == 3 and all(gap >= plugin.REDRAW_INTERVAL - 0.01 for gap in gaps), gaps
