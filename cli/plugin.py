@@ -449,6 +449,16 @@ def rollouts_table(views: Sequence[rv.RolloutView], *, fancy: bool, namespaces: 
     return table
 
 
+def emit(console: Console, renderable: RenderableType) -> None:
+    """Print ``renderable``; piped output loses the padding Rich leaves at line ends (for scripts)."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
 def print_table(console: Console, table: Table) -> None:
     """Print ``table`` at its natural width (as kubectl does) rather than squeezing its columns."""
     natural = Measurement.get(console, console.options.update_width(MAX_TABLE_WIDTH), table).maximum
@@ -456,7 +466,7 @@ def print_table(console: Console, table: Table) -> None:
     width = console.width
     console.width = max(width, natural)
     try:
-        console.print(table, crop=False)
+        emit(console, table)
     finally:
         console.width = width
 
@@ -484,8 +494,8 @@ def watch_screen(feed: Feed, console: Console, render: Callable[[Snapshot], Rend
                       redirect_stdout=False, redirect_stderr=False) as live:
                 _redraw_loop(feed, lambda: live.update(render(feed.snapshot()), refresh=True), clock=clock)
         else:
-            console.print(render(feed.snapshot()))
-            _redraw_loop(feed, lambda: console.print(Group(Text(""), render(feed.snapshot()))), clock=clock)
+            emit(console, render(feed.snapshot()))
+            _redraw_loop(feed, lambda: emit(console, Group(Text(""), render(feed.snapshot()))), clock=clock)
     except KeyboardInterrupt:
         pass
     finally:
@@ -530,7 +540,7 @@ def run_get(args: argparse.Namespace, *, feed: Feed | None = None, console: Cons
     if args.output in (OUTPUT_JSON, OUTPUT_YAML):
         console.file.write(_dump(rv.to_dict(view), args.output))
         return EXIT_OK
-    console.print(render(snapshot))
+    emit(console, render(snapshot))
     return EXIT_OK
 
 

@@ -383,3 +383,13 @@ def test_redraws_are_at_most_five_a_second() -> None:
         plugin._redraw_loop(feed, lambda: stamps.append(time.monotonic()), clock=time.monotonic)
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     assert len(stamps) == 3 and all(gap >= plugin.REDRAW_INTERVAL - 0.01 for gap in gaps), gaps
+
+
+def test_piped_get_is_the_plain_golden_without_line_end_padding() -> None:
+    out = io.StringIO()
+    args = parse(["get", "rollout", "api", "-n", "shop"])
+    assert plugin.run_get(args, feed=StandInFeed([snapshot_of("aborted")]),
+                          console=plugin.make_console(file=out, terminal=False, width=WIDTH)) == 0
+    text = out.getvalue()
+    assert all(line == line.rstrip() for line in text.splitlines())
+    assert text == (GOLDEN / "aborted.plain.txt").read_text()  # no pods or deadlines: the clock does not matter
