@@ -1,10 +1,12 @@
-"""``tidegate`` / ``kubectl-tidegate``: run the controller or act on Rollouts.
+"""``tidegate`` / ``kubectl-tidegate``: run the controllers, watch and steer Rollouts and Applications.
 
-Subcommands: ``controller`` (runs the rollout and analysis controllers on kopf),
-and the operator actions Argo's kubectl plugin offers, written as the same
-patches (``promote [--full]``, ``abort``, ``retry``, ``pause``, ``resume``), plus
-``get`` to print a rollout's state; ``app list|get|diff|refresh|sync|wait`` act on
-Argo CD Applications as ``argocd app`` does (cli/app.py).
+Subcommands, one module each: ``controller`` (cli/controller.py, the composition
+root), the kubectl plugin's read side ``get rollout``, ``list rollouts``,
+``status`` and ``completion`` (cli/plugin.py), the operator actions written as the
+patches Argo's plugin writes (cli/actions.py), ``explain`` (the decision log) and
+``lint`` (offline checks) (cli/explain.py, cli/lint.py), ``app ...`` for Argo CD
+Applications (cli/app.py), ``notifications ...`` (cli/notifications.py) and
+``dashboard`` (cli/dashboard.py, the web view).
 """
 
 from __future__ import annotations
