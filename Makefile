@@ -53,10 +53,11 @@ tools: prereqs
 ## make test: everything; the README's test command and what CI runs
 test: tools check e2e
 
-## make demo: the main job on the embedded local cluster
+## make demo: the main job on the embedded local cluster (DEMO_ARGS=--linger keeps the controller
+## and the dashboard running at the end)
 demo: venv prereqs
 	@e2e/cluster/up.sh
-	@$(BIN)/python -m examples.demo
+	@$(BIN)/python -m examples.demo $(DEMO_ARGS)
 
 bench: venv prereqs
 	@e2e/run.sh $(BIN)/python bench/rollouts_scale.py

@@ -90,6 +90,8 @@ TOTAL_RPS = 50.0
 WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
 REWRITE_FLAG = "--repo-url-rewrite"
 CONTROLLER_LOG = CLUSTER / "logs" / "tidegate-controller.log"
+DASHBOARD_LOG = CLUSTER / "logs" / "tidegate-dashboard.log"
+DASHBOARD_PORT = 3100  # tidegate dashboard's default; another free port when it is taken
 
 # Deadlines of the steps, seconds (a slow, shared 2-core machine included).
 FIRST_SYNC_S = 180.0
@@ -343,6 +345,33 @@ def start_controller(env: dict[str, str], *, webhook_port: int, rewrites: list[s
     (CLUSTER / "pids").mkdir(exist_ok=True)
     (CLUSTER / "pids" / "tidegate-controller").write_text(str(proc.pid))
     return proc
+
+
+def start_dashboard(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """``tidegate dashboard`` on 127.0.0.1 for the demo's namespaces, and its URL."""
+    port = DASHBOARD_PORT
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            port = free_port()
+    DASHBOARD_LOG.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "cli.main", "dashboard", "--port", str(port), "-n", NAMESPACE,
+            "--app-namespace", APP_NAMESPACE]
+    proc = subprocess.Popen(argv, env=env, stdout=DASHBOARD_LOG.open("ab"), stderr=subprocess.STDOUT, cwd=REPO)
+    (CLUSTER / "pids").mkdir(exist_ok=True)
+    (CLUSTER / "pids" / "tidegate-dashboard").write_text(str(proc.pid))
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers() -> bool | None:
+        try:
+            with urllib.request.urlopen(url + "api/config", timeout=2) as reply:  # noqa: S310 - our own loopback URL
+                return reply.status == 200 or None
+        except (urllib.error.URLError, OSError):
+            if proc.poll() is not None:
+                raise SystemExit(f"demo: tidegate dashboard exited; see {DASHBOARD_LOG}") from None
+            return None
+
+    wait_for("the dashboard to answer", answers, timeout=READY_S)
+    return proc, url
 
 
 def send_push(port: int, secret: str, *, repo_url: str, before: str, after: str) -> None:
@@ -672,6 +701,8 @@ def summarize(inbox: Inbox, revisions: dict[str, str], hashes: dict[str, str], r
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--clean", action="store_true", help="remove what the demo left on the cluster and exit")
+    parser.add_argument("--linger", action="store_true",
+                        help="at the end, keep the controller and the dashboard running until Ctrl-C")
     args = parser.parse_args()
     env = load_env()
     cluster = Cluster(env)
@@ -720,7 +751,13 @@ def main() -> int:
     print(f"tidegate controller --components {COMPONENTS} (pid {controller.pid}), webhook on "
           f":{webhook_port}; log: {CONTROLLER_LOG.relative_to(REPO)}")
     print(f"  the seed's repoURLs are fetched from {repo.url} ({REWRITE_FLAG}, a test-only setting)")
+    dashboard: subprocess.Popen[bytes] | None = None
     try:
+        dashboard, dashboard_url = start_dashboard(env)
+        print(f"Dashboard: {dashboard_url}#/rollouts/{NAMESPACE}/{ROLLOUT} (tidegate dashboard, pid {dashboard.pid}): "
+              "open it now to watch the canary live; the Applications are under "
+              f"{dashboard_url}#/apps")
+        print(f"  or in a terminal: . .cluster/env; kubectl tidegate get rollout {ROLLOUT} -n {NAMESPACE} --watch")
         cluster.kubectl("create", "namespace", APP_NAMESPACE)
         cluster.kubectl("label", "namespace", APP_NAMESPACE, f"{DEMO_LABEL}=true")
         cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(argocd_notifications(slack, pagerduty)))
@@ -825,17 +862,30 @@ def main() -> int:
         print(run([sys.executable, "-m", "cli.main", "app", "list"], env=env, cwd=REPO).rstrip())
         print("\nExplore:  . .cluster/env; kubectl -n argocd get applications; kubectl -n ml-serving get ro,rs,ar,vs,isvc")
         print("          python -m cli.main app get ml-platform; git -C .cluster/demo/work log --oneline")
+        print(f"          kubectl tidegate explain {ROLLOUT} -n {NAMESPACE}; the dashboard: {dashboard_url}")
         print("Clean:    python -m examples.demo --clean   Stop: make cluster-down")
+        if args.linger:
+            print(f"\nThe controller and the dashboard ({dashboard_url}) keep running; Ctrl-C stops them.")
+            try:
+                while controller.poll() is None and dashboard.poll() is None:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
         return 0
     finally:
+        if dashboard is not None:
+            dashboard.terminate()
         mesh.stop.set()
         kserve.stop()
         hpa.stop()
         controller.terminate()
-        try:
-            controller.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            controller.kill()
+        for proc in (controller, dashboard):
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         exporter.stop()
         target.unlink(missing_ok=True)
         slack.close()

@@ -22,7 +22,7 @@ say() { echo "[cluster] $*" >&2; }
 usage_note() {
   cat <<EOF
 Local cluster is up.
-  . $W/env                      # sets KUBECONFIG, PROMETHEUS_URL and PATH (kubectl, helm, kustomize)
+  . $W/env                      # sets KUBECONFIG, PROMETHEUS_URL and PATH (kubectl, helm, kustomize, kubectl-tidegate)
   kubectl get nodes
   make cluster-down             # stops only the processes started here
 EOF
@@ -188,11 +188,12 @@ ready_nodes() { [ "$(kubectl get nodes --no-headers 2>/dev/null | grep -c ' Read
 wait_for kwok 60 ready_nodes
 kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null || fail "crds" "CRDs did not become Established"
 
+# the project's virtualenv too: `kubectl tidegate ...` finds the kubectl-tidegate plugin there
 cat > "$W/env" <<EOF
 KUBECONFIG=$KUBECONFIG_FILE
 PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT
 TIDEGATE_PROMETHEUS_TARGETS=$P/targets
-PATH=$BIN:\$PATH
+PATH=$BIN:$repo/.venv/bin:\$PATH
 export KUBECONFIG PROMETHEUS_URL TIDEGATE_PROMETHEUS_TARGETS PATH
 EOF
 end_ts=$(date +%s.%N)
