@@ -22,6 +22,7 @@ from aiohttp import web
 from dashboard import present
 from dashboard.actions import ActionError, Actions
 from dashboard.live import APPLICATION, POD, REPLICASET, ROLLOUT, Cache
+from views import explain as explain_view
 from views.appdiff import Differ
 
 KEEPALIVE_SECONDS = 15.0
@@ -44,14 +45,12 @@ MSG_TRUNCATED = "\n... (diff cut at {size} characters)\n"
 
 Explain = Callable[[Mapping[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]],
                    dict[str, Any]]
+"""(rollout, its ReplicaSets, its AnalysisRuns, the Events about both) -> views.explain's JSON."""
 
 
-def fallback_explain(rollout: Mapping[str, Any], sets: list[dict[str, Any]], pods: list[dict[str, Any]],
-                     runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The status message alone, until a decision log (views.explain) is wired in."""
-    status = rollout.get("status") or {}
-    return {"summary": str(status.get("message") or status.get("phase") or ""), "revision": None,
-            "steps": [], "measurements": []}
+def explain(rollout: Mapping[str, Any], sets: list[dict[str, Any]], runs: list[dict[str, Any]],
+            events: list[dict[str, Any]]) -> dict[str, Any]:
+    return explain_view.to_dict(explain_view.build(rollout, analysis_runs=runs, events=events, replicasets=sets))
 
 
 @dataclass
@@ -65,7 +64,7 @@ class State:
     cache: Cache
     actions: Actions | None = None
     differ: Differ | None = None
-    explain: Explain = fallback_explain
+    explain: Explain = explain
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     diffs: OrderedDict[tuple[str, ...], dict[str, Any]] = field(default_factory=OrderedDict)
     diff_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DIFF_WORKERS))
@@ -116,7 +115,7 @@ async def get_rollout(request: web.Request) -> web.Response:
             return error(MSG_LOADING.format(what="rollouts"), 503)
         return error(MSG_ROLLOUT_NOT_FOUND.format(namespace=namespace, name=name), 404)
     parts = state.cache.rollout_parts(namespace, name)
-    explained = state.explain(rollout, *parts)
+    explained = state.explain(rollout, parts[0], parts[2], state.cache.events(namespace, name, parts[2]))
     return _json(present.rollout_detail(rollout, parts, history=state.cache.history(namespace, name),
                                         explain=explained, now=state.now()))
 

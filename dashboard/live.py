@@ -23,11 +23,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ROLLOUT, REPLICASET, POD, ANALYSISRUN, APPLICATION = "rollout", "replicaset", "pod", "analysisrun", "application"
-ROLLOUT_KINDS = (ROLLOUT, REPLICASET, POD, ANALYSISRUN)
+# Events about Rollouts and about AnalysisRuns (views.explain's decision log), watched apart
+# (a field selector matches one involvedObject.kind).
+ROLLOUT_EVENT, RUN_EVENT = "rollout-event", "analysisrun-event"
+EVENT_KINDS = {ROLLOUT_EVENT: "Rollout", RUN_EVENT: "AnalysisRun"}
+ROLLOUT_KINDS = (ROLLOUT, REPLICASET, POD, ANALYSISRUN, ROLLOUT_EVENT, RUN_EVENT)
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 # Items of a LIST carry no kind; the tree and the views read it.
 KIND_NAMES = {ROLLOUT: "Rollout", REPLICASET: "ReplicaSet", POD: "Pod", ANALYSISRUN: "AnalysisRun",
-              APPLICATION: "Application"}
+              APPLICATION: "Application", ROLLOUT_EVENT: "Event", RUN_EVENT: "Event"}
 
 MAX_OBJECTS = 5000  # per kind: a cluster bigger than this shows a partial view, not an OOM
 MAX_SAMPLES = 500  # weightHistory per rollout
@@ -109,6 +113,14 @@ class Cache:
     def watched(self, kind: str) -> bool:
         return kind in self.watching
 
+    def events(self, namespace: str, name: str, runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The Events about this rollout and about its AnalysisRuns."""
+        run_names = {key_of(r)[1] for r in runs}
+        return [*(e for (ns, _), e in self.objects[ROLLOUT_EVENT].items()
+                  if ns == namespace and (e.get("involvedObject") or {}).get("name") == name),
+                *(e for (ns, _), e in self.objects[RUN_EVENT].items()
+                  if ns == namespace and (e.get("involvedObject") or {}).get("name") in run_names)]
+
     def history(self, namespace: str, name: str) -> list[dict[str, Any]]:
         return list(self.samples.get((namespace, name), ()))
 
@@ -120,7 +132,9 @@ class Cache:
         store = self.objects[kind]
         if kind_event == DELETED:
             store.pop(key, None)
-        elif key in store or len(store) < MAX_OBJECTS:
+        elif kind in EVENT_KINDS and key not in store and len(store) >= MAX_OBJECTS:
+            store.pop(next(iter(store)))  # Events: the oldest seen goes first
+        if kind_event != DELETED and (key in store or len(store) < MAX_OBJECTS):
             stored = trimmed(obj)
             stored.setdefault("kind", KIND_NAMES[kind])
             store[key] = stored
@@ -155,6 +169,11 @@ class Cache:
             return key_of(obj)[1]
         if kind in (REPLICASET, ANALYSISRUN):
             return owner(obj, "Rollout")
+        if kind == ROLLOUT_EVENT:
+            return str((obj.get("involvedObject") or {}).get("name") or "") or None
+        if kind == RUN_EVENT:
+            run = self.get(ANALYSISRUN, key_of(obj)[0], str((obj.get("involvedObject") or {}).get("name") or ""))
+            return owner(run, "Rollout") if run is not None else None
         replica_set = owner(obj, "ReplicaSet")
         if replica_set is None:
             return None
@@ -213,6 +232,11 @@ def _list_function(api_client: Any, target: Target) -> tuple[Callable[..., Any],
             return apps.list_replica_set_for_all_namespaces, {}
         return apps.list_namespaced_replica_set, {"namespace": ns}
     core = client.CoreV1Api(api_client)
+    if target.kind in EVENT_KINDS:
+        selector = {"field_selector": f"involvedObject.kind={EVENT_KINDS[target.kind]}"}
+        if ns is None:
+            return core.list_event_for_all_namespaces, selector
+        return core.list_namespaced_event, {**selector, "namespace": ns}
     if ns is None:
         return core.list_pod_for_all_namespaces, {}
     return core.list_namespaced_pod, {"namespace": ns}

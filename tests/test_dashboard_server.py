@@ -24,6 +24,8 @@ from dashboard.live import (
     POD,
     REPLICASET,
     ROLLOUT,
+    ROLLOUT_EVENT,
+    RUN_EVENT,
     Cache,
 )
 from dashboard.server import CSRF_HEADER, MSG_READ_ONLY, Settings, build_app
@@ -90,6 +92,13 @@ def application(*, sync: str = "OutOfSync") -> dict[str, Any]:
                                           "syncResult": {"revision": "r1", "resources": [
                                               {"kind": "Deployment", "namespace": "web", "name": "front",
                                                "status": "Synced", "message": "configured"}]}}}}
+
+
+def event(kind: str, name: str, reason: str = "RolloutPaused") -> dict[str, Any]:
+    return {"metadata": {"name": f"{name}.{reason}", "namespace": "ml"},
+            "involvedObject": {"kind": kind, "name": name, "namespace": "ml"}, "reason": reason,
+            "message": "Rollout is paused (CanaryPauseStep)", "type": "Normal",
+            "lastTimestamp": "2026-01-01T00:02:00Z", "firstTimestamp": "2026-01-01T00:02:00Z"}
 
 
 def owned_by_deployment() -> dict[str, Any]:
@@ -238,7 +247,9 @@ def test_synced_application_computes_no_diff() -> None:
     (POD, pod("model-bbb-y", "model-bbb"), ("rollout", "model", "MODIFIED")),
     (ANALYSISRUN, analysis_run(), ("rollout", "model", "MODIFIED")),
     (APPLICATION, application(sync="Synced"), ("application", "guestbook", "MODIFIED")),
-], ids=["rollout", "pod-of-its-replicaset", "analysisrun", "application"])
+    (ROLLOUT_EVENT, event("Rollout", "model"), ("rollout", "model", "MODIFIED")),
+    (RUN_EVENT, event("AnalysisRun", "model-bbb-1"), ("rollout", "model", "MODIFIED")),
+], ids=["rollout", "pod-of-its-replicaset", "analysisrun", "application", "event-of-rollout", "event-of-its-run"])
 def test_sse_event_on_cache_change(kind: str, obj: dict[str, Any], expected: tuple[str, str, str]) -> None:
     cache = fed_cache()
 
@@ -252,6 +263,21 @@ def test_sse_event_on_cache_change(kind: str, obj: dict[str, Any], expected: tup
         data = json.loads((await asyncio.wait_for(response.content.readline(), 5)).decode().removeprefix("data: "))
         assert (event.strip().removeprefix("event: "), data["name"], data["type"]) == expected
         response.close()
+
+    run(check, cache=cache)
+
+
+def test_explain_reads_the_cached_events() -> None:
+    cache = fed_cache()
+    cache.apply(ROLLOUT_EVENT, ADDED, event("Rollout", "model"))
+    cache.apply(ROLLOUT_EVENT, ADDED, event("Rollout", "other", reason="RolloutAborted"))
+    assert [e["involvedObject"]["name"] for e in cache.events("ml", "model", cache.rollout_parts("ml", "model")[2])] \
+        == ["model"]
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        body = await (await client.get("/api/rollouts/ml/model")).json()
+        assert body["explain"]["summary"]
+        assert {m["metric"] for m in body["explain"]["measurements"]} == {"latency"}
 
     run(check, cache=cache)
 
