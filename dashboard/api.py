@@ -21,7 +21,7 @@ from aiohttp import web
 
 from dashboard import present
 from dashboard.actions import ActionError, Actions
-from dashboard.live import APPLICATION, POD, REPLICASET, ROLLOUT, Cache
+from dashboard.live import APPLICATION, CLOSED, POD, REPLICASET, ROLLOUT, Cache
 from views import explain as explain_view
 from views.appdiff import Differ
 
@@ -192,10 +192,13 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         await response.write(b": connected\n\n")
         while True:
             try:
-                event, namespace, name, kind = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
+            if item == CLOSED:
+                break
+            event, namespace, name, kind = item
             data = json.dumps({"namespace": namespace, "name": name, "type": kind})
             await response.write(f"event: {event}\ndata: {data}\n\n".encode())
     except (ConnectionResetError, ConnectionError):

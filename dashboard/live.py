@@ -44,6 +44,7 @@ MSG_WATCH_FAILED = "watch of %s failed (%s); retrying in %.0fs"
 
 Key = tuple[str, str]  # (namespace, name)
 Event = tuple[str, str, str, str]  # (event name "rollout"|"application", namespace, name, type)
+CLOSED: Event = ("", "", "", "")  # tells a subscriber the server is shutting down
 WeightFn = Callable[[Mapping[str, Any], list[dict[str, Any]]], tuple[int | None, int | None]]
 
 
@@ -200,6 +201,10 @@ class Cache:
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=MAX_QUEUE)
         self.subscribers.add(queue)
         return queue
+
+    def close_subscribers(self) -> None:
+        """Server shutdown: every SSE stream ends now instead of at the shutdown timeout."""
+        self._publish(CLOSED)
 
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self.subscribers.discard(queue)
