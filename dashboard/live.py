@@ -251,9 +251,14 @@ class Watcher(threading.Thread):
     """List then watch one Target forever (until stopped), posting changes to the cache's loop."""
 
     def __init__(self, api_client: Any, target: Target, cache: Cache, loop: asyncio.AbstractEventLoop,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, *, lister: Callable[[Any, Target], tuple[Callable[..., Any],
+                                                                                 dict[str, Any]]] | None = None,
+                 watch_factory: Callable[[], Any] | None = None) -> None:
         super().__init__(name=f"watch-{target.kind}-{target.namespace or 'all'}", daemon=True)
         self.api_client, self.target, self.cache, self.loop, self.stop = api_client, target, cache, loop, stop
+        # Stand-ins in unit tests; the kubernetes client's list functions and Watch otherwise.
+        self.lister = lister or _list_function
+        self.watch_factory = watch_factory
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         if not self.loop.is_closed():
@@ -270,16 +275,21 @@ class Watcher(threading.Thread):
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
-    def _list_and_watch(self) -> None:
+    def _new_watch(self) -> Any:
+        if self.watch_factory is not None:
+            return self.watch_factory()
         from kubernetes import watch
 
-        fn, kwargs = _list_function(self.api_client, self.target)
+        return watch.Watch()
+
+    def _list_and_watch(self) -> None:
+        fn, kwargs = self.lister(self.api_client, self.target)
         listed = self.api_client.sanitize_for_serialization(fn(**kwargs, _request_timeout=REQUEST_TIMEOUT))
         version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
         self._post(self.cache.replace, self.target.kind,
                    [trimmed(o) for o in (listed.get("items") or [])[:MAX_OBJECTS]])
         while not self.stop.is_set():
-            stream = watch.Watch()
+            stream = self._new_watch()
             for event in stream.stream(fn, **kwargs, resource_version=version, timeout_seconds=WATCH_SECONDS,
                                        _request_timeout=WATCH_SECONDS + 10):
                 raw = event.get("raw_object") or {}
