@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ MSG_BAD_JSON = "the request body must be a JSON object"
 MSG_TIMEOUT = "the API server did not answer within {seconds:.0f}s"
 MSG_DIFF_TIMEOUT = "the diff took longer than {seconds:.0f}s"
 MSG_DIFF_FAILED = "the diff failed: {error}"
+# user:password@ in a URL (a Git remote in a failed clone's message): never shown.
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 MSG_TRUNCATED = "\n... (diff cut at {size} characters)\n"
 
 Explain = Callable[[Mapping[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]],
@@ -212,6 +215,10 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 
 def _message(exc: BaseException) -> str:
     """What went wrong, for a person: the API server's own message, never a traceback or header."""
+    return URL_CREDENTIALS.sub("***@", _raw_message(exc))
+
+
+def _raw_message(exc: BaseException) -> str:
     body = getattr(exc, "body", None)
     if body:
         try:

@@ -49,7 +49,8 @@ WeightFn = Callable[[Mapping[str, Any], list[dict[str, Any]]], tuple[int | None,
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Milliseconds: several weight changes can fall within one second.
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:

@@ -229,6 +229,22 @@ def test_application_list_and_detail() -> None:
     run(check)
 
 
+def failing_differ(app: Mapping[str, Any]) -> list[ResourceDiff]:
+    raise RuntimeError("git clone https://bot:ghp_s3cret@git.example/repo failed: exit 128")
+
+
+def test_failed_diff_is_reported_without_credentials() -> None:
+    async def main() -> None:
+        app = build_app(Settings(csrf_token=TOKEN), cache=fed_cache(), differ=failing_differ)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            body = await (await client.get("/api/applications/argocd/guestbook")).json()
+            assert body["diffs"] == []
+            assert "git clone https://***@git.example/repo failed" in body["diffError"]
+            assert "s3cret" not in json.dumps(body)
+
+    asyncio.run(main())
+
+
 def test_synced_application_computes_no_diff() -> None:
     cache = fed_cache()
     cache.apply(APPLICATION, MODIFIED, application(sync="Synced"))
