@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import yaml
@@ -21,7 +21,8 @@ from views.explain import build, to_dict
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"
 REQUEST_TIMEOUT_SECONDS = 15.0
-LIST_LIMIT = 500  # a size cap per list call: the newest objects beyond it are not needed
+LIST_LIMIT = 500  # objects per page
+MAX_PAGES = 4  # a size cap: at most 2000 objects of a kind are read
 OUTPUTS = ("text", "json", "yaml")
 
 MSG_NOT_FOUND = "error: rollout {namespace}/{name} not found"
@@ -53,6 +54,22 @@ def _owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
     return uid is not None and any(ref.get("uid") == uid for ref in refs)
 
 
+def _pages(list_call: Callable[..., Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every item of a paged list call, up to MAX_PAGES pages, each call with a deadline."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    for _ in range(MAX_PAGES):
+        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "_request_timeout": REQUEST_TIMEOUT_SECONDS}
+        if token:
+            kwargs["_continue"] = token
+        page = list_call(**kwargs)
+        items += page.get("items") or []
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            break
+    return items
+
+
 def read_objects(api: Any, *, namespace: str, name: str) -> dict[str, Any]:
     """The Rollout, its runs, ReplicaSets and Events, as plain camelCase dicts."""
     from kubernetes import client
@@ -61,26 +78,21 @@ def read_objects(api: Any, *, namespace: str, name: str) -> dict[str, Any]:
     rollout: dict[str, Any] = custom.get_namespaced_custom_object(
         GROUP, VERSION, namespace, "rollouts", name, _request_timeout=REQUEST_TIMEOUT_SECONDS)
     uid = (rollout.get("metadata") or {}).get("uid")
-    runs = custom.list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "analysisruns", limit=LIST_LIMIT,
-        _request_timeout=REQUEST_TIMEOUT_SECONDS).get("items") or []
-    runs = [r for r in runs if _owned_by(r, uid)]
-    rs_list = client.AppsV1Api(api).list_namespaced_replica_set(
-        namespace, limit=LIST_LIMIT, _request_timeout=REQUEST_TIMEOUT_SECONDS)
-    replicasets = [r for r in api.sanitize_for_serialization(rs_list).get("items") or () if _owned_by(r, uid)]
+    runs = [r for r in _pages(lambda **kw: custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "analysisruns", **kw)) if _owned_by(r, uid)]
+    apps = client.AppsV1Api(api)
+    replicasets = [r for r in _pages(lambda **kw: api.sanitize_for_serialization(
+        apps.list_namespaced_replica_set(namespace, **kw))) if _owned_by(r, uid)]
     core = client.CoreV1Api(api)
-    events: list[dict[str, Any]] = []
-    rollout_events = core.list_namespaced_event(
-        namespace, field_selector=f"involvedObject.kind=Rollout,involvedObject.name={name}",
-        limit=LIST_LIMIT, _request_timeout=REQUEST_TIMEOUT_SECONDS)
-    events += api.sanitize_for_serialization(rollout_events).get("items") or []
-    if runs:
-        run_names = {(r.get("metadata") or {}).get("name") for r in runs}
-        run_events = core.list_namespaced_event(
-            namespace, field_selector="involvedObject.kind=AnalysisRun",
-            limit=LIST_LIMIT, _request_timeout=REQUEST_TIMEOUT_SECONDS)
-        events += [e for e in api.sanitize_for_serialization(run_events).get("items") or ()
-                   if (e.get("involvedObject") or {}).get("name") in run_names]
+
+    def events_of(kind: str, object_name: str) -> list[dict[str, Any]]:
+        selector = f"involvedObject.kind={kind},involvedObject.name={object_name}"
+        return _pages(lambda **kw: api.sanitize_for_serialization(
+            core.list_namespaced_event(namespace, field_selector=selector, **kw)))
+
+    events = events_of("Rollout", name)
+    for run in runs:
+        events += events_of("AnalysisRun", str((run.get("metadata") or {}).get("name")))
     return {"rollout": rollout, "analysis_runs": runs, "replicasets": replicasets, "events": events}
 
 
@@ -127,9 +139,10 @@ def _render_rich(header: str, summary: str, steps: Sequence[Sequence[str]],
                  measurements: Sequence[Sequence[str]], stream: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(file=stream, force_terminal=True, highlight=False)
-    console.print(f"[bold]{header}[/bold]", markup=True)
+    console.print(Text(header, style="bold"))
     console.print(summary, markup=False)
     steps_table = Table(title=TITLE_STEPS, title_justify="left")
     for column in STEP_COLUMNS:

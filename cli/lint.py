@@ -113,15 +113,15 @@ class Finding:
 class Document:
     file: str
     index: int
-    body: Mapping[str, Any]
+    body: Any  # a mapping for every well-formed document; anything YAML yields otherwise
 
     @property
     def kind(self) -> str:
-        return str(self.body.get("kind") or "")
+        return str(self.body.get("kind") or "") if isinstance(self.body, Mapping) else ""
 
     @property
     def name(self) -> str:
-        metadata = self.body.get("metadata")
+        metadata = self.body.get("metadata") if isinstance(self.body, Mapping) else None
         return str(metadata.get("name") or "") if isinstance(metadata, Mapping) else ""
 
     def finding(self, message: str, *, path: str = "", severity: str = ERROR) -> Finding:

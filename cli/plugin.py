@@ -42,6 +42,7 @@ SHELLS = ("bash", "zsh", "tcsh")
 HEALTHY, DEGRADED = "Healthy", "Degraded"
 
 EXIT_OK, EXIT_DEGRADED, EXIT_TIMEOUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # `status` stopped by Ctrl-C decided nothing: the shell's code for SIGINT
 MSG_NOT_FOUND = 'rollout "{name}" not found in namespace "{namespace}"'
 MSG_WAITING_FOR = 'waiting for rollout "{name}" in namespace "{namespace}" to exist'
 MSG_DEGRADED = "rollout is Degraded: {message}"
@@ -63,6 +64,9 @@ RETRY_DELAY = 1.0
 MAX_BODY_BYTES = 64 * 1024 * 1024
 REDRAW_INTERVAL = 0.2  # at most five redraws a second, as Argo's plugin
 HTTP_GONE = 410
+WATCH_CHUNK_BYTES = 64 * 1024
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+STOP_JOIN_SECONDS = 2.0
 
 # --- look -----------------------------------------------------------------------------------
 STATUS_ICONS = {
@@ -137,6 +141,8 @@ class _Kind:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     objects: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    listed_version: str = ""
+    """The resourceVersion of the last list, where the first watch starts."""
 
 
 class KubeFeed:
@@ -147,7 +153,10 @@ class KubeFeed:
     a 410 Gone (the version expired) or a failed call starts again with a list.
     """
 
-    def __init__(self, api: Any, namespace: str, name: str) -> None:
+    def __init__(self, api: Any, namespace: str, name: str, *,
+                 calls: Mapping[str, Callable[..., Any]] | None = None) -> None:
+        """``calls`` replaces the list/watch function of a kind ("rollout", "replicasets",
+        "pods", "analysis_runs"): unit tests pass a stand-in for the API server there."""
         from kubernetes import client
 
         custom, apps, core = client.CustomObjectsApi(api), client.AppsV1Api(api), client.CoreV1Api(api)
@@ -161,12 +170,15 @@ class KubeFeed:
             "analysis_runs": _Kind(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL_RUNS),
                                    {}),
         }
+        for label, call in (calls or {}).items():
+            self._kinds[label].list_call = call
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._version = 0
         self._seen = 0
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._responses: set[Any] = set()
 
     def _list(self, kind: _Kind) -> str:
         response = kind.list_call(*kind.args, **kind.kwargs, _request_timeout=REQUEST_TIMEOUT,
@@ -176,7 +188,8 @@ class KubeFeed:
             kind.objects = {str(item["metadata"]["name"]): item for item in body.get("items") or ()}
             self._version += 1
             self._changed.notify_all()
-        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+        kind.listed_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        return kind.listed_version
 
     def load(self) -> None:
         """List every kind once (what a single ``get`` needs)."""
@@ -184,22 +197,14 @@ class KubeFeed:
             self._list(kind)
 
     def _watch_forever(self, kind: _Kind) -> None:
-        from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
-        version = ""
+        version = kind.listed_version  # start() listed every kind already
         while not self._stopping.is_set():
             try:
                 if not version:
                     version = self._list(kind)
-                stream = watch.Watch().stream(
-                    kind.list_call, *kind.args, **kind.kwargs, resource_version=version,
-                    timeout_seconds=WATCH_SECONDS, _request_timeout=(REQUEST_TIMEOUT[0], WATCH_READ_TIMEOUT),
-                )
-                for event in stream:
-                    if self._stopping.is_set():
-                        return
-                    version = self._apply(kind, event) or version
+                version = self._watch_once(kind, version)
             except ApiException as error:
                 if error.status != HTTP_GONE:
                     self._stopping.wait(RETRY_DELAY)
@@ -208,18 +213,52 @@ class KubeFeed:
                 self._stopping.wait(RETRY_DELAY)
                 version = ""
 
+    def _watch_once(self, kind: _Kind, version: str) -> str:
+        """One watch from ``version`` until the server ends it; returns the last version seen.
+
+        The response is read here rather than through kubernetes.watch so that stop() can
+        shut its socket down: a thread blocked in a read would otherwise outlive the command.
+        """
+        response = kind.list_call(
+            *kind.args, **kind.kwargs, watch=True, resource_version=version, allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS, _request_timeout=(REQUEST_TIMEOUT[0], WATCH_READ_TIMEOUT),
+            _preload_content=False,
+        )
+        with self._lock:
+            self._responses.add(response)
+        try:
+            buffer = b""
+            for chunk in response.stream(WATCH_CHUNK_BYTES):
+                if self._stopping.is_set():
+                    break
+                buffer += chunk
+                if len(buffer) > MAX_EVENT_BYTES:
+                    raise ValueError(MSG_TOO_LARGE.format(limit=MAX_EVENT_BYTES))
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        version = self._apply(kind, json.loads(line)) or version
+            return version
+        finally:
+            with self._lock:
+                self._responses.discard(response)
+            response.release_conn()
+
     def _apply(self, kind: _Kind, event: Mapping[str, Any]) -> str:
-        raw = event.get("raw_object") or {}
-        if event.get("type") == "ERROR":
+        raw = event.get("object") or {}
+        kind_of_event = event.get("type")
+        if kind_of_event == "ERROR":
             from kubernetes.client.exceptions import ApiException
 
             raise ApiException(status=int(raw.get("code") or 0), reason=str(raw.get("message") or ""))
         meta = raw.get("metadata") or {}
+        if kind_of_event == "BOOKMARK":
+            return str(meta.get("resourceVersion") or "")
         name = str(meta.get("name") or "")
         with self._changed:
-            if event.get("type") == "DELETED":
+            if kind_of_event == "DELETED":
                 kind.objects.pop(name, None)
-            elif event.get("type") in ("ADDED", "MODIFIED"):
+            elif kind_of_event in ("ADDED", "MODIFIED"):
                 kind.objects[name] = raw
             self._version += 1
             self._changed.notify_all()
@@ -248,8 +287,13 @@ class KubeFeed:
             return self._changed.wait_for(lambda: self._version != self._seen, timeout=timeout)
 
     def stop(self) -> None:
-        # The watch threads are daemons blocked in a read with a deadline: they are not joined.
         self._stopping.set()
+        with self._lock:
+            responses = list(self._responses)
+        for response in responses:
+            response.shutdown()  # wakes a thread blocked in a read of this watch
+        for thread in self._threads:
+            thread.join(timeout=STOP_JOIN_SECONDS)
 
 
 def view_of(snapshot: Snapshot, *, now: datetime) -> rv.RolloutView | None:
@@ -562,7 +606,7 @@ def follow_status(feed: Feed, out: IO[str], *, watch: bool, timeout: float,
                 return EXIT_TIMEOUT
             feed.wait(remaining)
     except KeyboardInterrupt:
-        return EXIT_TIMEOUT
+        return EXIT_INTERRUPTED
     finally:
         feed.stop()
 

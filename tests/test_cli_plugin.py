@@ -270,3 +270,116 @@ def test_age(since: int, text: str) -> None:
     from datetime import timedelta
 
     assert plugin.age(NOW - timedelta(seconds=since), NOW) == text
+
+
+# --- KubeFeed against a stand-in for the API server ------------------------------------------
+
+
+class StandInResponse:
+    """A stand-in for urllib3's response: a list body, or a watch stream of JSON lines."""
+
+    def __init__(self, body: dict[str, Any] | None = None, events: Sequence[dict[str, Any]] = ()) -> None:
+        self.data = json.dumps(body or {}).encode()
+        self.events = events
+        self.released = False
+
+    def stream(self, _amount: int) -> Any:
+        text = b"".join(json.dumps(e).encode() + b"\n" for e in self.events)
+        # Split events across chunks the way a real stream may.
+        yield text[:7]
+        yield text[7:]
+
+    def release_conn(self) -> None:
+        self.released = True
+
+    def shutdown(self) -> None:
+        self.released = True
+
+
+class StandInApi:
+    """Scripted answers for one kind: each list and each watch call takes the next one."""
+
+    def __init__(self, lists: list[dict[str, Any]], watches: list[Any]) -> None:
+        self.lists, self.watches = lists, watches
+        self.calls: list[tuple[str, str | None]] = []
+        self.done = __import__("threading").Event()
+
+    def __call__(self, *_args: Any, watch: bool = False, resource_version: str | None = None, **_kw: Any) -> Any:
+        self.calls.append(("watch" if watch else "list", resource_version))
+        if not watch:
+            return StandInResponse(body=self.lists.pop(0))
+        if not self.watches:
+            self.done.set()
+            raise OSError("stand-in: no more watches scripted")
+        answer = self.watches.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return StandInResponse(events=answer)
+
+
+def _obj(name: str, version: str, phase: str = "Healthy") -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": version}, "status": {"phase": phase}}
+
+
+def test_kube_feed_lists_then_watches_and_reestablishes() -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    rollouts = StandInApi(
+        lists=[{"metadata": {"resourceVersion": "10"}, "items": [_obj("demo", "10", "Progressing")]},
+               {"metadata": {"resourceVersion": "50"}, "items": [_obj("demo", "50", "Progressing")]},
+               {"metadata": {"resourceVersion": "60"}, "items": [_obj("demo", "60", "Healthy")]}],
+        watches=[
+            [{"type": "MODIFIED", "object": _obj("demo", "11", "Paused")},
+             {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}}],  # server ended the watch
+            [{"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}}],
+            ApiException(status=410),
+        ],
+    )
+    empty = {"metadata": {"resourceVersion": "1"}, "items": []}
+    others = {kind: StandInApi(lists=[dict(empty)], watches=[]) for kind in
+              ("replicasets", "pods", "analysis_runs")}
+    feed = plugin.KubeFeed(client.ApiClient(), "shop", "demo", calls={"rollout": rollouts, **others})
+    feed.start()
+    try:
+        assert rollouts.done.wait(timeout=10)
+        wait_ok = feed.wait(timeout=1)
+        snapshot = feed.snapshot()
+    finally:
+        feed.stop()
+    assert wait_ok
+    # list at 10, watch from 10, re-watch from the bookmark's 12, ERROR 410: list (50), watch,
+    # a 410 raised by the call: list (60), watch (none scripted: the stand-in reports done)
+    assert rollouts.calls == [("list", None), ("watch", "10"), ("watch", "12"), ("list", None), ("watch", "50"),
+                              ("list", None), ("watch", "60")]
+    assert snapshot.rollout is not None and snapshot.rollout["status"]["phase"] == "Healthy"
+
+
+def test_kube_feed_applies_added_modified_deleted() -> None:
+    from kubernetes import client
+
+    empty = {"metadata": {"resourceVersion": "1"}, "items": []}
+    pods = StandInApi(lists=[{"metadata": {"resourceVersion": "5"}, "items": [_obj("p1", "5")]}],
+                      watches=[[{"type": "ADDED", "object": _obj("p2", "6")},
+                                {"type": "MODIFIED", "object": _obj("p1", "7", "Running")},
+                                {"type": "DELETED", "object": _obj("p2", "8")}]])
+    others = {kind: StandInApi(lists=[dict(empty)], watches=[]) for kind in ("rollout", "replicasets", "analysis_runs")}
+    feed = plugin.KubeFeed(client.ApiClient(), "shop", "demo", calls={"pods": pods, **others})
+    feed.start()
+    try:
+        assert pods.done.wait(timeout=10)
+        names = {p["metadata"]["name"]: p["status"]["phase"] for p in feed.snapshot().pods}
+    finally:
+        feed.stop()
+    assert names == {"p1": "Running"}
+
+
+def test_redraws_are_at_most_five_a_second() -> None:
+    import time
+
+    feed = StandInFeed([snapshot_of("healthy-routed")] * 4, interrupt_at_end=True)
+    stamps: list[float] = []
+    with pytest.raises(KeyboardInterrupt):
+        plugin._redraw_loop(feed, lambda: stamps.append(time.monotonic()), clock=time.monotonic)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert len(stamps) == 3 and all(gap >= plugin.REDRAW_INTERVAL - 0.01 for gap in gaps), gaps

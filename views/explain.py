@@ -587,7 +587,9 @@ def build(
     raw_index = status.get("currentStepIndex")
     index = min(int(raw_index), count) if raw_index is not None else (count if promoted else 0)
     abort_index = _aborted_step(line, failed) if aborted else None
-    position = abort_index if abort_index is not None else index
+    # An abort resets currentStepIndex to 0: where it happened is known only from the failed
+    # step run's label or the Events. Without either, no step is marked (count: none of them).
+    position = (abort_index if abort_index is not None else count) if aborted else index
 
     entries: list[StepEntry] = []
     for i, step in enumerate(steps):
@@ -598,6 +600,9 @@ def build(
             ended = line.aborted_at
         elif promoted and line.skipped and i not in line.ended:
             state, why = STATE_SKIPPED, WHY_SKIPPED
+        elif aborted and abort_index is None:
+            state, why = (STATE_DONE, _done_why(step, steps, i, line, run)) if i in line.ended \
+                else (STATE_PENDING, WHY_PENDING)
         elif i < position or (promoted and i in line.ended):
             state, why = STATE_DONE, _done_why(step, steps, i, line, run)
         elif promoted:
