@@ -185,3 +185,16 @@ def test_render(output: str, terminal: bool, check: Any) -> None:
     stream = io.StringIO()
     render(log, output=output, namespace="ml", name="model", stream=stream, terminal=terminal)
     assert check(stream.getvalue(), log), stream.getvalue()
+
+
+def test_a_step_completed_in_the_same_second_as_the_update_keeps_its_times() -> None:
+    """Event times have one-second grain: a setWeight step done in the second of the update
+    (listed first by the API server) still belongs to the new revision (seen on the dashboard)."""
+    data = _fixture("paused")
+    same_second = "2026-12-03T12:00:00Z"
+    step_done = next(e for e in data["events"] if e["reason"] == "RolloutStepCompleted")
+    step_done["lastTimestamp"] = same_second
+    data["events"].remove(step_done)
+    data["events"].insert(0, step_done)
+    first = _explain(data)["steps"][0]
+    assert (first["state"], first["startedAt"], first["endedAt"]) == ("done", same_second, same_second)

@@ -289,9 +289,18 @@ def _about(event: Mapping[str, Any], obj: Mapping[str, Any], kind: str) -> bool:
     return not (uid and involved_uid and uid != involved_uid)
 
 
+def _event_order(pair: tuple[datetime, Mapping[str, Any]]) -> tuple[datetime, int, int]:
+    """Time first; within one second (Event times have no finer grain) a revision's opening
+    Events come before its steps, then the API server's order (resourceVersion)."""
+    at, event = pair
+    opening = 0 if event.get("reason") in (REASON_UPDATED, REASON_RS_CREATED) else 1
+    version = str(_get(event, "metadata", "resourceVersion") or "")
+    return at, opening, int(version) if version.isdigit() else 0
+
+
 def _sorted_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[datetime, Mapping[str, Any]]]:
     timed = [(t, e) for e in events if (t := _event_time(e)) is not None]
-    return sorted(timed, key=lambda pair: pair[0])
+    return sorted(timed, key=_event_order)
 
 
 def _revision_events(rollout: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
