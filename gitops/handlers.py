@@ -123,7 +123,12 @@ def _watched(namespace: str, labels: Any, **_: Any) -> bool:
     return namespace in CONFIG.app_namespaces and in_shard(labels, instance_id=CONFIG.instance_id)
 
 
-@kopf.index("argoproj.io", "v1alpha1", "applications", id=INDEX_ID, when=_watched)
+def _owned(namespace: str, name: str, labels: Any, **_: Any) -> bool:
+    """A watched Application of this replica's shard (gitops/shard.py); projects are every shard's."""
+    return _watched(namespace, labels) and CONFIG.shard.owns(namespace, name)
+
+
+@kopf.index("argoproj.io", "v1alpha1", "applications", id=INDEX_ID, when=_owned)
 def applications_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace, name): dict(body)}
 
@@ -175,7 +180,7 @@ def _requeue_all(loop: asyncio.AbstractEventLoop) -> Any:
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "applications", id="gitops-application-changed",
-               when=_watched)
+               when=_owned)
 def application_changed(namespace: str, name: str, body: kopf.Body, type: str | None = None,
                         **_: Any) -> None:
     key = (namespace, name)
@@ -345,7 +350,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
                                       secrets=_webhook_secrets, on_push=_on_push)
         await STATE.webhook.start()
         log.info("gitops webhook listening", port=WEBHOOK_CONFIG.port, path="/api/webhook")
-    log.info("gitops controller started", workers=CONFIG.workers,
+    log.info("gitops controller started", workers=CONFIG.workers, shard=str(CONFIG.shard),
              app_namespaces=CONFIG.app_namespaces, reconcile_seconds=CONFIG.reconcile_seconds)
 
 
