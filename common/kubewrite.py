@@ -179,7 +179,7 @@ def install_request_counter(counter: Counter = API_REQUESTS) -> None:
         return response
 
     counted._tidegate_counted = True  # type: ignore[attr-defined]
-    rest.RESTClientObject.request = counted  # type: ignore[method-assign]
+    rest.RESTClientObject.request = counted
 
 
 ObjectKey = tuple[str, str, str]

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import math
 import tempfile
 import time
@@ -53,7 +54,8 @@ import kopf
 
 from common.events import post_event
 from common.kubeclient import new_api_client
-from common.logging import get_logger
+from common.kubewrite import install_request_counter
+from common.logging import bind_object, get_logger
 from common.shell import Shell, VersionTracker, configure_operator, in_shard, resource_version
 from gitops import metrics
 from gitops.api import ApplicationSource
@@ -279,9 +281,13 @@ async def reconcile(key: Key) -> float | None:
     if body is not None:
         INTENT[key] = _intent(body)
     dest = ((body or {}).get("spec") or {}).get("destination") or {}
+    bind_object(kind="Application", namespace=key[0], name=key[1], revision=str(
+        (((body or {}).get("status") or {}).get("sync") or {}).get("revision") or ""))
     loop = asyncio.get_running_loop()
     try:
-        delay: float | None = await loop.run_in_executor(STATE.pool, STATE.controller.reconcile, key, body)
+        # the worker thread logs with this reconcile's object fields (contextvars copied)
+        delay: float | None = await loop.run_in_executor(
+            STATE.pool, contextvars.copy_context().run, STATE.controller.reconcile, key, body)
     except BaseException:
         NEXT_DUE.pop(key, None)
         metrics.RECONCILES.labels(result=metrics.RECONCILE_ERROR).inc()
@@ -308,6 +314,7 @@ def _detect(source: ApplicationSource, path: Path) -> str:
 @kopf.on.startup(id="gitops-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     configure_operator(settings)
+    install_request_counter()
     SHELL.use_indices(kwargs, INDEX_ID, PROJECT_INDEX_ID)
     # Each worker's reconcile may run CALL_CONCURRENCY calls at once (controller.py), on one pool shared
     # by the workers: enough connections for that pool, the workers and the watches.
