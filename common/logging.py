@@ -82,7 +82,7 @@ def _kopf_object(logger: WrappedLogger, method_name: str, event_dict: EventDict)
     record = event_dict.get("_record")
     ref = getattr(record, "k8s_ref", None)
     if isinstance(ref, dict):
-        for field in ("namespace", "name"):
+        for field in ("kind", "namespace", "name"):
             if ref.get(field) and field not in event_dict:
                 event_dict[field] = ref[field]
     return event_dict

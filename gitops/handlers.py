@@ -189,7 +189,11 @@ def application_changed(namespace: str, name: str, body: kopf.Body, type: str | 
     if type == "DELETED":
         metrics.forget_app(key)
     else:
-        metrics.observe_app(key, body)
+        finished = metrics.observe_app(key, body)
+        if finished is not None:
+            status = body.get("status") or {}
+            log.info("application sync finished", kind="Application", namespace=namespace, name=name,
+                     phase=finished, revision=str((status.get("sync") or {}).get("revision") or ""))
         if REFRESH_ANNOTATION in (body.get("metadata", {}).get("annotations") or {}):
             REFRESH.triggered(key, metrics.ANNOTATION)
         REFRESH.observe(key, body)

@@ -68,8 +68,8 @@ _finished: dict[Key, str] = {}
 _lock = threading.Lock()
 
 
-def observe_app(key: Key, body: Mapping[str, Any]) -> None:
-    """Update argocd_app_info and count a sync operation that just finished."""
+def observe_app(key: Key, body: Mapping[str, Any]) -> str | None:
+    """Update argocd_app_info and count a sync operation that just finished (its phase returned)."""
     namespace, name = key
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -92,11 +92,14 @@ def observe_app(key: Key, body: Mapping[str, Any]) -> None:
         finished = str(op.get("finishedAt") or "")
         phase = str(op.get("phase") or "")
         if phase in TERMINAL and finished and _finished.get(key) != finished:
-            if key in _finished:  # the first sight after start-up is not a new sync
+            counted = key in _finished  # the first sight after start-up is not a new sync
+            if counted:
                 APP_SYNC.labels(namespace, name, labels[2], phase, labels[3]).inc()
             _finished[key] = finished
-        elif key not in _finished:
+            return phase if counted else None
+        if key not in _finished:
             _finished[key] = finished
+    return None
 
 
 def repo_label(url: str) -> str:

@@ -245,8 +245,14 @@ async def reconcile(key: Key) -> float | None:
                                   phase=str((outcome.status or {}).get("phase", "")),
                                   traffic_router=outcome.traffic_router, body=body, status=outcome.status)
         if outcome.written_rollout is not None:
-            metrics.observe_step(body=body, status=outcome.written_rollout.get("status") or {},
-                                 woken_at=WOKEN.pop(key, None), written_at=time.time())
+            written = outcome.written_rollout.get("status") or {}
+            reaction = metrics.observe_step(body=body, status=written, woken_at=WOKEN.pop(key, None),
+                                            written_at=time.time())
+            if written.get("currentStepIndex") != status.get("currentStepIndex") or (
+                    written.get("phase") != status.get("phase")):
+                log.info("rollout status advanced", to_step=written.get("currentStepIndex"),
+                         phase=written.get("phase"), reaction_seconds=reaction,
+                         revision=str(written.get("currentPodHash") or ""))
         requeue = plan.requeue_after
         # A reconcile whose only write was the Rollout's own status (a step completed,
         # a pause began) leaves every child as the indices show it: plan again at once
