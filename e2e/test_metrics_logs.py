@@ -109,7 +109,7 @@ def test_metrics_and_json_logs_of_a_canary_and_a_sync(
     analysis.secret("creds", {"token": SECRET})
     analysis.create(analysis_template("check", [web_metric("check", f"{stand_in}/ok", successCondition="true")],
                                       args=SECRET_ARGS))
-    steps = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "check"}]}},
+    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "check"}]}},
              {"pause": {"duration": "1s"}}]
     cluster.create(rollout("web", replicas=2, steps=steps, traffic=None))
     cluster.wait_phase("web", "Healthy", timeout=60)
