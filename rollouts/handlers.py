@@ -72,14 +72,12 @@ class _State:
 
 
 STATE = _State()
-# Per Rollout: when a watch event first woke it since our last write of it (epoch
-# seconds), the moment a promote or a finished AnalysisRun could first be known
-# (rollouts/metrics.py tidegate_step_reaction_seconds).
-WOKEN: dict[Key, float] = {}
-
-
-def _woken(key: Key) -> None:
-    WOKEN.setdefault(key, time.time())
+# Per Rollout, since our last write of it (epoch seconds): the first event of the Rollout
+# that was not our write's echo (a promote could first be known), and the first event of
+# one of its AnalysisRuns in a terminal phase (rollouts/metrics.py tidegate_step_reaction_seconds).
+PROMOTED: dict[Key, float] = {}
+ANALYSIS_DONE: dict[Key, float] = {}
+RUN_ENDED = ("Successful", "Failed", "Error", "Inconclusive")
 
 
 def _in_shard(labels: Any, **_: Any) -> bool:
@@ -141,7 +139,7 @@ def clusteranalysistemplates_index(name: str, body: kopf.Body, **_: Any) -> dict
 @kopf.on.event("argoproj.io", "v1alpha1", "rollouts", id="rollout-changed", when=_in_shard)
 def rollout_changed(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
     if resource_version(body) != SHELL.tracker.last((namespace, name)):  # not our own write's echo
-        _woken((namespace, name))
+        PROMOTED.setdefault((namespace, name), time.time())
     SHELL.queue.add((namespace, name))
 
 
@@ -153,9 +151,10 @@ def replicaset_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "analysisruns", id="analysisrun-changed")
-def analysisrun_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
+def analysisrun_changed(namespace: str, meta: kopf.Meta, status: kopf.Status, **_: Any) -> None:
     for owner in _owner_rollouts(meta):
-        _woken((namespace, owner))
+        if status.get("phase") in RUN_ENDED:
+            ANALYSIS_DONE.setdefault((namespace, owner), time.time())
         SHELL.queue.add((namespace, owner))
 
 
@@ -205,7 +204,8 @@ def _forget(key: Key) -> None:
     _remember_references(key, ())
     STATE.referenced_by.pop(key, None)
     SHELL.tracker.forget(key)
-    WOKEN.pop(key, None)
+    PROMOTED.pop(key, None)
+    ANALYSIS_DONE.pop(key, None)
     metrics.forget_rollout(key)
 
 
@@ -246,7 +246,8 @@ async def reconcile(key: Key) -> float | None:
                                   traffic_router=outcome.traffic_router, body=body, status=outcome.status)
         if outcome.written_rollout is not None:
             written = outcome.written_rollout.get("status") or {}
-            reaction = metrics.observe_step(body=body, status=written, woken_at=WOKEN.pop(key, None),
+            reaction = metrics.observe_step(body=body, status=written, promoted_at=PROMOTED.pop(key, None),
+                                            analysis_done_at=ANALYSIS_DONE.pop(key, None),
                                             written_at=time.time())
             if written.get("currentStepIndex") != status.get("currentStepIndex") or (
                     written.get("phase") != status.get("phase")):

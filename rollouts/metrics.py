@@ -18,10 +18,12 @@ on something outside the controller (``pause`` and ``analysis``), the seconds fr
 the moment the step's exit condition became true to the controller's status write
 that moved ``status.currentStepIndex`` past it. The moment is, for a pause with a
 duration, its pauseCondition's ``startTime`` plus the duration (the deadline, when it
-passed); otherwise (a promote, an indefinite pause resumed, an AnalysisRun that
-finished) the first watch event of the Rollout or its AnalysisRun since our last
-write of it, which is when the controller could first know. ``step_type`` carries
-no name, so the series stay few.
+passed); for any other pause (a promote, a resume) the first watch event of the
+Rollout since our last write of it that is not our own write's echo; for an
+analysis step the first watch event of one of its AnalysisRuns in a terminal phase
+since our last write of the Rollout. Those are the moments the controller could
+first know (the watch's own delay is inside the figure). ``step_type`` carries no
+name, so the series stay few.
 """
 
 from __future__ import annotations
@@ -124,12 +126,14 @@ def _stamp(text: Any) -> float | None:
         return None
 
 
-def step_reaction(*, body: Mapping[str, Any], status: Mapping[str, Any], woken_at: float | None,
-                  written_at: float) -> tuple[str, float] | None:
+def step_reaction(*, body: Mapping[str, Any], status: Mapping[str, Any], promoted_at: float | None,
+                  analysis_done_at: float | None, written_at: float) -> tuple[str, float] | None:
     """(step_type, seconds) when ``status`` moved past a pause or analysis step of ``body``.
 
     ``body`` is the Rollout the reconcile read, ``status`` the one it wrote at
-    ``written_at`` (epoch seconds); ``woken_at`` the first watch event since our last write.
+    ``written_at`` (epoch seconds); ``promoted_at`` the first Rollout event since our
+    last write that was not its echo, ``analysis_done_at`` the first event of a
+    finished AnalysisRun since then (None: none seen).
     """
     before = (body.get("status") or {}).get("currentStepIndex")
     after = status.get("currentStepIndex")
@@ -142,7 +146,7 @@ def step_reaction(*, body: Mapping[str, Any], status: Mapping[str, Any], woken_a
         return None
     step = steps[before] or {}
     if "pause" in step:
-        kind, since = PAUSE, woken_at
+        kind, since = PAUSE, promoted_at
         duration = (step.get("pause") or {}).get("duration")
         started = next((_stamp(c.get("startTime")) for c in (body.get("status") or {}).get("pauseConditions") or []
                         if c.get("reason") == "CanaryPauseStep"), None)
@@ -155,7 +159,7 @@ def step_reaction(*, body: Mapping[str, Any], status: Mapping[str, Any], woken_a
             if seconds is not None and started + seconds <= written_at:
                 since = started + seconds
     elif "analysis" in step:
-        kind, since = ANALYSIS, woken_at
+        kind, since = ANALYSIS, analysis_done_at
     else:
         return None
     if since is None:
@@ -163,10 +167,11 @@ def step_reaction(*, body: Mapping[str, Any], status: Mapping[str, Any], woken_a
     return kind, max(0.0, written_at - since)
 
 
-def observe_step(*, body: Mapping[str, Any], status: Mapping[str, Any], woken_at: float | None,
-                 written_at: float) -> float | None:
+def observe_step(*, body: Mapping[str, Any], status: Mapping[str, Any], promoted_at: float | None,
+                 analysis_done_at: float | None, written_at: float) -> float | None:
     """Record ``tidegate_step_reaction_seconds`` if this write moved past a waiting step."""
-    found = step_reaction(body=body, status=status, woken_at=woken_at, written_at=written_at)
+    found = step_reaction(body=body, status=status, promoted_at=promoted_at,
+                          analysis_done_at=analysis_done_at, written_at=written_at)
     if found is None:
         return None
     STEP_REACTION.labels(step_type=found[0]).observe(found[1])

@@ -83,21 +83,23 @@ def _body(step: int, pause_started: float | None = None, pod_hash: str = "abc") 
 
 
 @pytest.mark.parametrize(
-    ("body", "after", "woken", "written", "expected"),
+    ("body", "after", "promoted", "done", "written", "expected"),
     [
-        (_body(1, pause_started=T0), 2, T0 + 29.0, T0 + 30.4, ("pause", 0.4)),  # deadline, not the wake
-        (_body(2), 3, T0 + 5.0, T0 + 5.25, ("pause", 0.25)),  # promote seen at T0+5
-        (_body(3), 4, T0 + 8.0, T0 + 8.5, ("analysis", 0.5)),  # finished run seen at T0+8
-        (_body(0), 1, T0, T0 + 1.0, None),  # setWeight: the controller's own step
-        (_body(2), 2, T0, T0 + 1.0, None),  # did not advance
-        (_body(2), 3, None, T0 + 1.0, None),  # no wake known
+        (_body(1, pause_started=T0), 2, T0 + 29.0, None, T0 + 30.4, ("pause", 0.4)),  # deadline, not the event
+        (_body(2), 3, T0 + 5.0, T0 + 1.0, T0 + 5.25, ("pause", 0.25)),  # promote seen at T0+5
+        (_body(3), 4, T0 + 1.0, T0 + 8.0, T0 + 8.5, ("analysis", 0.5)),  # finished run seen at T0+8
+        (_body(0), 1, T0, T0, T0 + 1.0, None),  # setWeight: the controller's own step
+        (_body(2), 2, T0, T0, T0 + 1.0, None),  # did not advance
+        (_body(2), 3, None, T0, T0 + 1.0, None),  # no promote seen
+        (_body(3), 4, T0, None, T0 + 1.0, None),  # no finished run seen
     ],
-    ids=["timed-pause", "promoted-pause", "analysis", "set-weight", "no-advance", "no-wake"],
+    ids=["timed-pause", "promoted-pause", "analysis", "set-weight", "no-advance", "no-promote", "no-run-end"],
 )
-def test_step_reaction(body: dict[str, Any], after: int, woken: float | None, written: float,
-                       expected: tuple[str, float] | None) -> None:
+def test_step_reaction(body: dict[str, Any], after: int, promoted: float | None, done: float | None,
+                       written: float, expected: tuple[str, float] | None) -> None:
     status = {"currentStepIndex": after, "currentPodHash": "abc"}
-    found = rollout_metrics.step_reaction(body=body, status=status, woken_at=woken, written_at=written)
+    found = rollout_metrics.step_reaction(body=body, status=status, promoted_at=promoted,
+                                          analysis_done_at=done, written_at=written)
     if expected is None:
         assert found is None
     else:
@@ -107,13 +109,14 @@ def test_step_reaction(body: dict[str, Any], after: int, woken: float | None, wr
 
 def test_a_new_revision_restarting_the_steps_is_no_reaction() -> None:
     status = {"currentStepIndex": 3, "currentPodHash": "new"}
-    assert rollout_metrics.step_reaction(body=_body(2), status=status, woken_at=T0, written_at=T0 + 1) is None
+    assert rollout_metrics.step_reaction(body=_body(2), status=status, promoted_at=T0, analysis_done_at=T0,
+                                         written_at=T0 + 1) is None
 
 
 def test_observe_step_fills_the_histogram() -> None:
     before = _value("tidegate_step_reaction_seconds_count", step_type="analysis") or 0.0
     rollout_metrics.observe_step(body=_body(3), status={"currentStepIndex": 4, "currentPodHash": "abc"},
-                                 woken_at=T0, written_at=T0 + 0.1)
+                                 promoted_at=None, analysis_done_at=T0, written_at=T0 + 0.1)
     assert _value("tidegate_step_reaction_seconds_count", step_type="analysis") == before + 1
 
 
