@@ -37,13 +37,15 @@ from analysis.providers.job import GenericJobsApi
 from analysis.providers.registry import build_registry
 from common.fairness import TenantSlots
 from common.kubeclient import new_api_client
-from common.logging import get_logger
+from common.kubewrite import install_request_counter
+from common.logging import bind_object, get_logger
 from common.redaction import install_log_filter
 from common.shell import Shell, configure_operator, in_shard
 
 log = get_logger("tidegate.analysis")
 
-INDEX_ID = "analysis_runs"  # a kwarg name for kopf; distinct from the rollout side's index
+INDEX_ID = "analysis_runs"
+POD_HASH_LABEL = "rollouts-pod-template-hash"  # the revision a Rollout's run measures  # a kwarg name for kopf; distinct from the rollout side's index
 
 
 def _count_error(key: Key) -> None:
@@ -86,8 +88,11 @@ def _current(key: Key) -> dict[str, Any] | None:
 async def reconcile(key: Key) -> float | None:
     assert STATE.controller is not None  # set by startup before any worker runs
     started = asyncio.get_running_loop().time()
+    body = _current(key)
+    bind_object(kind="AnalysisRun", namespace=key[0], name=key[1], revision=str(
+        ((body or {}).get("metadata") or {}).get("labels", {}).get(POD_HASH_LABEL) or ""))
     try:
-        return await STATE.controller.reconcile(key, _current(key))
+        return await STATE.controller.reconcile(key, body)
     finally:
         metrics.observe_reconcile(namespace=key[0], name=key[1],
                                   seconds=asyncio.get_running_loop().time() - started)
@@ -100,6 +105,7 @@ def _on_error(key: Key, exc: BaseException) -> float:
 @kopf.on.startup(id="analysis-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     configure_operator(settings)
+    install_request_counter()
     # Any log line (a library's exception, a traceback) may quote a run's secret.
     install_log_filter()
     SHELL.use_indices(kwargs, INDEX_ID)

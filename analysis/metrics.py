@@ -5,6 +5,9 @@ and by analysis/handlers.py (reconcile duration and errors); served by the CLI's
 metrics endpoint. Label sets of a run are replaced when its phases change and
 removed when the run disappears, so a long-lived controller does not grow a
 time series per phase a run ever had.
+
+``analysis_run_phase{namespace,name,phase}`` is Argo's deprecated per-phase gauge,
+kept for existing dashboards: 1 for the run's phase, 0 for the others.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ ANALYSIS_RUN_INFO = Gauge(
     "analysis_run_info", "Information about an AnalysisRun (value 1).",
     ["namespace", "name", "phase"],
 )
+ANALYSIS_RUN_PHASE = Gauge(
+    "analysis_run_phase", "Information on the state of the AnalysisRun (deprecated in Argo: "
+    "use analysis_run_info).", ["namespace", "name", "phase"],
+)
+RUN_PHASES = ("Pending", "Running", "Successful", "Failed", "Error", "Inconclusive")
 ANALYSIS_RUN_METRIC_PHASE = Gauge(
     "analysis_run_metric_phase", "Phase of a metric of an AnalysisRun (value 1).",
     ["namespace", "name", "metric", "type", "dry_run", "phase"],
@@ -70,6 +78,8 @@ def observe_run(*, namespace: str, name: str, phase: str, metrics: Iterable[Metr
             ANALYSIS_RUN_INFO.remove(*key, *previous)
         ANALYSIS_RUN_INFO.labels(*key, phase).set(1)
         _info[key] = (phase,)
+        for each in RUN_PHASES:
+            ANALYSIS_RUN_PHASE.labels(*key, each).set(1 if each == phase else 0)
     infos = list(metrics)
     _replace(ANALYSIS_RUN_METRIC_PHASE, _metric_phase, key,
              {(m.metric, m.type, "true" if m.dry_run else "false", m.phase) for m in infos})
@@ -90,6 +100,8 @@ def forget_run(*, namespace: str, name: str) -> None:
     previous = _info.pop(key, None)
     if previous is not None:
         ANALYSIS_RUN_INFO.remove(*key, *previous)
+        for each in RUN_PHASES:
+            ANALYSIS_RUN_PHASE.remove(*key, each)
     _replace(ANALYSIS_RUN_METRIC_PHASE, _metric_phase, key, set())
     _replace(ANALYSIS_RUN_METRIC_TYPE, _metric_type, key, set())
     _metric_phase.pop(key, None)

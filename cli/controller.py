@@ -116,11 +116,13 @@ def run_controller(args: argparse.Namespace) -> int:
         import analysis.handlers  # noqa: F401  (registers kopf handlers)
     if "gitops" in components:
         from gitops.config import CONFIG as GITOPS_CONFIG
+        from gitops.shard import shard_from_env
 
         GITOPS_CONFIG.instance_id = CONFIG.instance_id
         GITOPS_CONFIG.app_namespaces = list(getattr(args, "app_namespace", None) or
                                             GITOPS_CONFIG.app_namespaces)
         GITOPS_CONFIG.workers = getattr(args, "gitops_workers", GITOPS_CONFIG.workers)
+        GITOPS_CONFIG.shard = getattr(args, "shard", None) or shard_from_env()
         GITOPS_CONFIG.reconcile_seconds = getattr(args, "app_resync", GITOPS_CONFIG.reconcile_seconds)
         GITOPS_CONFIG.sync_timeout_seconds = getattr(args, "sync_timeout",
                                                      GITOPS_CONFIG.sync_timeout_seconds)

@@ -23,6 +23,7 @@ from cli.controller import (
     run_controller,
 )
 from common.logging import LOG_FORMATS, TEXT
+from gitops.shard import parse_shard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--analysis-workers", type=int, default=30, help="concurrent AnalysisRun reconciles")
     ctl.add_argument("--app-namespace", action="append",
                      help="gitops: watch Applications in this namespace (repeatable; default argocd)")
+    ctl.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                     help="gitops: handle only the Applications of shard I of N (stable hash of "
+                          "namespace/name; read at start-up, so a new N rebalances as the replicas "
+                          "restart; default: a StatefulSet ordinal with $TIDEGATE_SHARDS, else all)")
     ctl.add_argument("--gitops-workers", type=int, default=8, help="concurrent Application reconciles")
     ctl.add_argument("--app-resync", type=float, default=120.0,
                      help="gitops: seconds between polls of an Application's source (timeout.reconciliation)")

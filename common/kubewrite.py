@@ -3,20 +3,31 @@
 Used by rollouts/kube/apply.py (and open to analysis/controller.py and the sync
 module): the RFC 7386 merge-patch diff that lets a writer skip a write which
 changes nothing, the 404/409 tests of an API error, the server's own message
-out of an error body, the counted writer behind
-``controller_clientset_k8s_request_total`` (Argo's metric name; the benchmark
-reads API writes per step from it), and ``EventDeduper``, which keeps a
-standing error to one Event per distinct message per object however often the
-reconcile retries.
+out of an error body, the counted writer behind ``tidegate_api_writes_total``
+(the writes a reconcile meant, by kind and verb; the benchmark reads API writes
+per step from it), and ``EventDeduper``, which keeps a standing error to one
+Event per distinct message per object however often the reconcile retries.
+
+``install_request_counter`` (called by every controller's start-up) wraps the one
+choke point every request of the kubernetes client passes through
+(``RESTClientObject.request``: typed APIs and the dynamic client alike), so
+``controller_clientset_k8s_request_total{kind,verb,status_code}`` (Argo's name)
+counts every read and write the controllers make. ``kind`` is the resource of
+the URL (``rollouts``, ``replicasets``, ``applications``), ``verb`` Kubernetes'
+verb (get, list, watch, create, update, patch, delete), ``status_code`` the HTTP
+status or ``error`` when no answer came. kopf's own watch connections use aiohttp
+and are not counted. No label carries a name, query or body: nothing secret.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
@@ -24,9 +35,18 @@ from prometheus_client import Counter
 T = TypeVar("T")
 
 API_WRITES = Counter(
-    "controller_clientset_k8s_request_total", "Write requests sent to the API server.",
+    "tidegate_api_writes_total", "Writes a reconcile sent to the API server, by kind, verb and answer.",
     ["kind", "verb", "status_code"],
 )
+API_REQUESTS = Counter(
+    "controller_clientset_k8s_request_total",
+    "Every request the controllers' kubernetes client sent to the API server (reads and writes).",
+    ["kind", "verb", "status_code"],
+)
+NO_ANSWER = "error"
+_WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
 CONFLICT, NOT_FOUND = 409, 404
 MAX_SERVER_MESSAGE = 1024
 
@@ -102,6 +122,64 @@ class CountedWriter:
             raise
         self.count(kind, verb, code)
         return result
+
+
+def request_labels(method: str, url: str) -> tuple[str, str]:
+    """(kind, verb) of one API request: the resource of its path and Kubernetes' verb.
+
+    ``/api/v1/namespaces/a/pods/x`` is ``pods``; ``/apis/g/v/namespaces/a/rollouts/r/status``
+    is ``rollouts`` (a subresource names its parent); a GET without a name is ``list``,
+    with ``watch=true`` ``watch``.
+    """
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    if segments[:1] == ["api"]:
+        rest = segments[2:]
+    elif segments[:1] == ["apis"]:
+        rest = segments[3:]
+    else:
+        return ("other", method.lower())
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]  # a namespaced resource: drop "namespaces/<ns>"
+    if not rest:
+        return ("discovery", method.lower())
+    kind = rest[0]
+    upper = method.upper()
+    if upper in _WRITE_VERBS:
+        return kind, _WRITE_VERBS[upper]
+    if "true" in parse_qs(parts.query).get("watch", []):
+        return kind, "watch"
+    return kind, "get" if len(rest) >= 2 else "list"
+
+
+def install_request_counter(counter: Counter = API_REQUESTS) -> None:
+    """Count every request of the kubernetes client (idempotent; once per process).
+
+    Wraps ``kubernetes.client.rest.RESTClientObject.request``, the single method
+    every ApiClient (typed or dynamic) sends through.
+    """
+    from kubernetes.client import rest
+
+    original = rest.RESTClientObject.request
+    if getattr(original, "_tidegate_counted", False):
+        return
+
+    @functools.wraps(original)
+    def counted(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        kind, verb = request_labels(method, url)
+        try:
+            response = original(self, method, url, *args, **kwargs)
+        except ApiException as exc:
+            counter.labels(kind=kind, verb=verb, status_code=str(exc.status or NO_ANSWER)).inc()
+            raise
+        except Exception:
+            counter.labels(kind=kind, verb=verb, status_code=NO_ANSWER).inc()
+            raise
+        counter.labels(kind=kind, verb=verb, status_code=str(getattr(response, "status", "") or NO_ANSWER)).inc()
+        return response
+
+    counted._tidegate_counted = True  # type: ignore[attr-defined]
+    rest.RESTClientObject.request = counted
 
 
 ObjectKey = tuple[str, str, str]

@@ -19,6 +19,14 @@ per-object lines carry the object's namespace and name as fields too.
 * ``json``: one object per line, ``{"event": ..., "namespace": ..., "name": ...,
   "level": ..., "logger": ..., "timestamp": ...}``.
 
+Every line about an object names it: a reconcile entry point (rollouts/handlers.py,
+analysis/handlers.py, gitops/handlers.py, notifications) calls ``bind_object`` with
+the object's ``kind``, ``namespace``, ``name``, ``revision`` (the pod-template hash
+of a Rollout or AnalysisRun, the Git revision of an Application) and, for a
+Rollout, ``step``; structlog's contextvars add them to every line logged in that
+task (and in a thread the task hands its context to), ours and foreign alike.
+A field given at the call site wins over the bound one.
+
 The redacting filter of common/redaction.py sits on the handler, so a secret
 of a run in progress never reaches the output in either format, wherever the
 line comes from. The HTTP client libraries never log request lines, even with
@@ -48,6 +56,7 @@ REQUEST_LOGGERS = ("urllib3", "urllib3.connectionpool", "requests", "kubernetes.
 KOPF_OBJECT_LOGGER = "kopf.objects"
 # Fields the text format places itself; every other field follows as key=value.
 _PLACED = ("timestamp", "level", "logger", "event", "namespace", "name", "exception")
+OBJECT_FIELDS = ("kind", "namespace", "name", "revision", "step")
 
 
 class _Event(dict[str, Any]):
@@ -73,7 +82,7 @@ def _kopf_object(logger: WrappedLogger, method_name: str, event_dict: EventDict)
     record = event_dict.get("_record")
     ref = getattr(record, "k8s_ref", None)
     if isinstance(ref, dict):
-        for field in ("namespace", "name"):
+        for field in ("kind", "namespace", "name"):
             if ref.get(field) and field not in event_dict:
                 event_dict[field] = ref[field]
     return event_dict
@@ -105,7 +114,8 @@ _PROCESSORS: list[Processor] = [
     _wrap_for_formatter,
 ]
 # Foreign records (logging.getLogger lines), once the handler takes them.
-_FOREIGN: list[Processor] = [*_STAMP, _kopf_object, _redacted_traceback]
+_FOREIGN: list[Processor] = [structlog.contextvars.merge_contextvars, *_STAMP, _kopf_object,
+                             _redacted_traceback]
 
 
 def _value(value: Any) -> str:
@@ -182,6 +192,27 @@ def configure(*, log_format: str = TEXT, verbose: bool = False,
     # Any line (a library's exception, a traceback) may quote a run's secret.
     install_log_filter(root)
     return handler
+
+
+def bind_object(*, kind: str, namespace: str, name: str, revision: str = "",
+                step: int | None = None) -> None:
+    """Name the object this task (a reconcile) is about on every line it logs from now on.
+
+    Replaces whatever the task bound before (a worker takes one key after another);
+    ``revision`` and ``step`` are left out when unknown.
+    """
+    structlog.contextvars.clear_contextvars()
+    fields: dict[str, Any] = {"kind": kind, "namespace": namespace, "name": name}
+    if revision:
+        fields["revision"] = revision
+    if step is not None:
+        fields["step"] = step
+    structlog.contextvars.bind_contextvars(**fields)
+
+
+def unbind_object() -> None:
+    """Forget the object ``bind_object`` named (the task goes back to general work)."""
+    structlog.contextvars.unbind_contextvars(*OBJECT_FIELDS)
 
 
 def get_logger(name: str) -> BoundLogger:

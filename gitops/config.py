@@ -1,7 +1,7 @@
 """Process-wide settings of the sync module, filled once by the CLI before kopf starts.
 
 The composition root (cli/controller.py) fills them from its flags;
-gitops/handlers.py reads them at start-up and in its namespace filter.
+gitops/handlers.py reads them at start-up and in its namespace and shard filter.
 
 ``repo_url_rewrites`` is for tests and demos only: pairs (FROM, TO) that make git
 fetch a repoURL starting with FROM from TO instead (git's ``url.<TO>.insteadOf
@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gitops.shard import ALL, Shard
 
 DEFAULT_APP_NAMESPACE = "argocd"  # Argo CD's application namespace
 REPO_URL_REWRITE_ENV = "TIDEGATE_GITOPS_REPO_URL_REWRITE"
@@ -51,6 +53,8 @@ class GitopsConfig:
     instance_id: str = ""
     # Tests and demos only (see the module docstring): (FROM, TO) for git's insteadOf.
     repo_url_rewrites: list[tuple[str, str]] = field(default_factory=list)
+    # This replica's share of the Applications (gitops/shard.py); every one by default.
+    shard: Shard = ALL
 
 
 CONFIG = GitopsConfig()

@@ -39,6 +39,7 @@ Application leaves its resources (Argo CD's non-cascade delete).
 
 from __future__ import annotations
 
+import contextvars
 import pickle  # noqa: S403 - only our own rendered manifests, pickled by this process
 import re
 import threading
@@ -279,7 +280,10 @@ class AppController:
             if self._calls is None:
                 self._calls = ThreadPoolExecutor(CALL_CONCURRENCY, thread_name_prefix="gitops-call")
             pool = self._calls
-        return list(pool.map(call, work))
+        # each call logs with the reconcile's object fields (one context copy per call: a
+        # context cannot be entered by two threads at once)
+        contexts = [contextvars.copy_context() for _ in work]
+        return list(pool.map(lambda ctx, item: ctx.run(call, item), contexts, work))
 
     @property
     def _hard(self) -> bool:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import math
 import tempfile
 import time
@@ -53,7 +54,8 @@ import kopf
 
 from common.events import post_event
 from common.kubeclient import new_api_client
-from common.logging import get_logger
+from common.kubewrite import install_request_counter
+from common.logging import bind_object, get_logger
 from common.shell import Shell, VersionTracker, configure_operator, in_shard, resource_version
 from gitops import metrics
 from gitops.api import ApplicationSource
@@ -123,7 +125,12 @@ def _watched(namespace: str, labels: Any, **_: Any) -> bool:
     return namespace in CONFIG.app_namespaces and in_shard(labels, instance_id=CONFIG.instance_id)
 
 
-@kopf.index("argoproj.io", "v1alpha1", "applications", id=INDEX_ID, when=_watched)
+def _owned(namespace: str, name: str, labels: Any, **_: Any) -> bool:
+    """A watched Application of this replica's shard (gitops/shard.py); projects are every shard's."""
+    return _watched(namespace, labels) and CONFIG.shard.owns(namespace, name)
+
+
+@kopf.index("argoproj.io", "v1alpha1", "applications", id=INDEX_ID, when=_owned)
 def applications_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace, name): dict(body)}
 
@@ -175,14 +182,18 @@ def _requeue_all(loop: asyncio.AbstractEventLoop) -> Any:
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "applications", id="gitops-application-changed",
-               when=_watched)
+               when=_owned)
 def application_changed(namespace: str, name: str, body: kopf.Body, type: str | None = None,
                         **_: Any) -> None:
     key = (namespace, name)
     if type == "DELETED":
         metrics.forget_app(key)
     else:
-        metrics.observe_app(key, body)
+        finished = metrics.observe_app(key, body)
+        if finished is not None:
+            status = body.get("status") or {}
+            log.info("application sync finished", kind="Application", namespace=namespace, name=name,
+                     phase=finished, revision=str((status.get("sync") or {}).get("revision") or ""))
         if REFRESH_ANNOTATION in (body.get("metadata", {}).get("annotations") or {}):
             REFRESH.triggered(key, metrics.ANNOTATION)
         REFRESH.observe(key, body)
@@ -274,9 +285,13 @@ async def reconcile(key: Key) -> float | None:
     if body is not None:
         INTENT[key] = _intent(body)
     dest = ((body or {}).get("spec") or {}).get("destination") or {}
+    bind_object(kind="Application", namespace=key[0], name=key[1], revision=str(
+        (((body or {}).get("status") or {}).get("sync") or {}).get("revision") or ""))
     loop = asyncio.get_running_loop()
     try:
-        delay: float | None = await loop.run_in_executor(STATE.pool, STATE.controller.reconcile, key, body)
+        # the worker thread logs with this reconcile's object fields (contextvars copied)
+        delay: float | None = await loop.run_in_executor(
+            STATE.pool, contextvars.copy_context().run, STATE.controller.reconcile, key, body)
     except BaseException:
         NEXT_DUE.pop(key, None)
         metrics.RECONCILES.labels(result=metrics.RECONCILE_ERROR).inc()
@@ -303,6 +318,7 @@ def _detect(source: ApplicationSource, path: Path) -> str:
 @kopf.on.startup(id="gitops-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     configure_operator(settings)
+    install_request_counter()
     SHELL.use_indices(kwargs, INDEX_ID, PROJECT_INDEX_ID)
     # Each worker's reconcile may run CALL_CONCURRENCY calls at once (controller.py), on one pool shared
     # by the workers: enough connections for that pool, the workers and the watches.
@@ -345,7 +361,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
                                       secrets=_webhook_secrets, on_push=_on_push)
         await STATE.webhook.start()
         log.info("gitops webhook listening", port=WEBHOOK_CONFIG.port, path="/api/webhook")
-    log.info("gitops controller started", workers=CONFIG.workers,
+    log.info("gitops controller started", workers=CONFIG.workers, shard=str(CONFIG.shard),
              app_namespaces=CONFIG.app_namespaces, reconcile_seconds=CONFIG.reconcile_seconds)
 
 

@@ -10,6 +10,9 @@ status write seen back with nothing due, ``skipped_stale``: a body older than
 our last write), so reconciles per commit can be counted; ``argocd_app_reconcile``
 is Argo CD's histogram of the full reconciles' durations.
 
+No label carries a credential: a repoURL's user and password are cut
+(``repo_label``). An Application's series go when it is deleted.
+
 ``tidegate_refresh_to_applied_seconds`` is ours: from a refresh trigger (a
 webhook push, a poll that saw a ref move, the refresh annotation) to the sync
 operation that applied it finishing, by trigger. ``RefreshClock`` keeps the
@@ -22,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -64,8 +68,8 @@ _finished: dict[Key, str] = {}
 _lock = threading.Lock()
 
 
-def observe_app(key: Key, body: Mapping[str, Any]) -> None:
-    """Update argocd_app_info and count a sync operation that just finished."""
+def observe_app(key: Key, body: Mapping[str, Any]) -> str | None:
+    """Update argocd_app_info and count a sync operation that just finished (its phase returned)."""
     namespace, name = key
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -74,7 +78,8 @@ def observe_app(key: Key, body: Mapping[str, Any]) -> None:
     op = status.get("operationState") or {}
     labels = (namespace, name, str(spec.get("project") or ""),
               str(dest.get("server") or dest.get("name") or ""), str(dest.get("namespace") or ""),
-              str(source.get("repoURL") or ""), str((status.get("sync") or {}).get("status") or ""),
+              repo_label(str(source.get("repoURL") or "")),
+              str((status.get("sync") or {}).get("status") or ""),
               str((status.get("health") or {}).get("status") or ""),
               "sync" if body.get("operation") else "")
     with _lock:
@@ -87,11 +92,25 @@ def observe_app(key: Key, body: Mapping[str, Any]) -> None:
         finished = str(op.get("finishedAt") or "")
         phase = str(op.get("phase") or "")
         if phase in TERMINAL and finished and _finished.get(key) != finished:
-            if key in _finished:  # the first sight after start-up is not a new sync
+            counted = key in _finished  # the first sight after start-up is not a new sync
+            if counted:
                 APP_SYNC.labels(namespace, name, labels[2], phase, labels[3]).inc()
             _finished[key] = finished
-        elif key not in _finished:
+            return phase if counted else None
+        if key not in _finished:
             _finished[key] = finished
+    return None
+
+
+def repo_label(url: str) -> str:
+    """A repoURL fit for a label: without the user and password an https URL may carry."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid>"
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
 
 
 def forget_app(key: Key) -> None:

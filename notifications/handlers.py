@@ -40,7 +40,8 @@ import kopf
 
 from common.fairness import TenantSlots
 from common.kubeclient import new_api_client
-from common.logging import get_logger
+from common.kubewrite import install_request_counter
+from common.logging import bind_object, get_logger
 from common.shell import Shell, VersionTracker, configure_operator, in_shard
 from notifications.delivery import Backoff, ConfigCache, Notifier, Source
 from notifications.kube import NotificationsKube
@@ -231,6 +232,9 @@ async def reconcile(key: Key) -> float | None:
     body = SHELL.newest(INDICES[kind], (namespace, name))
     if body is None or SHELL.is_stale(key, body):
         return None  # gone, or our newer write is on its way back through the watch
+    status = body.get("status") or {}
+    bind_object(kind=kind, namespace=namespace, name=name, revision=str(
+        status.get("currentPodHash") or (status.get("sync") or {}).get("revision") or ""))
     loaded = await notifier.load(sources(kind, namespace))
     if loaded is None:
         return None  # no configuration: nothing to send (a ConfigMap appearing queues it again)
@@ -241,6 +245,7 @@ async def reconcile(key: Key) -> float | None:
 @kopf.on.startup(id="notifications-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     configure_operator(settings)
+    install_request_counter()
     SHELL.use_indices(kwargs, *INDICES.values())
     api = await asyncio.to_thread(new_api_client, pool_size=SETTINGS.workers + 4)
     port = NotificationsKube(api)

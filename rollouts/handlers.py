@@ -23,6 +23,8 @@ Why a queue and not one kopf daemon per Rollout: see common/workqueue.py.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +34,9 @@ from typing import Any
 import kopf
 
 from common.kubeclient import new_api_client
-from common.logging import get_logger
-from common.shell import Shell, configure_operator, in_shard
+from common.kubewrite import install_request_counter
+from common.logging import bind_object, get_logger
+from common.shell import Shell, configure_operator, in_shard, resource_version
 from rollouts import metrics
 from rollouts.config import CONFIG
 from rollouts.engine.reconcile import plan as make_plan
@@ -69,6 +72,12 @@ class _State:
 
 
 STATE = _State()
+# Per Rollout, since our last write of it (epoch seconds): the first event of the Rollout
+# that was not our write's echo (a promote could first be known), and the first event of
+# one of its AnalysisRuns in a terminal phase (rollouts/metrics.py tidegate_step_reaction_seconds).
+PROMOTED: dict[Key, float] = {}
+ANALYSIS_DONE: dict[Key, float] = {}
+RUN_ENDED = ("Successful", "Failed", "Error", "Inconclusive")
 
 
 def _in_shard(labels: Any, **_: Any) -> bool:
@@ -128,7 +137,9 @@ def clusteranalysistemplates_index(name: str, body: kopf.Body, **_: Any) -> dict
 # --- events: only enqueue -------------------------------------------------------------------
 
 @kopf.on.event("argoproj.io", "v1alpha1", "rollouts", id="rollout-changed", when=_in_shard)
-def rollout_changed(namespace: str, name: str, **_: Any) -> None:
+def rollout_changed(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    if resource_version(body) != SHELL.tracker.last((namespace, name)):  # not our own write's echo
+        PROMOTED.setdefault((namespace, name), time.time())
     SHELL.queue.add((namespace, name))
 
 
@@ -140,8 +151,10 @@ def replicaset_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "analysisruns", id="analysisrun-changed")
-def analysisrun_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
+def analysisrun_changed(namespace: str, meta: kopf.Meta, status: kopf.Status, **_: Any) -> None:
     for owner in _owner_rollouts(meta):
+        if status.get("phase") in RUN_ENDED:
+            ANALYSIS_DONE.setdefault((namespace, owner), time.time())
         SHELL.queue.add((namespace, owner))
 
 
@@ -191,6 +204,9 @@ def _forget(key: Key) -> None:
     _remember_references(key, ())
     STATE.referenced_by.pop(key, None)
     SHELL.tracker.forget(key)
+    PROMOTED.pop(key, None)
+    ANALYSIS_DONE.pop(key, None)
+    metrics.forget_rollout(key)
 
 
 def _single(index_name: str, key: Key) -> dict[str, Any] | None:
@@ -210,6 +226,10 @@ async def reconcile(key: Key) -> float | None:
     loop = asyncio.get_running_loop()
     requeue: float | None = None
     for _ in range(1 + FOLLOW_UP_PASSES):
+        status = body.get("status") or {}
+        # Every line of this pass, here and in the apply thread, names the Rollout.
+        bind_object(kind=ROLLOUT_KIND, namespace=key[0], name=key[1],
+                    revision=str(status.get("currentPodHash") or ""), step=status.get("currentStepIndex"))
         started = loop.time()
         snapshot = observe.snapshot(
             namespace=key[0], body=body, lookup=_single, multi=SHELL.indices,
@@ -218,11 +238,22 @@ async def reconcile(key: Key) -> float | None:
         _remember_references(key, snapshot.references)
         plan = make_plan(snapshot.context)
         outcome = await loop.run_in_executor(
-            STATE.pool, apply.apply_plan, STATE.api, snapshot.context, plan, SHELL.tracker, STATE.event_pool
+            STATE.pool, contextvars.copy_context().run,
+            apply.apply_plan, STATE.api, snapshot.context, plan, SHELL.tracker, STATE.event_pool
         )
         metrics.observe_reconcile(key=key, seconds=loop.time() - started,
                                   phase=str((outcome.status or {}).get("phase", "")),
-                                  traffic_router=outcome.traffic_router)
+                                  traffic_router=outcome.traffic_router, body=body, status=outcome.status)
+        if outcome.written_rollout is not None:
+            written = outcome.written_rollout.get("status") or {}
+            reaction = metrics.observe_step(body=body, status=written, promoted_at=PROMOTED.pop(key, None),
+                                            analysis_done_at=ANALYSIS_DONE.pop(key, None),
+                                            written_at=time.time())
+            if written.get("currentStepIndex") != status.get("currentStepIndex") or (
+                    written.get("phase") != status.get("phase")):
+                log.info("rollout status advanced", to_step=written.get("currentStepIndex"),
+                         phase=written.get("phase"), reaction_seconds=reaction,
+                         revision=str(written.get("currentPodHash") or ""))
         requeue = plan.requeue_after
         # A reconcile whose only write was the Rollout's own status (a step completed,
         # a pause began) leaves every child as the indices show it: plan again at once
@@ -267,6 +298,7 @@ def _on_error(key: Key, exc: BaseException) -> float:
 @kopf.on.startup(id="rollouts-startup")
 async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     configure_operator(settings)
+    install_request_counter()
     SHELL.use_indices(kwargs, *INDICES)
     STATE.api = await asyncio.to_thread(new_api_client, pool_size=max(CONFIG.workers * 2, 8) + EVENT_THREADS)
     STATE.pool = SHELL.pool(CONFIG.workers, name="rollout-apply")
