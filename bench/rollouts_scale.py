@@ -22,7 +22,7 @@ tidegate.dev/bench=true) and with one ``tidegate controller --namespace <ns>``:
 
 Per phase: controller CPU seconds (psutil user+system delta), peak RSS (sampled
 every 0.2 s), and the delta of the controller's own write counter
-``controller_clientset_k8s_request_total`` (+ Events from ``rollout_events_total``)
+``tidegate_api_writes_total`` (+ Events from ``rollout_events_total``)
 by kind/verb, divided by N. Prints a table with ratios to the §5 targets, writes
 bench/out/rollouts_scale.json (merged by N across runs) and docs/img/rollouts_scale.png.
 Everything it creates (namespaces, kwok-bench-* nodes, the controller) is removed
@@ -61,7 +61,7 @@ from rollouts.kube.actions import promote_patches  # noqa: E402
 GROUP, VERSION = "argoproj.io", "v1alpha1"
 ISTIO, ISTIO_VERSION = "networking.istio.io", "v1beta1"
 IMAGE_V1, IMAGE_V2 = "registry.local/model:v1", "registry.local/model:v2"
-WRITES_METRIC = "controller_clientset_k8s_request_total"
+WRITES_METRIC = "tidegate_api_writes_total"
 EVENTS_METRIC = "rollout_events_total"
 RECONCILE_COUNT_METRIC = "rollout_reconcile_count"
 TARGET_P99_SECONDS = 1.0
