@@ -276,3 +276,34 @@ def test_cli_argument_errors_exit_1_without_traceback(
 )
 def test_cli_parses(argv: list[str], attr: str, value: Any) -> None:
     assert getattr(build_parser().parse_args(argv), attr) == value
+
+
+def defaulted(pod_template: dict[str, Any], pod_hash: str) -> dict[str, Any]:
+    """The template as the API server stores it in a ReplicaSet (defaults filled in)."""
+    doc = copy.deepcopy(pod_template)
+    doc["metadata"] = {**doc["metadata"], "creationTimestamp": None,
+                       "labels": {**doc["metadata"]["labels"], "rollouts-pod-template-hash": pod_hash}}
+    doc["spec"].update(restartPolicy="Always", dnsPolicy="ClusterFirst", schedulerName="default-scheduler",
+                       securityContext={}, terminationGracePeriodSeconds=30)
+    for container in doc["spec"]["containers"]:
+        container.update(terminationMessagePath="/dev/termination-log", terminationMessagePolicy="File",
+                         imagePullPolicy="IfNotPresent", resources={})
+    return doc
+
+
+def test_undo_strips_server_defaults_when_they_hash_back_to_the_revision() -> None:
+    from rollouts.engine.hashing import pod_template_hash
+
+    original = template("nginx:1")
+    rs = replica_set(1, "nginx:1", pod_template_hash(original))
+    rs["spec"]["template"] = defaulted(original, pod_template_hash(original))
+    ops, _ = actions.undo_patch(rollout(), [rs, replica_set(2, "nginx:2", "h2")], 1)
+    assert ops == [{"op": "replace", "path": "/spec/template", "value": original}]
+
+
+def test_undo_keeps_defaults_that_do_not_hash_back() -> None:
+    original = template("nginx:1")
+    rs = replica_set(1, "nginx:1", "not-its-hash")
+    rs["spec"]["template"] = defaulted(original, "not-its-hash")
+    ops, _ = actions.undo_patch(rollout(), [rs, replica_set(2, "nginx:2", "h2")], 1)
+    assert ops is not None and ops[0]["value"]["spec"]["dnsPolicy"] == "ClusterFirst"

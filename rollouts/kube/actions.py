@@ -22,6 +22,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rollouts.api.constants import ANNOTATION_ABORT, ANNOTATION_REVISION, LABEL_POD_TEMPLATE_HASH
+from rollouts.engine.hashing import pod_template_hash
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "rollouts"
 REQUEST_TIMEOUT_SECONDS = 15.0
@@ -329,13 +330,58 @@ def undo_patch(
         raise ActionError(MSG_NO_REVISION.format(name=name, revision=to_revision, known=known))
     template = copy.deepcopy(dict((target.get("spec") or {}).get("template") or {}))
     labels = dict((template.get("metadata") or {}).get("labels") or {})
-    labels.pop(LABEL_POD_TEMPLATE_HASH, None)
+    target_hash = labels.pop(LABEL_POD_TEMPLATE_HASH, None)
     template.setdefault("metadata", {})
     template["metadata"] = {**template["metadata"], "labels": labels}
+    # The API server defaulted the ReplicaSet's copy (imagePullPolicy, dnsPolicy, ...).
+    # Without those defaults it is the template the revision was created from when it
+    # hashes to the RS's own label: then the controller re-uses that ReplicaSet and
+    # bumps its revision, as Argo does; otherwise the defaulted copy is a new revision.
+    collisions = (rollout.get("status") or {}).get("collisionCount")
+    undefaulted = strip_server_defaults(template)
+    if target_hash and pod_template_hash(undefaulted, collisions if isinstance(collisions, int) else None) == target_hash:
+        template = undefaulted
     current = (rollout.get("spec") or {}).get("template") or {}
     if _same_template(current, template):
         return None, to_revision
     return [{"op": "replace", "path": "/spec/template", "value": template}], to_revision
+
+
+_POD_DEFAULTS = {"restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler",
+                 "securityContext": {}, "terminationGracePeriodSeconds": 30}
+_CONTAINER_DEFAULTS = {"terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+                       "resources": {}}
+_PULL_POLICIES = ("IfNotPresent", "Always")
+
+
+def strip_server_defaults(template: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a ReplicaSet's pod template without the values the API server defaults."""
+    doc = copy.deepcopy(dict(template))
+    meta = {k: v for k, v in (doc.get("metadata") or {}).items() if not (k == "creationTimestamp" and v is None)}
+    doc["metadata"] = meta
+    spec = dict(doc.get("spec") or {})
+    for key, default in _POD_DEFAULTS.items():
+        if key in spec and spec[key] == default:
+            del spec[key]
+    for field in CONTAINER_LISTS:
+        if not isinstance(spec.get(field), list):
+            continue
+        containers = []
+        for entry in spec[field]:
+            entry = dict(entry) if isinstance(entry, Mapping) else entry
+            if isinstance(entry, dict):
+                for key, default in _CONTAINER_DEFAULTS.items():
+                    if key in entry and entry[key] == default:
+                        del entry[key]
+                if entry.get("imagePullPolicy") in _PULL_POLICIES:
+                    del entry["imagePullPolicy"]
+                if isinstance(entry.get("ports"), list):
+                    entry["ports"] = [{k: v for k, v in port.items() if not (k == "protocol" and v == "TCP")}
+                                      if isinstance(port, Mapping) else port for port in entry["ports"]]
+            containers.append(entry)
+        spec[field] = containers
+    doc["spec"] = spec
+    return doc
 
 
 def _same_template(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
