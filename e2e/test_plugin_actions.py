@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from e2e.conftest import REPO, wait_until
-from e2e.kit import HASH_LABEL, Cluster, Controller, rollout
+from e2e.kit import HASH_LABEL, Cluster, Controller, rollout, sample
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +52,11 @@ def paused_at(cluster: Cluster, name: str, step: int) -> dict[str, Any]:
 def pods(cluster: Cluster, name: str) -> list[Any]:
     items = cluster.core.list_namespaced_pod(cluster.ns, label_selector=f"app={name}").items
     return [p for p in items if p.metadata.deletion_timestamp is None]
+
+
+def ready_count(cluster: Cluster, name: str) -> int:
+    return sum(1 for p in pods(cluster, name)
+               if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []))
 
 
 def test_set_image_promote_abort_reason_retry_promote_full(
@@ -106,6 +111,14 @@ def test_undo_and_restart(cluster: Cluster, controller: Controller, cluster_env:
     name, ns = "undo", cluster.ns
     cluster.create(rollout(name, image=V1, replicas=3, steps=[], traffic=None))
     v1 = cluster.wait_phase(name, "Healthy", timeout=90)["stableRS"]
+
+    # pause / resume: spec.paused, phase Paused "manually paused", then Healthy again
+    assert ok(tidegate(cluster_env, ns, "pause", name)) == f"rollout '{name}' paused: spec.paused=true"
+    status = cluster.wait_phase(name, "Paused")
+    assert status["message"] == "manually paused" and cluster.rollout(name)["spec"]["paused"] is True
+    assert ok(tidegate(cluster_env, ns, "resume", name)) == f"rollout '{name}' resumed: spec.paused=false"
+    cluster.wait_phase(name, "Healthy")
+
     ok(tidegate(cluster_env, ns, "set", "image", name, f"*={V2}"))
     v2 = cluster.wait_status(name, lambda s: s.get("phase") == "Healthy" and s.get("stableRS") not in (None, v1),
                              timeout=90, message="Healthy on v2")["stableRS"]
@@ -136,8 +149,11 @@ def test_undo_and_restart(cluster: Cluster, controller: Controller, cluster_env:
     out = ok(tidegate(cluster_env, ns, "restart", name))
     restart_at = cluster.rollout(name)["spec"]["restartAt"]
     assert out == f"rollout '{name}' restarts at {restart_at}: spec.restartAt={restart_at}"
-    status = cluster.wait_status(name, lambda s: s.get("restartedAt") == restart_at, timeout=120,
-                                 message="status.restartedAt = spec.restartAt")
+    # ... one pod at a time: with 3 replicas (maxUnavailable 25% -> 0, so 1 at once) at least 2 stay ready
+    seen = sample(lambda: (cluster.rollout(name)["status"].get("restartedAt"), min(ready_count(cluster, name), 2)),
+                  until=lambda value: value[0] == restart_at, timeout=120, interval=0.2)
+    assert min(ready for _, ready in seen) == 2, seen
+    status = cluster.rollout(name)["status"]
     at = datetime.fromisoformat(restart_at)
     after = pods(cluster, name)
     assert not before & {p.metadata.name for p in after}
