@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 V1, V2 = "registry.local/model:v1", "registry.local/model:v2"
 CLI_TIMEOUT = 60
-STEPS = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
+STEPS: list[dict[str, Any]] = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
 
 
 def tidegate(env: dict[str, str], namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
