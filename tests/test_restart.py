@@ -149,3 +149,38 @@ def test_plan_without_restart_deletes_nothing() -> None:
     ctx = dataclasses.replace(world.context(), pods=pod_docs(world, [("old-a", BEFORE)]))
     result = make_plan(ctx)
     assert result.pods_to_delete == () and "restartedAt" not in result.status
+
+
+# --- applied by the kube layer -----------------------------------------------------------------------
+
+
+class PodDeletingPort:
+    """A stand-in RolloutPort recording pod deletes; ``gone`` names pods that answer 404."""
+
+    def __init__(self, gone: frozenset[str] = frozenset()) -> None:
+        self.deleted: list[tuple[str, str]] = []
+        self.gone = gone
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        if name in self.gone:
+            raise ApiException(status=404, reason="Not Found")
+        self.deleted.append((namespace, name))
+
+
+def test_apply_deletes_the_planned_pods_and_a_missing_one_is_done() -> None:
+    from typing import cast
+
+    from common.kubewrite import EventDeduper
+    from rollouts.engine.context import Plan
+    from rollouts.kube import apply
+    from rollouts.kube.port import RolloutPort
+
+    world = basic_world()
+    ctx = world.context()
+    plan = Plan(status=dict(ctx.rollout["status"]), pods_to_delete=("old-a", "old-b"))
+    port = PodDeletingPort(gone=frozenset({"old-b"}))
+    outcome = apply.execute(cast(RolloutPort, port), ctx, plan, apply.VersionTracker(), reported=EventDeduper())
+    assert port.deleted == [("ns", "old-a")]
+    assert outcome.writes >= 1
