@@ -40,7 +40,9 @@ from common.shell import Shell, configure_operator, in_shard, resource_version
 from rollouts import metrics
 from rollouts.config import CONFIG
 from rollouts.engine.reconcile import plan as make_plan
+from rollouts.engine.restart import due as restart_due
 from rollouts.kube import apply, observe
+from rollouts.kube.pods import list_pods
 
 log = get_logger("tidegate.rollouts")
 
@@ -231,9 +233,13 @@ async def reconcile(key: Key) -> float | None:
         bind_object(kind=ROLLOUT_KIND, namespace=key[0], name=key[1],
                     revision=str(status.get("currentPodHash") or ""), step=status.get("currentStepIndex"))
         started = loop.time()
+        now = datetime.now(UTC)
+        # Pods are listed only while a restart is due (no pod watch for an idle controller).
+        pods = (await loop.run_in_executor(STATE.pool, list_pods, STATE.api, key[0], body)
+                if restart_due(body, now) else None)
         snapshot = observe.snapshot(
             namespace=key[0], body=body, lookup=_single, multi=SHELL.indices,
-            now=datetime.now(UTC), instance_id=CONFIG.instance_id,
+            now=now, instance_id=CONFIG.instance_id, pods=pods,
         )
         _remember_references(key, snapshot.references)
         plan = make_plan(snapshot.context)

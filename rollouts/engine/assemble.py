@@ -18,6 +18,7 @@ from rollouts.api.constants import (
     EventReason,
     RolloutPhase,
 )
+from rollouts.engine import restart
 from rollouts.engine import status as st
 from rollouts.engine.draft import Draft
 from rollouts.engine.observe import View, parse_time
@@ -230,7 +231,7 @@ def build_status(view: View, draft: Draft, created: bool = False) -> dict[str, A
             spec_paused=bool(view.rollout.spec.paused),
             pause_reasons=draft.pause_reasons(),
             controller_pause=False,
-            restarting=False,
+            restarting=restart.plan_restart(view).restarting,
             spec_replicas=view.spec_replicas,
             replicas=count.replicas,
             updated=count.updated,

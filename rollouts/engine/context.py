@@ -48,6 +48,9 @@ class RolloutContext:
         default_factory=dict
     )
     instance_id: str | None = None
+    pods: tuple[Mapping[str, Any], ...] | None = None
+    """Pods of the Rollout's ReplicaSets, listed only while a restart is due (engine/restart.py);
+    None when not listed."""
     """``--instance-id``: copied as a label onto created ReplicaSets and AnalysisRuns."""
     model: Rollout | None = field(init=False, default=None, compare=False)
     spec_error: SpecError | None = field(init=False, default=None, compare=False)
@@ -141,6 +144,8 @@ class Plan:
     """Owned ReplicaSet names to delete (old revisions beyond ``revisionHistoryLimit``);
     sent after the status patch, a missing one counts as deleted."""
     events: tuple[Event, ...] = ()
+    pods_to_delete: tuple[str, ...] = ()
+    """Pods to delete for a restart (spec.restartAt); a missing one counts as deleted."""
     spec_patch: Doc | None = None
     """A merge patch for the Rollout itself, e.g. ``{"spec": {"replicas": 1}}``."""
     rollout_annotations: Mapping[str, str | None] = field(default_factory=dict)

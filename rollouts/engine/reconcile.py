@@ -35,7 +35,7 @@ from rollouts.api.constants import (
     PodTemplateHash,
 )
 from rollouts.api.models import Rollout
-from rollouts.engine import history, mesh, progress, routing, scaling
+from rollouts.engine import history, mesh, progress, restart, routing, scaling
 from rollouts.engine import status as st
 from rollouts.engine.assemble import MSG_COMPLETED_CONDITION, build_status, deadline_left
 from rollouts.engine.context import Event, Plan, RolloutContext
@@ -223,8 +223,14 @@ def progress_plan(view: View) -> Plan:
     routing.plan_services(view, draft)
     status = build_status(view, draft)
     _deadline_effects(view, draft, status)
+    restarting = restart.plan_restart(view)
+    if restarting.restarted_at is not None:
+        status["restartedAt"] = restarting.restarted_at
+    if restarting.requeue_after is not None:
+        draft.waits.append(restarting.requeue_after)
     result = _finish(view, draft, status, revision=progress.revision(view))
-    return dataclasses.replace(result, replica_sets_to_delete=history.replica_sets_to_delete(view))
+    return dataclasses.replace(result, replica_sets_to_delete=history.replica_sets_to_delete(view),
+                               pods_to_delete=restarting.delete)
 
 
 def _evaluate_step(view: View, draft: Draft, scaling_event: bool, now: datetime) -> bool:

@@ -6,8 +6,8 @@ documents; this module compares each with what the reconcile observed, sends
 the ones that change something through the RolloutPort (port.py; a recording
 fake in tests), and counts them (common.kubewrite). Order: Rollout spec
 defaults, ReplicaSets created, ReplicaSets scaled/annotated, Service selectors,
-DestinationRule then VirtualServices, AnalysisRuns created/terminated, the
-Rollout's revision annotation, status (one merge patch, skipped when equal),
+DestinationRule then VirtualServices, AnalysisRuns created/terminated, pods
+deleted for a restart, the Rollout's revision annotation, status (one merge patch, skipped when equal),
 removal of the abort annotation, old ReplicaSets deleted, then Events.
 Creating an object that already exists counts as success: a restart or a
 lagging index never duplicates a child.
@@ -278,6 +278,15 @@ class _Writer:
                 if exc.status != 404:
                     raise
 
+    def pods(self, plan: Plan) -> None:
+        """Delete the pods a restart replaces; one already gone is done."""
+        for name in plan.pods_to_delete:
+            try:
+                self.counted.send("Pod", "delete", partial(self.port.delete_pod, self.namespace, name))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
     def status(self, plan: Plan, tracker: WriteTracker) -> None:
         patch = merge_patch(self.ctx.rollout.get("status") or {}, plan.status)
         if not patch:
@@ -347,6 +356,7 @@ def execute(
     writer.services(plan)
     writer.mesh(plan)
     writer.analysis_runs(plan)
+    writer.pods(plan)
     writer.revision_annotations(plan, tracker)
     writer.status(plan, tracker)
     writer.abort_annotation(plan, tracker)

@@ -115,6 +115,7 @@ def snapshot(
     multi: Mapping[str, Any],
     now: datetime,
     instance_id: str,
+    pods: tuple[dict[str, Any], ...] | None = None,
 ) -> Snapshot:
     """The RolloutContext for ``body`` and the objects it references."""
     name = str(body["metadata"]["name"])
@@ -145,5 +146,6 @@ def snapshot(
         analysis_templates=templates,
         cluster_analysis_templates=cluster_templates,
         instance_id=instance_id or None,
+        pods=pods,
     )
     return Snapshot(context=context, references=frozenset(references))

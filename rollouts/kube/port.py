@@ -21,6 +21,7 @@ from common.events import post_event
 GROUP, VERSION = "argoproj.io", "v1alpha1"
 ISTIO_GROUP = "networking.istio.io"
 ISTIO_DEFAULT_VERSION = "v1alpha3"
+POD_DELETE_TIMEOUT_SECONDS = 10.0
 
 
 class RolloutPort(Protocol):
@@ -35,6 +36,9 @@ class RolloutPort(Protocol):
         """Delete (a missing one raises the 404; the caller treats it as done)."""
 
     def patch_service(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod for a restart (a missing one raises the 404; the caller treats it as done)."""
 
     def replace_virtual_service(self, document: Mapping[str, Any]) -> None:
         """A full replace carrying the resourceVersion read (a concurrent edit answers 409)."""
@@ -87,6 +91,9 @@ class KubeRolloutPort:
 
     def patch_service(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self.core.patch_namespaced_service(name, namespace, dict(patch))
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.core.delete_namespaced_pod(name, namespace, _request_timeout=POD_DELETE_TIMEOUT_SECONDS)
 
     def _replace_istio(self, plural: str, document: Mapping[str, Any]) -> None:
         meta = document["metadata"]
