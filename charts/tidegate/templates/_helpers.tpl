@@ -53,6 +53,42 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- join "," $enabled }}
 {{- end }}
 
+{{/*
+The bindings of one component ClusterRole to the controller ServiceAccount. Args: root, role
+suffix, namespaces. No namespaces: one ClusterRoleBinding (the component acts cluster-wide);
+otherwise a RoleBinding in each namespace, so the role's rights (Secrets included) hold only there.
+*/}}
+{{- define "tidegate.componentBindings" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $namespaces := index . 2 }}
+{{- if not $namespaces }}
+{{ include "tidegate.clusterRoleBinding" (list $root $suffix) }}
+{{- else }}
+{{- range $i, $ns := $namespaces }}
+{{- if $i }}
+---
+{{- end }}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ include "tidegate.fullname" $root }}-{{ $suffix }}
+  namespace: {{ $ns }}
+  labels:
+    {{- include "tidegate.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ $suffix }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ include "tidegate.fullname" $root }}-{{ $suffix }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "tidegate.serviceAccountName" $root }}
+    namespace: {{ $root.Release.Namespace }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* A ClusterRoleBinding of one ClusterRole to the controller ServiceAccount. Args: root, role suffix. */}}
 {{- define "tidegate.clusterRoleBinding" -}}
 {{- $root := index . 0 }}
