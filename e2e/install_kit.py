@@ -62,8 +62,8 @@ class Release:
 
     @property
     def service_account(self) -> str:
-        return next(doc["metadata"]["name"] for doc in self.documents()
-                    if doc["kind"] == "ServiceAccount" and "dashboard" not in doc["metadata"]["name"])
+        return str(next(doc["metadata"]["name"] for doc in self.documents()
+                        if doc["kind"] == "ServiceAccount" and "dashboard" not in doc["metadata"]["name"]))
 
     def delete(self) -> None:
         """Delete the release's cluster-scoped objects (namespaced ones go with the namespace)."""

@@ -36,15 +36,15 @@ def crd_sources() -> list[Path]:
     return sorted(CRDS.glob("*.yaml"))
 
 
-def render_install() -> str:
+def render_install(helm: str = "helm") -> str:
     """``helm template`` of the chart with default values, CRDs included, after the header."""
     out = subprocess.run(
-        ["helm", "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds"],
+        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds"],
         capture_output=True, text=True, check=True, timeout=HELM_TIMEOUT_SECONDS)
     return HEADER + out.stdout
 
 
-def drift() -> list[str]:
+def drift(helm: str = "helm") -> list[str]:
     """What differs from its source (empty: all equal)."""
     problems = []
     wanted = {src.name: src.read_text() for src in crd_sources()}
@@ -55,7 +55,7 @@ def drift() -> list[str]:
     for copy in sorted((CHART / "crds").glob("*.yaml")):
         if copy.name not in wanted:
             problems.append(MSG_EXTRA.format(path=copy.relative_to(REPO)))
-    if not INSTALL.exists() or INSTALL.read_text() != render_install():
+    if not INSTALL.exists() or INSTALL.read_text() != render_install(helm):
         problems.append(MSG_DIFFERS.format(path=INSTALL.relative_to(REPO)))
     return problems
 
