@@ -398,3 +398,26 @@ def test_dockerfile_runs_non_root_without_remote_adds() -> None:
     assert not [line for line in lines if line.startswith("ADD ") and "://" in line]
     assert lines[-2:] == ['ENTRYPOINT ["tidegate"]', 'CMD ["controller"]']
     assert any("pip install --no-index" in line for line in lines)
+
+
+# --- README -------------------------------------------------------------------------------------
+
+def _leaf_paths(values: Any, prefix: str = "") -> list[str]:
+    if isinstance(values, dict) and values:
+        return [p for key, value in values.items() for p in _leaf_paths(value, f"{prefix}{key}.")]
+    return [prefix.rstrip(".")]
+
+
+def test_readme_documents_every_value_and_no_other() -> None:
+    readme = (CHART / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([\w.]+)` \|", readme, flags=re.M))
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    leaves = _leaf_paths(values)
+    for leaf in leaves:
+        parts = leaf.split(".")
+        assert any(".".join(parts[:i]) in documented for i in range(1, len(parts) + 1)), leaf
+    for path in documented:
+        node: Any = values
+        for part in path.split("."):
+            assert isinstance(node, dict) and part in node, f"README documents unknown value {path}"
+            node = node[part]
