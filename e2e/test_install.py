@@ -6,7 +6,8 @@ namespace (CRDs are not rendered: the shared cluster has them; cluster-scoped
 names carry the release name and are deleted after).
 (b) The real ``tidegate controller`` process runs with a kubeconfig whose only
 credential is a TokenRequest token for the chart's ServiceAccount, never the
-admin's: a canary Rollout goes through promotion and through an abort, and an
+admin's: a canary Rollout goes through promotion and through an abort, an
+AnalysisRun measures with the job provider using a Secret argument, and an
 Application syncs a Git repository (a bare repo over file://).
 (c) That token is refused what the chart does not grant: deleting a Namespace,
 reading a Secret in another namespace.
@@ -26,8 +27,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from e2e.analysis_kit import Analysis, analysis_run
 from e2e.conftest import wait_until
-from e2e.install_kit import Release, run, token_kubeconfig
+from e2e.install_kit import CHART, Release, run, token_kubeconfig
 from e2e.kit import (
     GITOPS_READY,
     GROUP,
@@ -75,6 +77,14 @@ def token_env(cluster_env: dict[str, str], release: Release, tmp_path: Path) -> 
 def _assert_no_permission_errors(log: str) -> None:
     lines = [line for line in log.splitlines() if any(w in line for w in PERMISSION_WARNINGS)]
     assert not lines, "the controller hit RBAC refusals:\n" + "\n".join(lines[:20])
+
+
+def test_chart_crds_apply_server_side_over_the_installed_ones(cluster_env: dict[str, str]) -> None:
+    # The shared cluster has the CRDs (applied from crds/ by another manager): a server dry run
+    # taking over their fields shows the chart's copies are valid and would apply
+    out = run(cluster_env, "kubectl", "apply", "--server-side", "--force-conflicts", "--dry-run=server",
+              "--field-manager", "tidegate-e2e", "-f", str(CHART / "crds")).stdout
+    assert out.count("serverside-applied (server dry run)") == len(list((CHART / "crds").glob("*.yaml")))
 
 
 def test_chart_renders_applies_and_creates_its_objects(
@@ -131,6 +141,32 @@ def test_chart_token_takes_a_canary_through_promotion_and_abort(
         assert status["stableRS"] == v2
         wait_until(lambda: cluster.vs_weights("model-vsvc") == (100, 0), timeout=15, message="VS back to 100/0")
         assert "RolloutAborted" in [e.reason for e in cluster.events("model")]
+        _assert_no_permission_errors(ctl.log())
+    finally:
+        ctl.stop()
+
+
+def test_chart_token_runs_a_job_analysis_with_a_secret_argument(
+        api_client: client.ApiClient, namespace: str, token_env: dict[str, str], tmp_path: Path) -> None:
+    # Given a Secret and an AnalysisRun whose job metric takes an argument from it
+    analysis = Analysis(api_client, namespace)
+    analysis.secret("smoke-token", {"token": "not-a-real-token"})
+    check = {"name": "check", "image": "busybox", "command": ["true"],
+             "env": [{"name": "TOKEN", "value": "{{args.token}}"}]}
+    metric = {"name": "smoke-job", "provider": {"job": {"spec": {
+        "backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [check]}}}}}}
+    args = [{"name": "token", "valueFrom": {"secretKeyRef": {"name": "smoke-token", "key": "token"}}}]
+    ctl = Controller(token_env, namespace, tmp_path / "controller.log",
+                     extra_args=["--components", "rollouts,analysis"])
+    ctl.start()
+    try:
+        # When the controller runs it with the chart's token
+        analysis.create(analysis_run("smoke", [metric], args=args))
+
+        # Then the Job ran (kwok completes its pod) and the run is Successful
+        status = analysis.wait_run("smoke", "Successful", timeout=60)
+        job_name = status["metricResults"][0]["measurements"][0]["metadata"]["job-name"]
+        assert job_name in {j.metadata.name for j in analysis.batch.list_namespaced_job(namespace).items}
         _assert_no_permission_errors(ctl.log())
     finally:
         ctl.stop()
