@@ -82,13 +82,12 @@ RULES: dict[str, list[dict[str, Any]]] = {
 }
 LEASE_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
 DASHBOARD_READ_RULES = [
-    {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "analysisruns", "analysistemplates",
-                                                 "clusteranalysistemplates", "applications", "appprojects"],
+    {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "analysisruns", "applications"],
      "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods", "services", "events"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list", "watch"]},
 ]
-DASHBOARD_ACTION_RULE = {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "rollouts/status"],
+DASHBOARD_ACTION_RULE = {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "rollouts/status", "applications"],
                          "verbs": ["patch"]}
 
 
