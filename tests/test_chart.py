@@ -298,6 +298,31 @@ def test_dashboard_deployment_and_rbac(read_only: str, rules: list[dict[str, Any
     assert "tg-tidegate-dashboard" in by_kind(docs, "Service")
 
 
+@pytest.mark.parametrize("shards", [2, 3])
+def test_gitops_shards_run_in_their_own_statefulset(shards: int) -> None:
+    docs = render(f"components.gitops.shards={shards}")
+    deployment_args = controller_container(docs)["args"]
+    assert "--components=rollouts,analysis,notifications" in deployment_args
+    assert not [a for a in deployment_args if a.startswith("--app-namespace")]
+    sts = by_kind(docs, "StatefulSet")["tg-tidegate-gitops"]
+    assert sts["spec"]["replicas"] == shards and sts["spec"]["serviceName"] == "tg-tidegate-gitops"
+    assert sts["spec"]["template"]["metadata"]["annotations"]["tidegate.dev/shards"] == str(shards)
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][1] == "--components=gitops"
+    assert {"--app-namespace=argocd", "--leader-elect=false"} <= set(container["args"])
+    assert {"name": "TIDEGATE_SHARDS", "value": str(shards)} in container["env"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert by_kind(docs, "Service")["tg-tidegate-gitops"]["spec"]["clusterIP"] == "None"
+    # the shards use the controller's ServiceAccount and the gitops roles
+    assert sts["spec"]["template"]["spec"]["serviceAccountName"] == "tg-tidegate"
+    assert "tg-tidegate-gitops" in by_kind(docs, "ClusterRole")
+
+
+def test_unsharded_gitops_has_no_statefulset() -> None:
+    assert not by_kind(render(), "StatefulSet")
+    assert not by_kind(render("components.gitops.shards=2", "components.gitops.enabled=false"), "StatefulSet")
+
+
 def test_service_monitor_when_enabled() -> None:
     assert not by_kind(render(), "ServiceMonitor")
     docs = render("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.additionalLabels.release=prom")

@@ -42,11 +42,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* The controller components (--components): the enabled ones of rollouts, analysis, gitops, notifications. */}}
+{{/* The controller Deployment's components (--components): the enabled ones of rollouts, analysis,
+gitops (unless sharded into its own StatefulSet), notifications. */}}
 {{- define "tidegate.controllerComponents" -}}
 {{- $enabled := list }}
 {{- range $name := list "rollouts" "analysis" "gitops" "notifications" }}
-{{- if (index $.Values.components $name).enabled }}
+{{- if and (index $.Values.components $name).enabled (not (and (eq $name "gitops") (gt (int $.Values.components.gitops.shards) 0))) }}
 {{- $enabled = append $enabled $name }}
 {{- end }}
 {{- end }}
@@ -108,4 +109,141 @@ subjects:
   - kind: ServiceAccount
     name: {{ include "tidegate.serviceAccountName" $root }}
     namespace: {{ $root.Release.Namespace }}
+{{- end }}
+
+{{/* Non-empty when any controller component runs (in the Deployment or the gitops shards). */}}
+{{- define "tidegate.anyController" -}}
+{{- range $name := list "rollouts" "analysis" "gitops" "notifications" }}
+{{- if (index $.Values.components $name).enabled }}{{ $name }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* Non-empty when gitops runs sharded in its own StatefulSet. */}}
+{{- define "tidegate.gitopsSharded" -}}
+{{- if and .Values.components.gitops.enabled (gt (int .Values.components.gitops.shards) 0) }}true{{ end }}
+{{- end }}
+
+{{/*
+The controller pod spec, shared by the Deployment and the gitops shards' StatefulSet.
+Args (dict): root, components (the --components value), shards (0 or N).
+*/}}
+{{- define "tidegate.controllerPodSpec" -}}
+{{- $root := .root }}
+{{- $components := .components }}
+{{- $shards := int .shards }}
+{{- $v := $root.Values.controller }}
+serviceAccountName: {{ include "tidegate.serviceAccountName" $root }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  fsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+containers:
+  - name: controller
+    image: {{ include "tidegate.image" $root | quote }}
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    args:
+      - controller
+      - --components={{ $components }}
+      - --metrics-port={{ $v.metricsPort }}
+      - --healthz-port={{ $v.healthzPort }}
+      - --log-format={{ $v.logFormat }}
+      {{- if eq $v.logLevel "debug" }}
+      - --verbose
+      {{- end }}
+      {{- if $v.instanceID }}
+      - --instance-id={{ $v.instanceID }}
+      {{- end }}
+      {{- range $v.watchNamespaces }}
+      - --namespace={{ . }}
+      {{- end }}
+      {{- if has "gitops" (splitList "," $components) }}
+      {{- range $root.Values.components.gitops.appNamespaces }}
+      - --app-namespace={{ . }}
+      {{- end }}
+      {{- end }}
+      {{- if $shards }}
+      # one pod per ordinal (StatefulSet): no Lease to share between shards
+      - --leader-elect=false
+      {{- end }}
+      {{- range $v.extraArgs }}
+      - {{ . | quote }}
+      {{- end }}
+    env:
+      - name: POD_NAMESPACE
+        valueFrom:
+          fieldRef:
+            fieldPath: metadata.namespace
+      - name: POD_NAME
+        valueFrom:
+          fieldRef:
+            fieldPath: metadata.name
+      # gitops checkouts go to tempfile.mkdtemp() (gitops/handlers.py): the /tmp emptyDir
+      - name: TMPDIR
+        value: /tmp
+      - name: HOME
+        value: /tmp
+      {{- if $shards }}
+      # gitops/shard.py: the shard is this pod's StatefulSet ordinal (hostname suffix) of N
+      - name: TIDEGATE_SHARDS
+        value: {{ $shards | quote }}
+      {{- end }}
+      {{- with $v.extraEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    ports:
+      - name: metrics
+        containerPort: {{ $v.metricsPort }}
+      - name: healthz
+        containerPort: {{ $v.healthzPort }}
+    livenessProbe:
+      httpGet:
+        path: /healthz
+        port: healthz
+      initialDelaySeconds: 10
+      periodSeconds: 10
+      timeoutSeconds: 5
+      failureThreshold: 3
+    readinessProbe:
+      httpGet:
+        path: /readyz
+        port: healthz
+      periodSeconds: 5
+      timeoutSeconds: 5
+      failureThreshold: 3
+    resources:
+      {{- toYaml $v.resources | nindent 6 }}
+    securityContext:
+      runAsNonRoot: true
+      runAsUser: 65532
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities:
+        drop: ["ALL"]
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: {{ $v.tmpSizeLimit }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
