@@ -173,10 +173,10 @@ def test_exactly_one_leads_and_a_standby_finishes_the_rollout_after_kill_9(
 
     # And a healthy v1 whose rollout has an analysis step of ~12 s between two weights
     cluster.create(web_template("ok", backend.url, count=6, interval="2s"))
-    steps = [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "ok"}]}},
+    steps: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "ok"}]}},
              {"setWeight": 60}, {"pause": {"duration": "2s"}}]
     host_level(cluster, "model", steps)
-    cluster.wait_phase("model", "Healthy", timeout=60)
+    v1 = cluster.wait_phase("model", "Healthy", timeout=60)["stableRS"]
 
     with WeightRecorder(cluster, "model-vsvc") as recorder:
         # When v2 rolls out and the leader is killed (SIGKILL) while the analysis step runs
@@ -194,7 +194,7 @@ def test_exactly_one_leads_and_a_standby_finishes_the_rollout_after_kill_9(
 
         # And it finishes the rollout: Healthy on v2, one step run, weights never going down
         status = cluster.wait_status(
-            "model", lambda s: s.get("phase") == "Healthy" and s.get("stableRS") == s.get("currentPodHash")
+            "model", lambda s: s.get("phase") == "Healthy" and s.get("stableRS") == s.get("currentPodHash") != v1
             and s.get("currentStepIndex") == len(steps), timeout=90, message="Healthy on v2")
         wait_until(lambda: cluster.vs_weights("model-vsvc") == (100, 0), timeout=10, message="VS 100/0")
         time.sleep(1)  # let the watch deliver the last version
