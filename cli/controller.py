@@ -228,27 +228,37 @@ def _electors(args: argparse.Namespace, components: Sequence[str]) -> list[Leade
             for component in components]
 
 
-def _stand_by(electors: Sequence[LeaderElector]) -> bool:
-    """Block until every Lease is ours (True) or SIGTERM/SIGINT arrives first (False).
+def _stand_by(electors: Sequence[LeaderElector], stop: threading.Event) -> bool:
+    """Block until every Lease is ours (True) or SIGTERM/SIGINT sets ``stop`` first (False).
 
-    kopf has not started yet, so its signal handlers are not installed: ours stop the
-    wait; kopf.run replaces them with its own afterwards.
+    kopf has not started yet, so its signal handlers are not installed: ours set
+    ``stop``. A signal that lands after the wait but before kopf installs its own
+    handlers is passed on to kopf once it has started (``_relay_early_signal``).
     """
-    stop = threading.Event()
-
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        for elector in electors:
-            elector.start()
-        get_logger("tidegate.leader").info(M_STANDBY, leases=[e.name for e in electors],
-                                           namespace=electors[0].namespace if electors else "")
-        return all(elector.wait_until_leading(stop) for elector in electors)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    for elector in electors:
+        elector.start()
+    get_logger("tidegate.leader").info(M_STANDBY, leases=[e.name for e in electors],
+                                       namespace=electors[0].namespace if electors else "")
+    return all(elector.wait_until_leading(stop) for elector in electors)
+
+
+def _relay_early_signal(stop: threading.Event, started: threading.Event) -> None:
+    """Re-send a SIGTERM that our handler caught after the wait, once kopf's handler is in place.
+
+    (Not kopf's ``stop_flag``: kopf waits on a threading.Event in an executor thread
+    that never ends unless the flag is set, and asyncio's shutdown would wait for it.)
+    """
+    def relay() -> None:
+        started.wait()
+        if stop.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=relay, name="signal-relay", daemon=True).start()
 
 
 def _release_all(electors: Sequence[LeaderElector]) -> None:
@@ -336,12 +346,15 @@ def run_controller(args: argparse.Namespace) -> int:
         _configure_notifications(args)
         import notifications.handlers  # noqa: F401  (registers kopf handlers)
     log = get_logger("tidegate.controller")
+    stop = threading.Event()
     if not electors:
         log.info(M_NO_ELECTION)
-    elif not _stand_by(electors):
+    elif not _stand_by(electors, stop):
         log.info(M_STOPPED_WAITING)
         _release_all(electors)
         return 0
+    if electors:
+        _relay_early_signal(stop, started)
     # kopf's SIGTERM handler stops the operator (no new work, handlers cancelled); its
     # last-resort SIGKILL bounds that part, and the release below is bounded too.
     settings = kopf.OperatorSettings()

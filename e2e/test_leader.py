@@ -232,3 +232,32 @@ def test_sigterm_releases_the_lease_and_the_standby_leads_within_3_s(
     lease = client.CoordinationV1Api(api_client).list_namespaced_lease(namespace).items
     holders = {item.metadata.name: item.spec.holder_identity for item in lease}
     assert holders and all(holders.values()), holders
+
+
+def test_a_leader_whose_lease_is_taken_exits_at_once(
+    api_client: client.ApiClient, cluster_env: dict[str, str], namespace: str, tmp_path: Path,
+) -> None:
+    # Given one leading process
+    leader = Candidate(cluster_env, namespace, tmp_path / "leader.log", ready=LEADING)
+    leader.start()
+    try:
+        assert leader.proc is not None
+        leases = client.CoordinationV1Api(api_client)
+        name = next(item.metadata.name for item in leases.list_namespaced_lease(namespace).items
+                    if (item.metadata.labels or {}).get("app.kubernetes.io/component") == "rollouts")
+
+        # When another identity takes its Lease (as after a partition longer than the lease)
+        lease = leases.read_namespaced_lease(name, namespace)
+        lease.spec.holder_identity = "intruder_00000000"
+        leases.replace_namespaced_lease(name, namespace, lease)
+        taken_at = time.monotonic()
+
+        # Then it stops acting at once: exits non-zero within a retry period, saying why
+        code = leader.proc.wait(timeout=10)
+        print(f"exit {code} after {time.monotonic() - taken_at:.2f} s")
+        assert code != 0
+        assert time.monotonic() - taken_at <= 5
+        assert "LOST the lease (another process holds it)" in leader.log()
+        assert leader.leader_gauge() is None  # the process, and its metrics, are gone
+    finally:
+        leader.stop()

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from cli.controller import add_env_defaults, parse_bool
+from cli.controller import _lease_namespace, _lease_scope, add_env_defaults, parse_bool
 from cli.main import build_parser, main, version_text
 from common.health import start_health_server
 
@@ -105,3 +105,28 @@ def test_probes(ready: bool, path: str, code: int) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(("argv", "pod_namespace", "expected"), [
+    (["--leader-election-namespace", "ops"], "pods", "ops"),
+    ([], "pods", "pods"),
+    (["--namespace", "team-a", "--namespace", "team-b"], "", "team-a"),
+    ([], "", "tidegate"),
+], ids=["flag", "pod-namespace", "first-watched", "fallback"])
+def test_lease_namespace(argv: list[str], pod_namespace: str, expected: str,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAMESPACE", pod_namespace)
+    args = build_parser().parse_args(["controller", *argv])
+    assert _lease_namespace(args) == expected
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], []),
+    (["-n", "a", "--app-namespace", "argocd"], ["namespace=a", "app_namespace=argocd"]),
+], ids=["cluster-wide", "namespaced"])
+def test_lease_scope(argv: list[str], expected: list[str]) -> None:
+    assert _lease_scope(build_parser().parse_args(["controller", *argv])) == expected
+
+
+def test_lease_scope_reads_a_shard_flag_if_one_exists() -> None:
+    assert _lease_scope(argparse.Namespace(shard="1/3")) == ["shard=1/3"]
