@@ -3,6 +3,27 @@
 The one place outside the handler modules allowed to import kopf and
 ``analysis.handlers`` (see the import contracts in pyproject.toml): it chooses
 the components, configures logging and metrics, and hands control to kopf.
+
+Start-up and shutdown, in order:
+
+1. metrics (``--metrics-port``) and probes (``--healthz-port``: ``/healthz`` is 200
+   while the process runs; ``/readyz`` is 200 only once this process leads every
+   component's Lease and kopf's startup handlers finished, 503 on a standby);
+2. leader election (``--leader-elect``, on by default): one Lease per component,
+   named ``tidegate-<component>[-<instance-id>][-<hash of the watched namespaces
+   and shard>]`` (processes watching different scopes are not replicas), in
+   ``--leader-election-namespace``, else ``$POD_NAMESPACE``, else the first
+   ``--namespace``, else ``tidegate``. The process blocks here until it holds
+   them all; kopf (and so every component) starts only then;
+3. ``kopf.run`` in the main thread; the electors renew in background threads, and
+   a failed renewal exits the process at once with status 1 (client-go's
+   OnStoppedLeading);
+4. SIGTERM: kopf's handler stops the operator (no new work; in-flight handlers
+   finish or are cancelled); then the Leases are released (holder cleared, duration
+   1 s) so a standby takes over within one retry period; kopf's last-resort SIGKILL
+   and the release budget keep the whole within ``--shutdown-grace-period``.
+
+Every option also reads ``TIDEGATE_<OPTION>`` (``add_env_defaults``), and says so in ``--help``.
 """
 
 from __future__ import annotations
@@ -13,6 +34,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any
@@ -267,8 +289,9 @@ def _release_all(electors: Sequence[LeaderElector]) -> None:
                for e in electors]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + RELEASE_BUDGET_SECONDS  # one budget for all, not one each
     for thread in threads:
-        thread.join(timeout=RELEASE_BUDGET_SECONDS)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     if any(thread.is_alive() for thread in threads):
         get_logger("tidegate.leader").warning(M_SHUTDOWN_OVERRUN)
 

@@ -130,3 +130,25 @@ def test_lease_scope(argv: list[str], expected: list[str]) -> None:
 
 def test_lease_scope_reads_a_shard_flag_if_one_exists() -> None:
     assert _lease_scope(argparse.Namespace(shard="1/3")) == ["shard=1/3"]
+
+
+def test_release_is_bounded_even_if_the_api_server_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from cli import controller
+
+    class HangingElector:
+        component = "rollouts"
+
+        def __init__(self) -> None:
+            self.hang = threading.Event()
+
+        def release(self) -> bool:
+            self.hang.wait(30)  # never set: an API server that does not answer
+            return False
+
+    monkeypatch.setattr(controller, "RELEASE_BUDGET_SECONDS", 0.3)
+    begun = time.monotonic()
+    controller._release_all([HangingElector() for _ in range(4)])  # type: ignore[misc]
+    assert time.monotonic() - begun < 0.6  # one budget for all four, not 4 x 0.3 s
