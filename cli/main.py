@@ -12,12 +12,16 @@ Applications (cli/app.py), ``notifications ...`` (cli/notifications.py) and
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
+from typing import Any
 
 from cli import actions, app, dashboard, explain, lint, notifications, plugin
 from cli.controller import (
     COMPONENTS,
     DEFAULT_COMPONENTS,
+    add_env_defaults,
+    add_leader_flags,
     add_notification_flags,
     add_repo_url_rewrite_flag,
     run_controller,
@@ -25,9 +29,65 @@ from cli.controller import (
 from common.logging import LOG_FORMATS, TEXT
 from gitops.shard import parse_shard
 
+PACKAGE = "tidegate"
+GIT_COMMIT_ENV = "TIDEGATE_GIT_COMMIT"  # set by the image build; a checkout asks git instead
+GIT_TIMEOUT_SECONDS = 2.0
+UNKNOWN = "unknown"
+
+
+def _git_commit() -> str:
+    """The build's commit: $TIDEGATE_GIT_COMMIT, else this checkout's HEAD, else "unknown"."""
+    import subprocess
+    from pathlib import Path
+
+    if os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return UNKNOWN
+    try:
+        done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],  # noqa: S607
+                              capture_output=True, text=True, timeout=GIT_TIMEOUT_SECONDS, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return UNKNOWN
+    return done.stdout.strip()[:40] or UNKNOWN
+
+
+def version_text() -> str:
+    """``tidegate <version> (commit <sha>) python <x.y.z> kopf <v>``: what `version` prints."""
+    import platform
+    from importlib import metadata
+
+    def dist_version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return UNKNOWN
+
+    return (f"{PACKAGE} {dist_version(PACKAGE)}\ncommit: {_git_commit()}\n"
+            f"python: {platform.python_version()}\nkopf: {dist_version('kopf')}")
+
+
+def run_version(args: argparse.Namespace) -> int:
+    print(version_text())
+    return 0
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, computed only when asked (git and metadata are not free)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidegate", description=__doc__)
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     ctl = sub.add_parser("controller", help="run the controllers (rollouts and analysis)")
@@ -61,8 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "argocd-cm timeout.reconciliation, 120 s; 0: no polling)")
     add_repo_url_rewrite_flag(ctl)
     add_notification_flags(ctl)
-    ctl.add_argument("--verbose", "-v", action="store_true")
+    add_leader_flags(ctl)
+    ctl.add_argument("--verbose", "-v", action="store_true", help="debug-level logs")
+    # Last: every flag above gets its TIDEGATE_* variable and a "(default: ...; env ...)" help.
+    add_env_defaults(ctl)
     ctl.set_defaults(func=run_controller)
+
+    ver = sub.add_parser("version", help="print the version, git commit, Python and kopf versions")
+    ver.set_defaults(func=run_version)
 
     # One module per family of subcommands, each owning its parser and its behaviour.
     for module in (plugin, actions, explain, lint, app, notifications, dashboard):
