@@ -225,6 +225,17 @@ def _lease_scope(args: argparse.Namespace) -> list[str]:
         if value:
             values = value if isinstance(value, list) else [value]
             scope.extend(f"{dest}={item}" for item in values)
+    if not getattr(args, "shard", None):
+        # a StatefulSet replica's shard (hostname ordinal, TIDEGATE_SHARDS): one Lease per shard,
+        # so the shards of one set are not standbys of each other
+        from gitops.shard import shard_from_env
+
+        try:
+            shard = shard_from_env()
+        except ValueError:
+            shard = None  # reported where the gitops component reads it
+        if shard is not None and shard.count > 1:
+            scope.append(f"shard={shard}")
     return scope
 
 

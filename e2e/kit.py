@@ -243,6 +243,10 @@ class Controller:
         metrics = ["--metrics-port", str(self.metrics_port)]
         if self.metrics_port:
             metrics.append("--metrics-local")
+        if not any(arg.startswith("--healthz-port") for arg in self.extra_args):
+            # many controllers run side by side here: no probe port unless the test asks for one
+            # (leader election stays on, as in production: each test namespace scopes its own Lease)
+            metrics += ["--healthz-port", "0"]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "controller", "--namespace", self.namespace,
              *metrics, *self.extra_args],

@@ -338,7 +338,9 @@ def start_controller(env: dict[str, str], *, webhook_port: int, rewrites: list[s
             "--namespace", NAMESPACE, "--namespace", APP_NAMESPACE, "--app-namespace", APP_NAMESPACE,
             # Rollouts' notification configuration: ml-serving's own (no argo-rollouts namespace here)
             "--notifications-namespace", NAMESPACE,
-            "--metrics-port", "0", "--webhook-port", str(webhook_port)]
+            "--metrics-port", "0", "--webhook-port", str(webhook_port),
+            # the Lease lives where it can from the start (ml-serving is created by the first sync)
+            "--leader-election-namespace", "default", "--healthz-port", "0"]
     for rewrite in rewrites:
         argv += [REWRITE_FLAG, rewrite]
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
