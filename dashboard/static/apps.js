@@ -1,12 +1,18 @@
 // The Applications pages: the list (#/apps) and one Application (#/apps/<ns>/<name>):
 // resource tree, last operation, history, diffs of OutOfSync resources, actions.
 
-import { h, badge, card, table, fmtTime } from "./dom.js";
+import { h, fill, badge, card, table, fmtTime } from "./dom.js";
 import { getJSON, appPath, getConfig } from "./api.js";
 import { actionButton } from "./ui.js";
 
 function short(rev) {
   return rev ? String(rev).slice(0, 10) : "—";
+}
+
+function sourceText(source) {
+  if (!source || typeof source !== "object") return String(source || "—");
+  const where = [source.repoURL, source.path || source.chart].filter(Boolean).join(" · ");
+  return source.targetRevision ? `${where} @ ${source.targetRevision}` : where || "—";
 }
 
 export function appsList(root) {
@@ -124,7 +130,7 @@ export function appPage(root, ns, name, reload) {
         actionButton({ label: "Rollback", testid: "btn-rollback", url: url("rollback"), danger: true, disabled: history.length < 2,
           confirm: `Roll ${ns}/${name} back to the previous deployed revision? Automated sync must be off.`, onDone: reload }),
       ].filter(Boolean);
-      root.replaceChildren(
+      fill(root,
         h("p", { class: "crumbs" }, h("a", { href: "#/apps" }, "Applications"), " / ", ns, " / ", name),
         h("section", { class: "card header" },
           h("div", { class: "title-row" }, h("h1", {}, name, h("span", { class: "muted ns" }, ns)),
@@ -144,8 +150,7 @@ export function appPage(root, ns, name, reload) {
           : h("p", { class: "muted" }, "Live state matches Git.")),
         card("History", history.length ? table(["ID", "Revision", "Deployed", "Source"], [...history].reverse().map((e) =>
           h("tr", {}, h("td", { class: "num" }, String(e.id)), h("td", {}, h("code", {}, short(e.revision))),
-            h("td", {}, fmtTime(e.deployedAt)), h("td", {}, h("code", { class: "small" },
-              typeof e.source === "string" ? e.source : JSON.stringify(e.source || {})))))) : h("p", { class: "muted" }, "No history.")));
+            h("td", {}, fmtTime(e.deployedAt)), h("td", {}, h("code", { class: "small" }, sourceText(e.source)))))) : h("p", { class: "muted" }, "No history.")));
     },
   };
 }

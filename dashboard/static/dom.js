@@ -28,6 +28,13 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+/** Replace an element's children, skipping null/false (replaceChildren would print "null"). */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
 /** An SVG element (charts). */
 export function s(tag, attrs, ...children) {
   const el = document.createElementNS(SVG_NS, tag);

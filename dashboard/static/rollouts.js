@@ -1,7 +1,7 @@
 // The Rollouts pages: the list (#/rollouts) and one rollout (#/rollouts/<ns>/<name>).
 // Each page is {refresh(), wants(event)}: app.js re-fetches when an SSE event names it.
 
-import { h, badge, card, table, pct, ago, fmtTime } from "./dom.js";
+import { h, fill, badge, card, table, pct, ago, fmtTime } from "./dom.js";
 import { getJSON, rolloutPath, getConfig } from "./api.js";
 import { actionButton } from "./ui.js";
 import { weightChart, metricChart } from "./charts.js";
@@ -182,7 +182,7 @@ export function rolloutPage(root, ns, name, reload) {
         throw err;
       }
       const r = data.rollout;
-      root.replaceChildren(
+      fill(root,
         h("p", { class: "crumbs" }, h("a", { href: "#/rollouts" }, "Rollouts"), " / ", ns, " / ", name),
         header(r, ns, name, reload),
         getConfig().readOnly ? h("p", { class: "muted small" }, "Read-only dashboard: actions are disabled.") : null,
