@@ -37,43 +37,40 @@ diff through a ``Differ``.
 from __future__ import annotations
 
 import argparse
-import difflib
 import getpass
 import io
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import yaml
 
+from views.appdiff import (
+    DEFAULT_APP_NAMESPACE,
+    MSG_OPERATION_RUNNING,
+    AppError,
+    Differ,
+    ResourceDiff,
+    app_source,
+    kube_differ,
+    operation_running,
+    rollback_operation,
+    sync_operation,
+)
+
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
-DEFAULT_APP_NAMESPACE = "argocd"
 EXIT_OK, EXIT_DIFF, EXIT_ERROR = 0, 1, 2
 POLL_SECONDS = 1.0
 SHORT_SHA = 7  # argocd app history shows a revision as "<targetRevision> (<sha[:7]>)"
 
-MSG_OPERATION_RUNNING = "another operation is already in progress for app {name!r}"
-# Argo CD's own words (server/application Rollback and the CLI's findRevisionHistory).
-MSG_ROLLBACK_AUTOMATED = "rollback cannot be initiated when auto-sync is enabled"
-MSG_ROLLBACK_TOO_FEW = "Application '{name}' should have at least two successful deployments"
-MSG_ROLLBACK_NO_ID = "Application '{name}' does not have deployment id '{id}' in history"
-MSG_ROLLBACK_OLD = "cannot rollback to revision deployed with Argo CD v1.4 or older"
-
 LIST_COLUMNS = ("NAME", "CLUSTER", "NAMESPACE", "PROJECT", "STATUS", "HEALTH", "SYNCPOLICY",
                 "CONDITIONS", "REPO", "PATH", "TARGET")
 RESOURCE_COLUMNS = ("GROUP", "KIND", "NAMESPACE", "NAME", "STATUS", "HEALTH", "HOOK", "MESSAGE")
-
-
-class AppError(Exception):
-    """A command that cannot be carried out: exit 2 for diff, 1 for the others."""
 
 
 class AppsApi(Protocol):
@@ -82,22 +79,6 @@ class AppsApi(Protocol):
     def get(self, namespace: str, name: str) -> dict[str, Any]: ...
 
     def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class ResourceDiff:
-    """One object whose live state differs from Git (``live`` None: missing in the cluster)."""
-
-    kind: str
-    namespace: str
-    name: str
-    group: str
-    text: str  # a unified diff, live -> desired
-    fields: tuple[tuple[str, str], ...] = ()  # (field path, the manager owning it in live, "" if none)
-    missing: bool = False  # not in the cluster yet
-
-
-Differ = Callable[[Mapping[str, Any]], list[ResourceDiff]]
 
 
 # --- the real cluster --------------------------------------------------------------------------
@@ -130,107 +111,7 @@ class KubeApps:
                                                                dict(patch)))
 
 
-def _dump(obj: Mapping[str, Any] | None) -> list[str]:
-    if obj is None:
-        return []
-    return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
-
-
-def kube_differ(api: Any, *, control_namespace: str = DEFAULT_APP_NAMESPACE) -> Differ:
-    """The controller's comparison, run here: render from Git, dry-run apply, compare to live."""
-    from kubernetes import client
-
-    from gitops.api import parse_application
-    from gitops.diff import (
-        carry_rollout_fields,
-        compare,
-        field_manager,
-        format_path,
-        normalized,
-        rollout_fields,
-        rules_from_app,
-        rules_from_settings,
-    )
-    from gitops.kube import GitopsKube
-    from gitops.plan import (
-        ResourceKey,
-        hook_phases,
-        instance_name,
-        key_of,
-        split_api_version,
-        target_objects,
-    )
-    from gitops.render import render_source
-    from gitops.source import RepoCache, credentials_lookup
-    from gitops.webhook import ARGOCD_CM
-
-    kube = GitopsKube(api)
-
-    def repo_secrets(namespace: str) -> list[dict[str, Any]]:
-        """Argo CD's repository and repo-creds Secrets of the app namespace (private repos)."""
-        listed = client.CoreV1Api(api).list_namespaced_secret(
-            namespace, label_selector="argocd.argoproj.io/secret-type in (repository,repo-creds)")
-        return [api.sanitize_for_serialization(item) for item in listed.items]
-
-    def differ(body: Mapping[str, Any]) -> list[ResourceDiff]:
-        app = parse_application(body)
-        source = app.spec.source or (app.spec.sources[0] if app.spec.sources else None)
-        if source is None:
-            raise AppError("application has no source")
-        name = app.metadata.name or ""
-        namespace = app.spec.destination.namespace or ""
-        app_namespace = str((body.get("metadata") or {}).get("namespace") or "")
-        root = Path(tempfile.mkdtemp(prefix="tidegate-app-diff-"))
-        try:
-            secrets = repo_secrets(str((body.get("metadata") or {}).get("namespace") or ""))
-            repos = RepoCache(root, credentials=credentials_lookup(secrets))
-            checkout = repos.checkout(source.repo_url, source.target_revision or "HEAD")
-            manifests = render_source(source, Path(checkout.path), app_name=name, namespace=namespace)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-        versions = {(split_api_version(str(d.get("apiVersion") or ""))[0], str(d.get("kind"))):
-                    str(d.get("apiVersion")) for d in manifests}
-        # The tracking id's app part as the controller writes it (<ns>_<name> outside its
-        # control namespace, which the CLI cannot ask the controller for: --control-namespace).
-        instance = instance_name(name, app_namespace, control_namespace)
-        targets = target_objects(manifests, app=instance, namespace=namespace,
-                                 namespaced=lambda g, k: kube.namespaced(versions.get((g, k), g), k))
-        owned = rollout_fields(targets)
-        settings = kube.get("v1", ResourceKey("", "ConfigMap", app_namespace, ARGOCD_CM))
-        rules = [*rules_from_app(app.spec.ignore_differences),
-                 *rules_from_settings((settings or {}).get("data") or {})]
-        diffs: list[ResourceDiff] = []
-        for doc in targets:
-            if hook_phases(doc) is not None:
-                continue
-            key = key_of(doc)
-            live = kube.get(str(doc["apiVersion"]), key)
-            if live is None:
-                text = "".join(difflib.unified_diff([], _dump(normalized(doc)), fromfile="live",
-                                                    tofile="desired"))
-                diffs.append(ResourceDiff(kind=key.kind, namespace=key.namespace, name=key.name,
-                                          group=key.group, text=text, missing=True))
-                continue
-            desired = kube.apply(carry_rollout_fields(doc, live, owned), dry_run=True)
-            result = compare(desired, live, rules=rules, owned=owned)
-            if not result.differs:
-                continue
-            before, after = _dump(result.live or {}), _dump(result.target or {})
-            text = "".join(difflib.unified_diff(before, after, fromfile="live", tofile="desired"))
-            fields = tuple((format_path(p), field_manager(live, p) or "") for p in result.paths)
-            diffs.append(ResourceDiff(kind=key.kind, namespace=key.namespace, name=key.name,
-                                      group=key.group, text=text, fields=fields))
-        return diffs
-
-    return differ
-
-
 # --- formatting ------------------------------------------------------------------------------
-
-def _source(app: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = app.get("spec") or {}
-    return spec.get("source") or next(iter(spec.get("sources") or []), None) or {}
-
 
 def sync_policy(app: Mapping[str, Any]) -> str:
     automated = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
@@ -242,7 +123,7 @@ def sync_policy(app: Mapping[str, Any]) -> str:
 def list_row(app: Mapping[str, Any]) -> tuple[str, ...]:
     meta, spec, status = app.get("metadata") or {}, app.get("spec") or {}, app.get("status") or {}
     dest = spec.get("destination") or {}
-    source = _source(app)
+    source = app_source(app)
     conditions = ",".join(str(c.get("type")) for c in status.get("conditions") or []) or "<none>"
     return (f"{meta.get('namespace')}/{meta.get('name')}", str(dest.get("server") or dest.get("name") or ""),
             str(dest.get("namespace") or ""), str(spec.get("project") or ""),
@@ -270,7 +151,7 @@ def resource_rows(app: Mapping[str, Any]) -> list[tuple[str, ...]]:
 def summary(app: Mapping[str, Any]) -> list[tuple[str, str]]:
     meta, spec, status = app.get("metadata") or {}, app.get("spec") or {}, app.get("status") or {}
     dest = spec.get("destination") or {}
-    source = _source(app)
+    source = app_source(app)
     sync = status.get("sync") or {}
     target = str(source.get("targetRevision") or "HEAD")
     revision = str(sync.get("revision") or "")
@@ -416,27 +297,9 @@ def cmd_wait(ctx: Context, args: argparse.Namespace) -> int:
     return code
 
 
-def sync_operation(app: Mapping[str, Any], *, revision: str | None, prune: bool,
-                   options: Sequence[str], username: str) -> dict[str, Any]:
-    """The ``operation`` ``argocd app sync`` writes."""
-    source = _source(app)
-    sync: dict[str, Any] = {"revision": revision or str(source.get("targetRevision") or "HEAD")}
-    if prune:
-        sync["prune"] = True
-    if options:
-        sync["syncOptions"] = list(options)
-    sync["syncStrategy"] = {"hook": {}}
-    return {"operation": {"sync": sync, "initiatedBy": {"username": username}}}
-
-
-def _operation_running(app: Mapping[str, Any]) -> bool:
-    return ((app.get("status") or {}).get("operationState") or {}).get("phase") == "Running" or bool(
-        app.get("operation"))
-
-
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.api.get(args.app_namespace, args.name)
-    if _operation_running(app):
+    if operation_running(app):
         ctx.err.write(MSG_OPERATION_RUNNING.format(name=args.name) + "\n")
         return 1
     previous = str(((app.get("status") or {}).get("operationState") or {}).get("startedAt") or "")
@@ -517,43 +380,6 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
             for row in (("ID", "DATE", "REVISION"), *rows):
                 ctx.out.write(f"{row[0].ljust(first)}  {row[1].ljust(second)}  {row[2]}".rstrip() + "\n")
     return EXIT_OK
-
-
-def rollback_operation(app: Mapping[str, Any], history_id: int | None, *, prune: bool,
-                       username: str) -> dict[str, Any]:
-    """The ``operation`` Argo CD's API server writes for ``argocd app rollback`` (AppError if refused)."""
-    name = str((app.get("metadata") or {}).get("name") or "")
-    spec = app.get("spec") or {}
-    if ((spec.get("syncPolicy") or {}).get("automated")) is not None:
-        raise AppError(MSG_ROLLBACK_AUTOMATED)
-    if _operation_running(app):
-        raise AppError(MSG_OPERATION_RUNNING.format(name=name))
-    history = list((app.get("status") or {}).get("history") or [])
-    if history_id is None:
-        if len(history) < 2:
-            raise AppError(MSG_ROLLBACK_TOO_FEW.format(name=name))
-        entry = history[-2]
-    else:
-        found = [h for h in history if h.get("id") == history_id]
-        if not found:
-            raise AppError(MSG_ROLLBACK_NO_ID.format(name=name, id=history_id))
-        entry = found[0]
-    if not entry.get("source") and not entry.get("sources"):
-        raise AppError(MSG_ROLLBACK_OLD)
-    sync: dict[str, Any] = {}
-    if entry.get("sources"):
-        sync["revisions"] = list(entry.get("revisions") or [])
-        sync["sources"] = list(entry["sources"])
-    else:
-        sync["revision"] = entry.get("revision")
-        sync["source"] = dict(entry["source"])
-    if prune:
-        sync["prune"] = True
-    options = (spec.get("syncPolicy") or {}).get("syncOptions")
-    if options:
-        sync["syncOptions"] = list(options)
-    sync["syncStrategy"] = {"apply": {}}  # what Argo CD's rollback writes: the apply strategy
-    return {"operation": {"sync": sync, "initiatedBy": {"username": username}}}
 
 
 def cmd_rollback(ctx: Context, args: argparse.Namespace) -> int:
