@@ -153,5 +153,7 @@ def screenshot(page: Any, name: str) -> Path | None:
         target = REPO / target
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"dashboard-{name}.png"
+    # The picture shows the page, not the toast of the action the test just took.
+    page.evaluate("document.getElementById('toast').hidden = true")
     page.screenshot(path=str(path), full_page=False)
     return path

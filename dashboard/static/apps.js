@@ -56,24 +56,32 @@ export function appsList(root) {
   };
 }
 
-function resourceLabel(node) {
-  return [h("span", { class: "kind" }, node.kind), " ", h("code", {}, node.name),
-    node.namespace ? h("span", { class: "muted small" }, ` ${node.namespace}`) : null];
+// The namespace is shown only where it differs from the one around it (the app's, or the parent's).
+function resourceLabel(node, around) {
+  return [h("span", { class: "kind" }, node.kind), " ", h("code", { class: "name" }, node.name),
+    node.namespace && node.namespace !== around ? h("span", { class: "muted small" }, ` ${node.namespace}`) : null];
 }
 
-function treeNodes(nodes) {
+function treeNodes(nodes, around) {
   return h("ul", { class: "tree" }, nodes.map((node) => h("li", {},
     h("div", { class: "node", testid: "resource-node", "data-kind": node.kind, "data-name": node.name },
-      resourceLabel(node), h("span", { class: "spacer" }),
+      h("span", { class: "node-label" }, resourceLabel(node, around)),
       node.status ? badge(node.status) : null, node.health ? badge(node.health) : null),
-    (node.children || []).length ? treeNodes(node.children) : null)));
+    (node.children || []).length ? treeNodes(node.children, node.namespace || around) : null)));
 }
 
-function resourceTree(data) {
+// The namespace most resources live in: shown once in the header, not on every node.
+function dest(data) {
+  const seen = {};
+  for (const r of data.resources || []) if (r.namespace) seen[r.namespace] = (seen[r.namespace] || 0) + 1;
+  return Object.keys(seen).sort((a, b) => seen[b] - seen[a])[0] || "";
+}
+
+function resourceTree(data, namespace) {
   const roots = (data.tree || []).length ? data.tree
     : (data.resources || []).map((r) => ({ ...r, children: [] }));
   if (!roots.length) return h("p", { class: "muted", testid: "resource-tree" }, "No resources.");
-  const tree = treeNodes(roots);
+  const tree = treeNodes(roots, namespace);
   tree.setAttribute("data-testid", "resource-tree");
   return tree;
 }
@@ -140,11 +148,12 @@ export function appPage(root, ns, name, reload) {
             h("div", { class: "fact" }, h("dt", {}, "Project"), h("dd", {}, a.project || "—")),
             h("div", { class: "fact" }, h("dt", {}, "Source"), h("dd", {}, h("code", {}, a.repo || "—"), a.path ? ` · ${a.path}` : "")),
             h("div", { class: "fact" }, h("dt", {}, "Target"), h("dd", {}, a.targetRevision || "—")),
-            h("div", { class: "fact" }, h("dt", {}, "Synced revision"), h("dd", {}, h("code", {}, short(a.revision))))),
+            h("div", { class: "fact" }, h("dt", {}, "Synced revision"), h("dd", {}, h("code", {}, short(a.revision)))),
+            dest(data) ? h("div", { class: "fact" }, h("dt", {}, "Destination"), h("dd", {}, dest(data))) : null),
           (data.conditions || []).map((c) => h("p", { class: "condition" }, badge("Degraded", {}), ` ${c.type}: ${c.message}`))),
         getConfig().readOnly ? h("p", { class: "muted small" }, "Read-only dashboard: actions are disabled.") : null,
-        h("div", { class: "two-col" },
-          card("Resources", resourceTree(data)),
+        h("div", { class: "two-col even" },
+          card("Resources", resourceTree(data, dest(data))),
           card("Last operation", operation(data.operation))),
         card("Differences (OutOfSync resources)", (data.diffs || []).length ? data.diffs.map(diffBlock)
           : h("p", { class: "muted" }, "Live state matches Git.")),
