@@ -143,8 +143,11 @@ def chromium_page() -> Iterator[Any]:
     assert not errors, f"JavaScript errors in the page: {errors}"
 
 
-def screenshot(page: Any, name: str) -> Path | None:
-    """Save ``dashboard-<name>.png`` into $TIDEGATE_DASHBOARD_SCREENSHOTS (if set); its path."""
+def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path | None:
+    """Save ``dashboard-<name>.png`` into $TIDEGATE_DASHBOARD_SCREENSHOTS (if set); its path.
+
+    ``full_page`` takes the whole scrolled page rather than the 1280x800 viewport.
+    """
     folder = os.environ.get(SCREENSHOTS_ENV)
     if not folder:
         return None
@@ -155,5 +158,5 @@ def screenshot(page: Any, name: str) -> Path | None:
     path = target / f"dashboard-{name}.png"
     # The picture shows the page, not the toast of the action the test just took.
     page.evaluate("document.getElementById('toast').hidden = true")
-    page.screenshot(path=str(path), full_page=False)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

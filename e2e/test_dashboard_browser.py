@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client
 from playwright.sync_api import expect
 
+from e2e.analysis_kit import analysis_template, prometheus_metric
 from e2e.conftest import wait_until
 from e2e.dashboard_kit import chromium_page, running_dashboard, screenshot
 from e2e.kit import (
@@ -41,12 +42,31 @@ ABORT_REASON = "p99 latency above 300 ms (from the dashboard test)"
 STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
 
 
-def canary_paused_at_20(cluster: Cluster, name: str) -> dict[str, Any]:
-    """A host-level Istio canary of v2 over v1, paused at its first pause (20%)."""
+# A latency that cycles through 0.10 ... 0.19 every 10 s: with one measurement a second the
+# points above the condition (0.17, 0.18, 0.19) come within any 10 s, and never enough to fail the run.
+LATENCY_QUERY = "vector(0.1 + (time() % 10 - time() % 1) / 100)"
+LATENCY_CONDITION = "result[0] < 0.17"
+
+
+def latency_template(prometheus_url: str) -> dict[str, Any]:
+    return analysis_template("latency", [prometheus_metric(
+        "p99-latency", address=prometheus_url, query=LATENCY_QUERY, interval="1s", count=120,
+        success=LATENCY_CONDITION, failureLimit=100)])
+
+
+def canary_paused_at_20(cluster: Cluster, name: str, *, prometheus_url: str | None = None) -> dict[str, Any]:
+    """A host-level Istio canary of v2 over v1, paused at its first pause (20%).
+
+    With ``prometheus_url`` it runs a background analysis (a real Prometheus query) from step 0.
+    """
     cluster.create(service(f"{name}-canary", name))
     cluster.create(service(f"{name}-stable", name))
     cluster.create(virtual_service(f"{name}-vsvc", canary_host=f"{name}-canary", stable_host=f"{name}-stable"))
-    cluster.create(rollout(name, replicas=5, steps=STEPS))
+    extra: dict[str, Any] = {}
+    if prometheus_url:
+        cluster.create(latency_template(prometheus_url))
+        extra["analysis"] = {"templates": [{"templateName": "latency"}]}
+    cluster.create(rollout(name, replicas=5, steps=STEPS, **extra))
     cluster.wait_phase(name, "Healthy")
     cluster.set_image(name, "registry.local/model:v2")
     return cluster.wait_status(name, lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
@@ -55,9 +75,9 @@ def canary_paused_at_20(cluster: Cluster, name: str) -> dict[str, Any]:
 
 def test_the_list_shows_the_rollout_its_page_follows_a_promote_live_and_abort_asks_a_reason(
         cluster: Cluster, controller: Controller, cluster_env: dict[str, str], namespace: str,
-        tmp_path: Path) -> None:
-    # Given a canary paused at 20% and a dashboard for its namespace
-    canary_paused_at_20(cluster, "model")
+        tmp_path: Path, prometheus_url: str) -> None:
+    # Given a canary paused at 20% with a background analysis, and a dashboard for its namespace
+    canary_paused_at_20(cluster, "model", prometheus_url=prometheus_url)
     with running_dashboard(cluster_env, namespace, tmp_path / "dashboard.log") as board, chromium_page() as page:
         # When the list is opened, Then it shows the rollout, paused at 20%
         page.goto(f"{board.url}/#/rollouts")
@@ -85,8 +105,15 @@ def test_the_list_shows_the_rollout_its_page_follows_a_promote_live_and_abort_as
         expect(page.get_by_test_id("step-list").locator('[data-state="done"]')).to_have_count(3)
         assert page.evaluate("window.__sameDocument") is True
         expect(page.get_by_test_id("rollout-status")).to_have_text("Paused", timeout=LIVE_TIMEOUT_MS)
+
+        # ... and the analysis chart draws the measurements against the condition, failed ones crossed
+        chart = page.locator('.metric-chart[data-metric="p99-latency"]')
+        expect(chart).to_contain_text(LATENCY_CONDITION)
+        expect(chart.locator("line.threshold")).to_have_count(1)
+        expect(chart.locator("circle.pt-ok").nth(2)).to_be_attached(timeout=LIVE_TIMEOUT_MS)
+        expect(chart.locator("g.pt-bad").first).to_be_attached(timeout=LIVE_TIMEOUT_MS)
         page.wait_for_timeout(500)  # let the chart settle for the picture
-        screenshot(page, "rollout")
+        screenshot(page, "rollout", full_page=True)
 
         # When Abort is clicked, a reason typed and confirmed
         page.get_by_test_id("btn-abort").click()

@@ -79,47 +79,69 @@ export function threshold(condition) {
   return match[2] !== undefined ? Number(match[2]) : Number(match[3]);
 }
 
+// A one-sample vector is stored as "[0.13]"; when the server sent no number, read it from that.
+const ONE_SAMPLE = /^\s*\[\s*(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*\]\s*$/i;
+
+export function numberOf(m) {
+  if (typeof m.number === "number") return m.number;
+  const match = ONE_SAMPLE.exec(String(m.value ?? ""));
+  return match ? Number(match[1]) : null;
+}
+
 const PHASE_CLASS = { Successful: "pt-ok", Failed: "pt-bad", Error: "pt-err", Inconclusive: "pt-warn" };
 
-/** One metric's measurements as points, failed ones marked with a cross, the condition as a dashed line. */
+/**
+ * One metric's measurements in order: numbers as points (failed ones as a cross), the
+ * conditions' thresholds as dashed lines, and measurements without a number (errors,
+ * non-numeric results) as grey ticks on the bottom edge so they are not silently dropped.
+ */
 export function metricChart(metric) {
-  const points = (metric.measurements || []).filter((m) => m.number !== null && m.number !== undefined);
+  const all = (metric.measurements || []).map((m) => ({ ...m, number: numberOf(m) }));
+  const numeric = all.filter((m) => typeof m.number === "number");
   const lines = [metric.successCondition, metric.failureCondition]
     .map((cond) => ({ cond, value: threshold(cond) })).filter((l) => l.cond && l.value !== null);
-  const values = [...points.map((m) => m.number), ...lines.map((l) => l.value)];
+  const values = [...numeric.map((m) => m.number), ...lines.map((l) => l.value)];
   let lo = values.length ? Math.min(...values) : 0;
   let hi = values.length ? Math.max(...values) : 1;
   if (lo === hi) { lo -= Math.abs(lo) * 0.1 || 1; hi += Math.abs(hi) * 0.1 || 1; }
   const margin = (hi - lo) * 0.1;
   lo -= margin; hi += margin;
-  const x = scale(0, Math.max(1, points.length - 1), PAD.left + 8, W - PAD.right - 8);
+  const x = scale(0, Math.max(1, all.length - 1), PAD.left + 8, W - PAD.right - 8);
   const y = scale(lo, hi, H - PAD.bottom, PAD.top);
   const fmt = (v) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(1) : String(+v.toFixed(3)));
   const ticks = [lo, (lo + hi) / 2, hi].map((v) => ({ value: v, text: fmt(v) }));
-  const failed = points.filter((m) => m.phase === "Failed").length;
-  const summary = `${metric.name}: ${points.length} measurements, ${failed} failed`;
-  const marks = points.map((m, i) => {
-    const cx = x(i); const cy = y(m.number);
-    const tip = s("title", {}, `#${i + 1} ${m.value} — ${m.phase} at ${m.finishedAt || m.startedAt || "?"}`);
+  const failed = all.filter((m) => m.phase === "Failed").length;
+  const errors = all.length - numeric.length;
+  const summary = `${metric.name}: ${all.length} measurements, ${failed} failed, ${errors} without a number`;
+  const marks = all.map((m, i) => {
+    const cx = x(i);
+    const tip = s("title", {}, `#${i + 1} ${m.value ?? ""} — ${m.phase} at ${m.finishedAt || m.startedAt || "?"}`);
+    if (typeof m.number !== "number") {
+      const by = H - PAD.bottom;
+      return s("path", { d: `M${cx},${by - 9}L${cx - 5},${by}L${cx + 5},${by}Z`, class: "pt pt-err" }, tip);
+    }
+    const cy = y(m.number);
     if (m.phase === "Failed") {
       return s("g", { class: "pt pt-bad" }, tip,
         s("path", { d: `M${cx - 5},${cy - 5}L${cx + 5},${cy + 5}M${cx - 5},${cy + 5}L${cx + 5},${cy - 5}` }));
     }
     return s("circle", { cx, cy, r: 4, class: `pt ${PHASE_CLASS[m.phase] || "pt-err"}` }, tip);
   });
-  const path = points.map((m, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(m.number).toFixed(1)}`).join("");
+  const path = all.map((m, i) => (typeof m.number === "number" ? [x(i), y(m.number)] : null)).filter(Boolean)
+    .map(([px, py], i) => `${i ? "L" : "M"}${px.toFixed(1)},${py.toFixed(1)}`).join("");
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": summary },
     frame(ticks, y, summary),
     lines.map((l) => s("g", {},
       s("line", { x1: PAD.left, x2: W - PAD.right, y1: y(l.value), y2: y(l.value), class: "threshold" }),
       s("text", { x: W - PAD.right, y: y(l.value) - 4, class: "tick", "text-anchor": "end" }, l.cond))),
-    points.length > 1 ? s("path", { d: path, class: "line line-metric" }) : null,
+    numeric.length > 1 ? s("path", { d: path, class: "line line-metric" }) : null,
     marks,
-    points.length ? null : s("text", { x: W / 2, y: H / 2, class: "tick", "text-anchor": "middle" }, "no numeric measurements yet"));
+    all.length ? null : s("text", { x: W / 2, y: H / 2, class: "tick", "text-anchor": "middle" }, "no measurements yet"));
   return h("figure", { class: "chart-figure metric-chart", "data-metric": metric.name }, svg,
     h("figcaption", { class: "legend" },
       h("span", {}, "success: ", h("code", {}, metric.successCondition || "—")),
       h("span", {}, "failure: ", h("code", {}, metric.failureCondition || "—")),
       h("span", { class: "key key-ok" }, "successful"),
-      h("span", { class: "key key-bad" }, "failed (×)")));
+      h("span", { class: "key key-bad" }, `failed (${failed})`),
+      errors ? h("span", { class: "key key-err" }, `error / no number (${errors})`) : null));
 }
