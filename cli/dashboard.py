@@ -18,6 +18,8 @@ from views.appdiff import DEFAULT_APP_NAMESPACE
 
 DEFAULT_PORT = 3100
 DEFAULT_ADDRESS = "127.0.0.1"
+# Seven watches each hold a connection open; actions and diffs need a few more at once.
+POOL_SIZE = 16
 MSG_BIND_FAILED = "tidegate dashboard: cannot serve on {address}:{port}: {error}"
 
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(address=args.address, port=args.port, read_only=args.read_only,
                         namespaces=None if args.all_namespaces else [context_namespace(args)],
                         app_namespace=args.app_namespace)
-    client = api_client(args)
+    client = api_client(args, pool_size=POOL_SIZE)
 
     def announce(line: str) -> None:
         print(line, flush=True)

@@ -81,10 +81,12 @@ def _username() -> str:
 class KubeActions:
     """``Actions`` over the kubernetes client (blocking: dashboard/api.py runs it in a thread)."""
 
-    def __init__(self, api_client: Any) -> None:
-        from kubernetes import client
+    def __init__(self, api_client: Any, *, custom: Any = None) -> None:
+        if custom is None:
+            from kubernetes import client
 
-        self.custom = client.CustomObjectsApi(api_client)
+            custom = client.CustomObjectsApi(api_client)
+        self.custom = custom  # a CustomObjectsApi (a recording fake in unit tests)
 
     def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         body: dict[str, Any] = self.custom.get_namespaced_custom_object(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ from aiohttp import web
 
 from dashboard import present
 from dashboard.actions import ActionError, Actions
-from dashboard.live import APPLICATION, POD, REPLICASET, ROLLOUT, Cache
+from dashboard.live import APPLICATION, CLOSED, POD, REPLICASET, ROLLOUT, Cache
+from views import explain as explain_view
 from views.appdiff import Differ
 
 KEEPALIVE_SECONDS = 15.0
@@ -40,18 +42,18 @@ MSG_BAD_JSON = "the request body must be a JSON object"
 MSG_TIMEOUT = "the API server did not answer within {seconds:.0f}s"
 MSG_DIFF_TIMEOUT = "the diff took longer than {seconds:.0f}s"
 MSG_DIFF_FAILED = "the diff failed: {error}"
+# user:password@ in a URL (a Git remote in a failed clone's message): never shown.
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 MSG_TRUNCATED = "\n... (diff cut at {size} characters)\n"
 
 Explain = Callable[[Mapping[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]],
                    dict[str, Any]]
+"""(rollout, its ReplicaSets, its AnalysisRuns, the Events about both) -> views.explain's JSON."""
 
 
-def fallback_explain(rollout: Mapping[str, Any], sets: list[dict[str, Any]], pods: list[dict[str, Any]],
-                     runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The status message alone, until a decision log (views.explain) is wired in."""
-    status = rollout.get("status") or {}
-    return {"summary": str(status.get("message") or status.get("phase") or ""), "revision": None,
-            "steps": [], "measurements": []}
+def explain(rollout: Mapping[str, Any], sets: list[dict[str, Any]], runs: list[dict[str, Any]],
+            events: list[dict[str, Any]]) -> dict[str, Any]:
+    return explain_view.to_dict(explain_view.build(rollout, analysis_runs=runs, events=events, replicasets=sets))
 
 
 @dataclass
@@ -65,7 +67,7 @@ class State:
     cache: Cache
     actions: Actions | None = None
     differ: Differ | None = None
-    explain: Explain = fallback_explain
+    explain: Explain = explain
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     diffs: OrderedDict[tuple[str, ...], dict[str, Any]] = field(default_factory=OrderedDict)
     diff_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DIFF_WORKERS))
@@ -116,7 +118,7 @@ async def get_rollout(request: web.Request) -> web.Response:
             return error(MSG_LOADING.format(what="rollouts"), 503)
         return error(MSG_ROLLOUT_NOT_FOUND.format(namespace=namespace, name=name), 404)
     parts = state.cache.rollout_parts(namespace, name)
-    explained = state.explain(rollout, *parts)
+    explained = state.explain(rollout, parts[0], parts[2], state.cache.events(namespace, name, parts[2]))
     return _json(present.rollout_detail(rollout, parts, history=state.cache.history(namespace, name),
                                         explain=explained, now=state.now()))
 
@@ -193,10 +195,13 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         await response.write(b": connected\n\n")
         while True:
             try:
-                event, namespace, name, kind = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
+            if item == CLOSED:
+                break
+            event, namespace, name, kind = item
             data = json.dumps({"namespace": namespace, "name": name, "type": kind})
             await response.write(f"event: {event}\ndata: {data}\n\n".encode())
     except (ConnectionResetError, ConnectionError):
@@ -210,6 +215,10 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 
 def _message(exc: BaseException) -> str:
     """What went wrong, for a person: the API server's own message, never a traceback or header."""
+    return URL_CREDENTIALS.sub("***@", _raw_message(exc))
+
+
+def _raw_message(exc: BaseException) -> str:
     body = getattr(exc, "body", None)
     if body:
         try:

@@ -23,11 +23,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ROLLOUT, REPLICASET, POD, ANALYSISRUN, APPLICATION = "rollout", "replicaset", "pod", "analysisrun", "application"
-ROLLOUT_KINDS = (ROLLOUT, REPLICASET, POD, ANALYSISRUN)
+# Events about Rollouts and about AnalysisRuns (views.explain's decision log), watched apart
+# (a field selector matches one involvedObject.kind).
+ROLLOUT_EVENT, RUN_EVENT = "rollout-event", "analysisrun-event"
+EVENT_KINDS = {ROLLOUT_EVENT: "Rollout", RUN_EVENT: "AnalysisRun"}
+ROLLOUT_KINDS = (ROLLOUT, REPLICASET, POD, ANALYSISRUN, ROLLOUT_EVENT, RUN_EVENT)
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 # Items of a LIST carry no kind; the tree and the views read it.
 KIND_NAMES = {ROLLOUT: "Rollout", REPLICASET: "ReplicaSet", POD: "Pod", ANALYSISRUN: "AnalysisRun",
-              APPLICATION: "Application"}
+              APPLICATION: "Application", ROLLOUT_EVENT: "Event", RUN_EVENT: "Event"}
 
 MAX_OBJECTS = 5000  # per kind: a cluster bigger than this shows a partial view, not an OOM
 MAX_SAMPLES = 500  # weightHistory per rollout
@@ -40,11 +44,13 @@ MSG_WATCH_FAILED = "watch of %s failed (%s); retrying in %.0fs"
 
 Key = tuple[str, str]  # (namespace, name)
 Event = tuple[str, str, str, str]  # (event name "rollout"|"application", namespace, name, type)
+CLOSED: Event = ("", "", "", "")  # tells a subscriber the server is shutting down
 WeightFn = Callable[[Mapping[str, Any], list[dict[str, Any]]], tuple[int | None, int | None]]
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Milliseconds: several weight changes can fall within one second.
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:
@@ -109,6 +115,14 @@ class Cache:
     def watched(self, kind: str) -> bool:
         return kind in self.watching
 
+    def events(self, namespace: str, name: str, runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The Events about this rollout and about its AnalysisRuns."""
+        run_names = {key_of(r)[1] for r in runs}
+        return [*(e for (ns, _), e in self.objects[ROLLOUT_EVENT].items()
+                  if ns == namespace and (e.get("involvedObject") or {}).get("name") == name),
+                *(e for (ns, _), e in self.objects[RUN_EVENT].items()
+                  if ns == namespace and (e.get("involvedObject") or {}).get("name") in run_names)]
+
     def history(self, namespace: str, name: str) -> list[dict[str, Any]]:
         return list(self.samples.get((namespace, name), ()))
 
@@ -120,7 +134,9 @@ class Cache:
         store = self.objects[kind]
         if kind_event == DELETED:
             store.pop(key, None)
-        elif key in store or len(store) < MAX_OBJECTS:
+        elif kind in EVENT_KINDS and key not in store and len(store) >= MAX_OBJECTS:
+            store.pop(next(iter(store)))  # Events: the oldest seen goes first
+        if kind_event != DELETED and (key in store or len(store) < MAX_OBJECTS):
             stored = trimmed(obj)
             stored.setdefault("kind", KIND_NAMES[kind])
             store[key] = stored
@@ -155,6 +171,11 @@ class Cache:
             return key_of(obj)[1]
         if kind in (REPLICASET, ANALYSISRUN):
             return owner(obj, "Rollout")
+        if kind == ROLLOUT_EVENT:
+            return str((obj.get("involvedObject") or {}).get("name") or "") or None
+        if kind == RUN_EVENT:
+            run = self.get(ANALYSISRUN, key_of(obj)[0], str((obj.get("involvedObject") or {}).get("name") or ""))
+            return owner(run, "Rollout") if run is not None else None
         replica_set = owner(obj, "ReplicaSet")
         if replica_set is None:
             return None
@@ -181,6 +202,10 @@ class Cache:
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=MAX_QUEUE)
         self.subscribers.add(queue)
         return queue
+
+    def close_subscribers(self) -> None:
+        """Server shutdown: every SSE stream ends now instead of at the shutdown timeout."""
+        self._publish(CLOSED)
 
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self.subscribers.discard(queue)
@@ -213,6 +238,11 @@ def _list_function(api_client: Any, target: Target) -> tuple[Callable[..., Any],
             return apps.list_replica_set_for_all_namespaces, {}
         return apps.list_namespaced_replica_set, {"namespace": ns}
     core = client.CoreV1Api(api_client)
+    if target.kind in EVENT_KINDS:
+        selector = {"field_selector": f"involvedObject.kind={EVENT_KINDS[target.kind]}"}
+        if ns is None:
+            return core.list_event_for_all_namespaces, selector
+        return core.list_namespaced_event, {**selector, "namespace": ns}
     if ns is None:
         return core.list_pod_for_all_namespaces, {}
     return core.list_namespaced_pod, {"namespace": ns}
@@ -222,9 +252,14 @@ class Watcher(threading.Thread):
     """List then watch one Target forever (until stopped), posting changes to the cache's loop."""
 
     def __init__(self, api_client: Any, target: Target, cache: Cache, loop: asyncio.AbstractEventLoop,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, *, lister: Callable[[Any, Target], tuple[Callable[..., Any],
+                                                                                 dict[str, Any]]] | None = None,
+                 watch_factory: Callable[[], Any] | None = None) -> None:
         super().__init__(name=f"watch-{target.kind}-{target.namespace or 'all'}", daemon=True)
         self.api_client, self.target, self.cache, self.loop, self.stop = api_client, target, cache, loop, stop
+        # Stand-ins in unit tests; the kubernetes client's list functions and Watch otherwise.
+        self.lister = lister or _list_function
+        self.watch_factory = watch_factory
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         if not self.loop.is_closed():
@@ -241,16 +276,21 @@ class Watcher(threading.Thread):
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
-    def _list_and_watch(self) -> None:
+    def _new_watch(self) -> Any:
+        if self.watch_factory is not None:
+            return self.watch_factory()
         from kubernetes import watch
 
-        fn, kwargs = _list_function(self.api_client, self.target)
+        return watch.Watch()
+
+    def _list_and_watch(self) -> None:
+        fn, kwargs = self.lister(self.api_client, self.target)
         listed = self.api_client.sanitize_for_serialization(fn(**kwargs, _request_timeout=REQUEST_TIMEOUT))
         version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
         self._post(self.cache.replace, self.target.kind,
                    [trimmed(o) for o in (listed.get("items") or [])[:MAX_OBJECTS]])
         while not self.stop.is_set():
-            stream = watch.Watch()
+            stream = self._new_watch()
             for event in stream.stream(fn, **kwargs, resource_version=version, timeout_seconds=WATCH_SECONDS,
                                        _request_timeout=WATCH_SECONDS + 10):
                 raw = event.get("raw_object") or {}

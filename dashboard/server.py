@@ -143,6 +143,7 @@ def build_app(settings: Settings, *, cache: Cache | None = None, actions: Action
     app[api.STATE] = api.State(read_only=settings.read_only, csrf_token=settings.csrf_token,
                                version=settings.version, namespaces=settings.namespaces, cache=cache,
                                actions=actions, differ=differ, now=now)
+    app.on_shutdown.append(lambda _app: _close_streams(cache))
     app.router.add_get("/", index)
     api.add_routes(app)
     if STATIC_DIR.is_dir():
@@ -150,6 +151,10 @@ def build_app(settings: Settings, *, cache: Cache | None = None, actions: Action
     if api_client is not None:
         app.cleanup_ctx.append(_watching(settings, cache, api_client))
     return app
+
+
+async def _close_streams(cache: Cache) -> None:
+    cache.close_subscribers()
 
 
 def _watching(settings: Settings, cache: Cache, api_client: Any) -> Callable[[web.Application], Any]:

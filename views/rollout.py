@@ -246,6 +246,11 @@ def _actual_weight(
     if _canary(rollout) is None:
         return None
     status = _map(rollout.get("status"))
+    index, count = _step_index(rollout), len(_steps_of(rollout))
+    finished = index is None or index >= count
+    if finished and status.get("stableRS") and status.get("stableRS") == status.get("currentPodHash"):
+        # Fully promoted: all traffic is on this revision, whatever the canary service still says.
+        return FULL_WEIGHT
     weights = _map(_map(status.get("canary")).get("weights"))
     routed = _map(weights.get("canary")).get("weight")
     if isinstance(routed, int) and not isinstance(routed, bool):
