@@ -85,7 +85,15 @@ def test_the_list_shows_the_rollout_its_page_follows_a_promote_live_and_abort_as
         expect(row).to_be_visible()
         expect(row.get_by_test_id("rollout-status")).to_have_text("Paused")
         expect(row).to_contain_text("20%")
+        expect(page.locator(".counts")).to_contain_text("Paused1")
         screenshot(page, "rollouts")
+
+        # ... and the filter box hides it for a name it does not match, and shows it again for its image
+        search = page.get_by_role("searchbox", name="Filter rollouts")
+        search.fill("no-such-rollout")
+        expect(row).to_have_count(0)
+        search.fill("model:v2")
+        expect(row).to_be_visible()
 
         # When its page is opened
         row.get_by_role("link", name="model").click()

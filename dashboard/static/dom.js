@@ -52,7 +52,9 @@ const STATUS_CLASS = {
 /** A status pill: colour plus the word itself, so colour is never the only signal. */
 export function badge(text, attrs = {}) {
   const label = text === null || text === undefined || text === "" ? "Unknown" : String(text);
-  const kind = STATUS_CLASS[label] || "muted";
+  // "Failed: did not meet ..." and "paused" colour like "Failed" and "Paused": the first word decides.
+  const word = label.split(/[:\s]/)[0];
+  const kind = STATUS_CLASS[word] || STATUS_CLASS[word.charAt(0).toUpperCase() + word.slice(1)] || "muted";
   return h("span", { ...attrs, class: `badge badge-${kind}` }, label);
 }
 

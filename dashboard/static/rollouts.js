@@ -157,11 +157,31 @@ function explainLog(explain) {
       h("tr", {}, h("td", { class: "num" }, String(st.index)), h("td", {}, h("code", {}, st.step)),
         h("td", {}, badge(st.state)), h("td", {}, fmtTime(st.startedAt)), h("td", {}, fmtTime(st.endedAt)),
         h("td", {}, st.why || "")))) : null,
-    (explain.measurements || []).length ? table(["Run", "Metric", "Query", "Value", "Condition", "Verdict", "At"],
-      explain.measurements.map((m) => h("tr", { class: m.verdict === "Failed" ? "row-bad" : null },
-        h("td", {}, m.analysisRun), h("td", {}, m.metric), h("td", {}, h("code", { class: "query" }, m.query || "")),
-        h("td", { class: "num" }, m.value ?? "—"), h("td", {}, h("code", {}, m.condition || "")),
-        h("td", {}, badge(m.verdict)), h("td", {}, fmtTime(m.at))))) : null,
+    measurementsTable(explain.measurements || []),
+  ];
+}
+
+// The latest few measurements in the open; the rest one click away, so the log stays readable.
+const RECENT_MEASUREMENTS = 6;
+
+function measurementRows(list) {
+  return list.map((m) => h("tr", { class: String(m.verdict || "").startsWith("Failed") ? "row-bad" : null },
+    h("td", {}, m.analysisRun), h("td", {}, m.metric), h("td", {}, h("code", { class: "query" }, m.query || "")),
+    h("td", { class: "num" }, m.value ?? "—"), h("td", {}, h("code", {}, m.condition || "")),
+    h("td", {}, badge(m.verdict)), h("td", {}, fmtTime(m.at))));
+}
+
+function measurementsTable(all) {
+  if (!all.length) return null;
+  const heads = ["Run", "Metric", "Query", "Value", "Condition", "Verdict", "At"];
+  const older = all.slice(0, Math.max(0, all.length - RECENT_MEASUREMENTS));
+  const recent = all.slice(older.length);
+  const failed = all.filter((m) => String(m.verdict || "").startsWith("Failed")).length;
+  return [
+    h("h3", {}, `Measurements (${all.length}, ${failed} failed)`),
+    older.length ? h("details", { class: "older" }, h("summary", {}, `${older.length} earlier measurements`),
+      table(heads, measurementRows(older))) : null,
+    table(heads, measurementRows(recent)),
   ];
 }
 
