@@ -120,6 +120,10 @@ def test_the_list_shows_the_rollout_its_page_follows_a_promote_live_and_abort_as
         expect(chart.locator("line.threshold")).to_have_count(1)
         expect(chart.locator("circle.pt-ok").nth(2)).to_be_attached(timeout=LIVE_TIMEOUT_MS)
         expect(chart.locator("g.pt-bad").first).to_be_attached(timeout=LIVE_TIMEOUT_MS)
+        # ... and the explain log names the pause and lists the measurements with their verdicts
+        expect(page.locator("p.summary")).to_contain_text("pause", ignore_case=True)
+        expect(page.get_by_role("heading", name="Measurements")).to_be_visible()
+        expect(page.locator("tr.row-bad").first).to_be_attached()
         page.wait_for_timeout(500)  # let the chart settle for the picture
         screenshot(page, "rollout", full_page=True)
 
