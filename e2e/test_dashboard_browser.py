@@ -54,6 +54,15 @@ def latency_template(prometheus_url: str) -> dict[str, Any]:
         success=LATENCY_CONDITION, failureLimit=100)])
 
 
+def confirm(page: Any, button: str) -> None:
+    """Click an action button and confirm its dialog."""
+    page.get_by_test_id(button).click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_test_id("confirm-ok").click()
+    expect(dialog).to_be_hidden()
+
+
 def canary_paused_at_20(cluster: Cluster, name: str, *, prometheus_url: str | None = None) -> dict[str, Any]:
     """A host-level Istio canary of v2 over v1, paused at its first pause (20%).
 
@@ -126,6 +135,19 @@ def test_the_list_shows_the_rollout_its_page_follows_a_promote_live_and_abort_as
         expect(page.locator("tr.row-bad").first).to_be_attached()
         page.wait_for_timeout(500)  # let the chart settle for the picture
         screenshot(page, "rollout", full_page=True)
+
+        # When Pause is clicked and confirmed, Then spec.paused is set and the page offers Resume
+        confirm(page, "btn-pause")
+        expect(page.get_by_test_id("toast")).to_contain_text("paused")
+        wait_until(lambda: cluster.rollout("model")["spec"].get("paused") is True, timeout=10,
+                   message="spec.paused true")
+        expect(page.get_by_test_id("btn-resume")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+
+        # When Resume is clicked and confirmed, Then spec.paused is lifted and Pause is back
+        confirm(page, "btn-resume")
+        wait_until(lambda: not cluster.rollout("model")["spec"].get("paused"), timeout=10,
+                   message="spec.paused lifted")
+        expect(page.get_by_test_id("btn-pause")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
 
         # When Abort is clicked, a reason typed and confirmed
         page.get_by_test_id("btn-abort").click()

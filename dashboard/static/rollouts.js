@@ -69,7 +69,9 @@ export function rolloutsList(root) {
 
 function actions(r, ns, name, reload) {
   const url = (action) => `${rolloutPath(ns, name)}/${action}`;
-  const paused = r.status === "Paused";
+  // Resume lifts a user's pause (spec.paused: the status says "manually paused"); a pause step
+  // is ended by Promote instead, so on one the button offered is still Pause.
+  const manual = r.status === "Paused" && /manually paused/i.test(r.message || "");
   const settled = r.status === "Healthy";
   const aborted = r.status === "Degraded";
   const buttons = [
@@ -84,7 +86,7 @@ function actions(r, ns, name, reload) {
       confirm: `Abort the update of ${ns}/${name}? Traffic returns to the stable version.`, onDone: reload }),
     actionButton({ label: "Retry", testid: "btn-retry", url: url("retry"), disabled: !aborted,
       confirm: `Retry the aborted update of ${ns}/${name} from its first step?`, onDone: reload }),
-    paused
+    manual
       ? actionButton({ label: "Resume", testid: "btn-resume", url: url("resume"),
         confirm: `Resume ${ns}/${name}?`, onDone: reload })
       : actionButton({ label: "Pause", testid: "btn-pause", url: url("pause"), disabled: settled || aborted,
