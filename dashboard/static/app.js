@@ -35,12 +35,21 @@ async function refreshNow() {
   inFlight = true;
   lastRun = Date.now();
   const current = page;
+  const banner = document.getElementById("banner");
+  // A re-render replaces the buttons: keep keyboard focus on the same one.
+  const focused = document.activeElement?.closest?.("[data-testid]")?.dataset.testid;
   try {
     await current.refresh();
+    banner.hidden = true;
+    if (focused && !document.getElementById("confirm").open) {
+      const again = document.querySelector(`#main [data-testid="${CSS.escape(focused)}"]`);
+      if (again && again !== document.activeElement) again.focus();
+    }
   } catch (err) {
+    // The page keeps what it last showed; the banner says it may be stale, and the next event retries.
     if (current === page) {
-      document.getElementById("main").replaceChildren(h("p", { class: "empty error", role: "alert" },
-        `Could not load: ${err.message}`));
+      banner.textContent = `Could not load the latest data: ${err.message}`;
+      banner.hidden = false;
     }
   } finally {
     inFlight = false;

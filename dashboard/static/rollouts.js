@@ -151,7 +151,7 @@ function analysisRuns(runs) {
       h("div", { class: "metric" }, h("h4", {}, metric.name), metricChart(metric))))));
 }
 
-function explainLog(explain) {
+function explainLog(explain, ui) {
   if (!explain) return h("p", { class: "muted" }, "No decision log.");
   return [
     h("p", { class: "summary" }, explain.summary || ""),
@@ -159,7 +159,7 @@ function explainLog(explain) {
       h("tr", {}, h("td", { class: "num" }, String(st.index)), h("td", {}, h("code", {}, st.step)),
         h("td", {}, badge(st.state)), h("td", {}, fmtTime(st.startedAt)), h("td", {}, fmtTime(st.endedAt)),
         h("td", {}, st.why || "")))) : null,
-    measurementsTable(explain.measurements || []),
+    measurementsTable(explain.measurements || [], ui),
   ];
 }
 
@@ -173,7 +173,7 @@ function measurementRows(list) {
     h("td", {}, badge(m.verdict)), h("td", {}, fmtTime(m.at))));
 }
 
-function measurementsTable(all) {
+function measurementsTable(all, ui) {
   if (!all.length) return null;
   const heads = ["Run", "Metric", "Query", "Value", "Condition", "Verdict", "At"];
   const older = all.slice(0, Math.max(0, all.length - RECENT_MEASUREMENTS));
@@ -181,14 +181,17 @@ function measurementsTable(all) {
   const failed = all.filter((m) => String(m.verdict || "").startsWith("Failed")).length;
   return [
     h("h3", {}, `Measurements (${all.length}, ${failed} failed)`),
-    older.length ? h("details", { class: "older" }, h("summary", {}, `${older.length} earlier measurements`),
-      table(heads, measurementRows(older))) : null,
+    older.length ? h("details", { class: "older", open: ui.olderOpen,
+      ontoggle: (ev) => { ui.olderOpen = ev.target.open; } },
+    h("summary", {}, `${older.length} earlier measurements`), table(heads, measurementRows(older))) : null,
     table(heads, measurementRows(recent)),
   ];
 }
 
 export function rolloutPage(root, ns, name, reload) {
   root.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  // What the reader opened survives the re-renders that live updates cause.
+  const ui = { olderOpen: false };
   return {
     wants: (ev) => ev.kind === "rollout" && ev.namespace === ns && ev.name === name,
     async refresh() {
@@ -211,7 +214,7 @@ export function rolloutPage(root, ns, name, reload) {
         h("div", { class: "two-col" },
           card("Steps", stepList(data.steps || [])),
           card("Canary weight", weightChart(data.weightHistory, r))),
-        card("Why it is where it is", explainLog(data.explain)),
+        card("Why it is where it is", explainLog(data.explain, ui)),
         card("Analysis", analysisRuns(data.analysisRuns || [])),
         card("Revisions, ReplicaSets and pods", revisions(r)));
     },
