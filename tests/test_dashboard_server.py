@@ -472,3 +472,16 @@ def test_application_action_refusals(action: str, body: dict[str, Any], status: 
         KubeActions(None, custom=custom).application("argocd", "guestbook", action, body)
     assert caught.value.status == status
     assert custom.patches == []
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["dashboard"], (3100, "127.0.0.1", False, False, "argocd")),
+    (["dashboard", "--port", "4000", "--address", "0.0.0.0", "--read-only", "-A", "--app-namespace", "apps"],
+     (4000, "0.0.0.0", True, True, "apps")),
+], ids=["defaults", "every-flag"])
+def test_cli_flags(argv: list[str], expected: tuple[Any, ...]) -> None:
+    from cli.main import build_parser
+
+    args = build_parser().parse_args([*argv, "-n", "ml", "--context", "kind"])
+    assert (args.port, args.address, args.read_only, args.all_namespaces, args.app_namespace) == expected
+    assert (args.namespace, args.context) == ("ml", "kind")
