@@ -146,7 +146,8 @@ def chromium_page() -> Iterator[Any]:
 def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path | None:
     """Save ``dashboard-<name>.png`` into $TIDEGATE_DASHBOARD_SCREENSHOTS (if set); its path.
 
-    ``full_page`` takes the whole scrolled page rather than the 1280x800 viewport.
+    ``full_page`` takes the whole scrolled page; otherwise the 1280-wide viewport, cut just
+    below the content when the page is shorter than the window (no empty band in the docs).
     """
     folder = os.environ.get(SCREENSHOTS_ENV)
     if not folder:
@@ -158,5 +159,10 @@ def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path | None:
     path = target / f"dashboard-{name}.png"
     # The picture shows the page, not the toast of the action the test just took.
     page.evaluate("document.getElementById('toast').hidden = true")
-    page.screenshot(path=str(path), full_page=full_page)
+    if full_page:
+        page.screenshot(path=str(path), full_page=True)
+    else:
+        bottom = float(page.evaluate("document.getElementById('main').getBoundingClientRect().bottom"))
+        height = min(VIEWPORT_HEIGHT, max(200, int(bottom) + 8))
+        page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": VIEWPORT_WIDTH, "height": height})
     return path

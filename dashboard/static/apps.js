@@ -102,13 +102,16 @@ function diffBlock(d) {
       "aria-label": `Differences of ${d.kind} ${d.name}: lines starting with - are live, + are desired` }, lines));
 }
 
-function operation(op) {
+function operation(op, namespace) {
   if (!op) return h("p", { class: "muted" }, "No operation yet.");
+  // The destination namespace is in the header; a column of it would only squeeze the messages.
+  const showNs = (op.results || []).some((r) => r.namespace && r.namespace !== namespace);
   return [
     h("p", {}, badge(op.phase), " ", op.message || "",
       h("span", { class: "muted small" }, ` · revision ${short(op.revision)} · ${fmtTime(op.startedAt)} → ${fmtTime(op.finishedAt)}`)),
-    (op.results || []).length ? table(["Kind", "Namespace", "Name", "Result", "Hook", "Message"], op.results.map((r) =>
-      h("tr", {}, h("td", {}, r.kind), h("td", {}, r.namespace || "—"), h("td", {}, h("code", {}, r.name)),
+    (op.results || []).length ? table(["Kind", showNs ? "Namespace" : null, "Name", "Result", "Hook", "Message"].filter(Boolean),
+      op.results.map((r) => h("tr", {}, h("td", {}, r.kind), showNs ? h("td", {}, r.namespace || "—") : null,
+        h("td", {}, h("code", {}, r.name)),
         h("td", {}, badge(r.status)), h("td", {}, r.hookPhase || "—"), h("td", {}, r.message || "")))) : null,
   ];
 }
@@ -154,7 +157,7 @@ export function appPage(root, ns, name, reload) {
         getConfig().readOnly ? h("p", { class: "muted small" }, "Read-only dashboard: actions are disabled.") : null,
         h("div", { class: "two-col even" },
           card("Resources", resourceTree(data, dest(data))),
-          card("Last operation", operation(data.operation))),
+          card("Last operation", operation(data.operation, dest(data)))),
         card("Differences (OutOfSync resources)", (data.diffs || []).length ? data.diffs.map(diffBlock)
           : h("p", { class: "muted" }, "Live state matches Git.")),
         card("History", history.length ? table(["ID", "Revision", "Deployed", "Source"], [...history].reverse().map((e) =>
