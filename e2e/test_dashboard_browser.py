@@ -171,6 +171,14 @@ def test_the_list_shows_the_rollout_its_page_follows_a_promote_live_and_abort_as
         expect(page.get_by_test_id("rollout-status")).to_have_text("Degraded", timeout=LIVE_TIMEOUT_MS)
         expect(page.get_by_test_id("btn-retry")).to_be_enabled()
 
+        # When Retry is clicked and confirmed, Then the update starts again from its first pause
+        confirm(page, "btn-retry")
+        expect(page.get_by_test_id("toast")).to_contain_text("retried")
+        cluster.wait_status("model", lambda s: not s.get("abort") and s.get("phase") == "Paused"
+                            and s.get("currentStepIndex") == 1, timeout=60, message="Paused at step 1 again")
+        expect(page.get_by_test_id("set-weight")).to_have_text("20%", timeout=LIVE_TIMEOUT_MS)
+        expect(page.get_by_test_id("rollout-status")).to_have_text("Paused")
+
 
 def test_read_only_mode_shows_no_buttons_and_refuses_a_post_with_the_token(
         cluster: Cluster, controller: Controller, cluster_env: dict[str, str], namespace: str,
