@@ -17,13 +17,15 @@ export function toast(message, kind = "ok") {
 }
 
 /** Ask before acting; resolves {ok, reason}. */
-export function confirmDialog({ title, text, askReason = false, okLabel = "Confirm" }) {
+export function confirmDialog({ title, text, askReason = false, okLabel = "Confirm", danger = false }) {
   const dialog = document.getElementById("confirm");
   const reason = document.getElementById("confirm-reason");
   document.getElementById("confirm-title").textContent = title;
   document.getElementById("confirm-text").textContent = text;
   document.getElementById("confirm-reason-label").hidden = !askReason;
-  document.getElementById("confirm-ok").textContent = okLabel;
+  const ok = document.getElementById("confirm-ok");
+  ok.textContent = okLabel;
+  ok.className = danger ? "btn btn-primary btn-destructive" : "btn btn-primary";
   reason.value = "";
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => {
@@ -45,7 +47,7 @@ export function actionButton({ label, testid, url, confirm, body, askReason = fa
   const button = h("button", { class: danger ? "btn btn-danger" : "btn", testid, type: "button", disabled });
   button.textContent = label;
   button.addEventListener("click", async () => {
-    const answer = await confirmDialog({ title: `${label}?`, text: confirm, askReason, okLabel: label });
+    const answer = await confirmDialog({ title: `${label}?`, text: confirm, askReason, okLabel: label, danger });
     if (!answer.ok) return;
     button.disabled = true;
     try {
