@@ -9,6 +9,7 @@ Shapes: /work/brief/dashboard-api.md (camelCase keys, RFC 3339 times).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -30,10 +31,16 @@ def _list(value: object) -> list[Any]:
 
 
 def _number(value: object) -> float | None:
+    """A measurement's value as a number for the chart: a scalar, or a one-sample vector as the
+    prometheus provider stores it (``"[0.13]"``); anything else (several samples, text) is None."""
+    text = str(value).strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1].strip()
     try:
-        return float(str(value))
+        number = float(text)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
 
 
 # --- rollouts --------------------------------------------------------------------------------------

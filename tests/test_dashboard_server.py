@@ -485,3 +485,17 @@ def test_cli_flags(argv: list[str], expected: tuple[Any, ...]) -> None:
     args = build_parser().parse_args([*argv, "-n", "ml", "--context", "kind"])
     assert (args.port, args.address, args.read_only, args.all_namespaces, args.app_namespace) == expected
     assert (args.namespace, args.context) == ("ml", "kind")
+
+
+@pytest.mark.parametrize(("stored", "expected"), [
+    pytest.param("0.25", 0.25, id="scalar"),
+    pytest.param("[0.13]", 0.13, id="one-sample-vector"),
+    pytest.param("[ 7 ]", 7.0, id="vector-with-spaces"),
+    pytest.param("[0.1,0.2]", None, id="two-samples"),
+    pytest.param("NaN", None, id="not-a-number"),
+    pytest.param("ok", None, id="text"),
+])
+def test_measurement_values_charted_as_numbers(stored: str, expected: float | None) -> None:
+    from dashboard.present import _number
+
+    assert _number(stored) == expected
