@@ -33,16 +33,21 @@ RUN pip wheel --wheel-dir /wheels .
 FROM ${PYTHON_IMAGE}
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp TMPDIR=/tmp
-# git: the sync module fetches Application sources with the git binary (gitops/source.py)
+# git: the sync module fetches Application sources with the git binary (gitops/source.py);
+# Debian 12's versions, pinned (bump them with the base image)
+ARG GIT_VERSION=1:2.39.5-0+deb12u3
+ARG CA_CERTIFICATES_VERSION=20250419~deb12u2
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git ca-certificates \
+    && apt-get install -y --no-install-recommends "git=${GIT_VERSION}" \
+       "ca-certificates=${CA_CERTIFICATES_VERSION}" \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 65532 tidegate \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin tidegate
 COPY --from=helm /usr/bin/helm /usr/local/bin/helm
 COPY --from=kustomize /app/kustomize /usr/local/bin/kustomize
 COPY --from=build /wheels /wheels
-RUN pip install --no-index --find-links=/wheels tidegate && rm -rf /wheels
+ARG TIDEGATE_VERSION=0.1.0
+RUN pip install --no-index --find-links=/wheels "tidegate==${TIDEGATE_VERSION}" && rm -rf /wheels
 USER 65532:65532
 # metrics (--metrics-port) and /healthz,/readyz (--healthz-port)
 EXPOSE 8090 8080
