@@ -192,7 +192,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _fmt(value: datetime | None) -> str | None:
-    return None if value is None else format_time(value)
+    # whole seconds: Events have no finer grain, and a person reads "until 15:39:29"
+    return None if value is None else format_time(value.replace(microsecond=0))
 
 
 def _event_time(event: Mapping[str, Any]) -> datetime | None:
