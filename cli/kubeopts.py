@@ -14,6 +14,8 @@ from typing import Any
 
 DEFAULT_NAMESPACE = "default"
 CLIENT_POOL_SIZE = 8
+MSG_NO_KUBECONFIG = "no kubeconfig ($KUBECONFIG, ~/.kube/config or --kubeconfig) and not in a pod"
+MSG_CLIENT = "tidegate: cannot reach the cluster: {where}: {error}"
 
 
 def add_kube_flags(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
@@ -57,11 +59,16 @@ def api_client(args: argparse.Namespace, *, pool_size: int = CLIENT_POOL_SIZE) -
     from kubernetes import client, config
 
     path = _kubeconfig_path(args)
-    if path is None:
-        config.load_incluster_config()
-        api = client.ApiClient()
-    else:
-        api = config.new_client_from_config(config_file=path, context=getattr(args, "context", None))
+    try:
+        if path is None:
+            config.load_incluster_config()
+            api = client.ApiClient()
+        else:
+            api = config.new_client_from_config(config_file=path, context=getattr(args, "context", None))
+    except (config.ConfigException, OSError) as exc:
+        # one line, no traceback: the usual cause is a shell without $KUBECONFIG
+        where = path or MSG_NO_KUBECONFIG
+        raise SystemExit(MSG_CLIENT.format(where=where, error=exc)) from None
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool_size
     api.configuration.connection_pool_maxsize = pool_size
     return api

@@ -198,3 +198,20 @@ def test_a_step_completed_in_the_same_second_as_the_update_keeps_its_times() -> 
     data["events"].insert(0, step_done)
     first = _explain(data)["steps"][0]
     assert (first["state"], first["startedAt"], first["endedAt"]) == ("done", same_second, same_second)
+
+
+def test_rollback_to_this_revision_keeps_its_own_steps_and_says_why() -> None:
+    """An update to revision 4 that is aborted and rolled back to revision 3's ReplicaSet: the
+    log of revision 3 stops where revision 4 opened (seen in make demo's act 3, where revision 4's
+    step times were mixed into revision 3's), and the rollback is the reason given."""
+    data = _fixture("completed")
+    data["events"] += [
+        _event("RolloutUpdated", "Rollout updated to revision 4", "2026-12-03T12:05:00Z"),
+        _event("NewReplicaSetCreated", "Created ReplicaSet model-7a1b (revision 4)", "2026-12-03T12:05:00Z"),
+        _event("RolloutStepCompleted", "Rollout step 1/3 completed (setWeight: 50)", "2026-12-03T12:05:20Z"),
+        _event("RolloutAborted", "Rollout aborted update to revision 4: analysis failed", "2026-12-03T12:06:00Z"),
+        _event("SkipSteps", "Rollback to stable ReplicaSet model-6d4f: skipping all steps", "2026-12-03T12:07:00Z"),
+    ]
+    log = _explain(data)
+    assert log["summary"] == "Fully promoted: rolled back to the stable ReplicaSet, steps skipped"
+    assert log["steps"] == data["expected"]["steps"]

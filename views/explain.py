@@ -320,7 +320,18 @@ def _revision_events(rollout: Mapping[str, Any], events: Sequence[Mapping[str, A
     # The first of a pair (RolloutUpdated, NewReplicaSetCreated) opens the revision.
     while start > 0 and mine[start - 1][1].get("reason") in opening:
         start -= 1
-    return mine[start:]
+    # It ends where another revision opens (an update that was then aborted and rolled back to
+    # this one); after that only a rollback to this revision's ReplicaSet (SkipSteps) is about it.
+    end = len(mine)
+    for i in range(start + 1, len(mine)):
+        event = mine[i][1]
+        match = _REVISION_IN_MESSAGE.search(str(event.get("message") or ""))
+        if (event.get("reason") in opening and revision is not None and match is not None
+                and match.group(1) != revision):
+            end = i
+            break
+    later = [pair for pair in mine[end:] if pair[1].get("reason") == REASON_SKIP_STEPS]
+    return mine[start:end] + later
 
 
 def _timeline(revision_events: Sequence[tuple[datetime, Mapping[str, Any]]], count: int) -> _Timeline:
