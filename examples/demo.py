@@ -91,6 +91,7 @@ WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
 REWRITE_FLAG = "--repo-url-rewrite"
 CONTROLLER_LOG = CLUSTER / "logs" / "tidegate-controller.log"
 DASHBOARD_LOG = CLUSTER / "logs" / "tidegate-dashboard.log"
+EXPLAIN_WIDTH = 190  # columns of `tidegate explain` shown per line (queries run long)
 DASHBOARD_PORT = 3100  # tidegate dashboard's default; another free port when it is taken
 
 # Deadlines of the steps, seconds (a slow, shared 2-core machine included).
@@ -374,6 +375,19 @@ def start_dashboard(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
 
     wait_for("the dashboard to answer", answers, timeout=READY_S)
     return proc, url
+
+
+def show_explain(env: dict[str, str]) -> None:
+    """``tidegate explain`` of the aborted canary: its steps, then only the failed measurements."""
+    out = run([sys.executable, "-m", "cli.main", "explain", ROLLOUT, "-n", NAMESPACE], env=env, cwd=REPO)
+    print(f"  kubectl tidegate explain {ROLLOUT} -n {NAMESPACE} (rebuilt from status, AnalysisRuns and Events):")
+    steps, _, measurements = out.partition("Measurements:")
+    for line in steps.strip().splitlines():
+        print(f"    {line.rstrip()[:EXPLAIN_WIDTH]}")
+    failed = [line for line in measurements.splitlines() if " Failed " in line]
+    print(f"    Measurements: {len(failed)} failed" + (", the last:" if failed else ""))
+    if failed:
+        print(f"    {failed[-1].rstrip()[:EXPLAIN_WIDTH]}")
 
 
 def send_push(port: int, secret: str, *, repo_url: str, before: str, after: str) -> None:
@@ -834,6 +848,7 @@ def main() -> int:
         if app_state(app)[0] != "Synced" or resource_health(app, "Rollout") != "Degraded":
             raise SystemExit(f"demo: after the abort {APP} should be Synced with its Rollout Degraded: "
                              f"{app_line(app)}")
+        show_explain(env)
         inbox.expect(f"on-deployed for {short(v4)}", "on-deployed", v4)
         reason = inbox.expect("on-rollout-aborted for v4", "on-rollout-aborted").key
         if "success-rate" not in reason:

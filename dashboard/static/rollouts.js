@@ -156,7 +156,7 @@ function explainLog(explain, ui) {
   return [
     h("p", { class: "summary" }, explain.summary || ""),
     (explain.steps || []).length ? table(["#", "Step", "State", "Started", "Ended", "Why"], explain.steps.map((st) =>
-      h("tr", {}, h("td", { class: "num" }, String(st.index)), h("td", {}, h("code", {}, st.step)),
+      h("tr", {}, h("td", { class: "num" }, String(st.index + 1)), h("td", {}, h("code", {}, st.step)),
         h("td", {}, badge(st.state)), h("td", {}, fmtTime(st.startedAt)), h("td", {}, fmtTime(st.endedAt)),
         h("td", {}, st.why || "")))) : null,
     measurementsTable(explain.measurements || [], ui),
