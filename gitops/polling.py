@@ -27,10 +27,9 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from common.logging import get_logger
-from gitops.metrics import GIT_REQUESTS
+from gitops.metrics import GIT_REQUESTS, repo_label
 from gitops.source import RepoCache, SourceError
 from gitops.webhook import app_sources, repo_key
 
@@ -56,26 +55,15 @@ class PollConfig:
 POLL_CONFIG = PollConfig()
 
 
-def metric_repo(url: str) -> str:
-    """The repo label: the URL without any user or password it carries."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid>"
-    if parts.scheme and "@" in parts.netloc:
-        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    return url
-
-
 class CountedRepoCache(RepoCache):
     """RepoCache counting each ls-remote and fetch it runs (argocd_git_request_total)."""
 
     def _ls_remote(self, url: str, revision: str) -> dict[str, str]:
-        GIT_REQUESTS.labels(repo=metric_repo(url), request_type="ls-remote").inc()
+        GIT_REQUESTS.labels(repo=repo_label(url), request_type="ls-remote").inc()
         return super()._ls_remote(url, revision)
 
     def _fetch(self, url: str, revision: str, *, ref: str | None = None) -> None:
-        GIT_REQUESTS.labels(repo=metric_repo(url), request_type="fetch").inc()
+        GIT_REQUESTS.labels(repo=repo_label(url), request_type="fetch").inc()
         super()._fetch(url, revision, ref=ref)
 
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gitops.metrics import RefreshClock
-from gitops.polling import Poller, interval_from, metric_repo, parse_duration, tracked_ref
+from gitops.metrics import repo_label as metric_repo
+from gitops.polling import Poller, interval_from, parse_duration, tracked_ref
 from gitops.webhook import repo_key
 
 A, B = "a" * 40, "b" * 40

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from common.logging import (
     KOPF_OBJECT_LOGGER,
@@ -22,6 +21,7 @@ from common.logging import (
     get_logger,
 )
 from common.redaction import ACTIVE_SECRETS
+from tests.logging_support import captured_logging
 
 SECRET = "s3cr3t-t0ken/with+chars"
 OWNER = ("ml-serving", "run-with-secret")
@@ -29,16 +29,8 @@ OWNER = ("ml-serving", "run-with-secret")
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    saved_levels = {name: logging.getLogger(name).level for name in (*REQUEST_LOGGERS, KOPF_OBJECT_LOGGER)}
-    yield io.StringIO()
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
-    for name, level in saved_levels.items():
-        logging.getLogger(name).setLevel(level)
-    ACTIVE_SECRETS.forget(OWNER)
-    structlog.reset_defaults()
+    with captured_logging(OWNER) as captured:
+        yield captured
 
 
 def _json_lines(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -16,17 +16,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from common.logging import (
-    KOPF_OBJECT_LOGGER,
-    REQUEST_LOGGERS,
     bind_object,
     configure,
     get_logger,
     unbind_object,
 )
 from common.redaction import ACTIVE_SECRETS
+from tests.logging_support import captured_logging
 
 SECRET = "analysis-token-9f8e7d"
 OWNER = ("ml-serving", "canary-run")
@@ -35,17 +33,8 @@ ROLLOUT = {"kind": "Rollout", "namespace": "ml-serving", "name": "web", "revisio
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    saved_levels = {name: logging.getLogger(name).level for name in (*REQUEST_LOGGERS, KOPF_OBJECT_LOGGER)}
-    yield io.StringIO()
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
-    for name, level in saved_levels.items():
-        logging.getLogger(name).setLevel(level)
-    ACTIVE_SECRETS.forget(OWNER)
-    structlog.contextvars.clear_contextvars()
-    structlog.reset_defaults()
+    with captured_logging(OWNER) as captured:
+        yield captured
 
 
 def _json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
