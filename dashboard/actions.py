@@ -15,8 +15,20 @@ import getpass
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from rollouts.api.constants import ANNOTATION_ABORT
-from rollouts.kube.actions import promote_patches
+# the plugin's patch builders and messages: the dashboard's buttons write what the CLI writes
+from rollouts.kube.actions import (
+    MSG_ABORTED,
+    MSG_ABORTED_REASON,
+    MSG_FULLY_PROMOTED,
+    MSG_NOTHING_TO_PROMOTE,
+    MSG_PAUSED,
+    MSG_PROMOTED,
+    MSG_RESUMED,
+    MSG_RETRIED,
+    abort_patch,
+    describe_patch,
+    promote_patches,
+)
 from views.appdiff import (
     MSG_OPERATION_RUNNING,
     AppError,
@@ -36,13 +48,6 @@ APP_ACTIONS = ("sync", "refresh", "rollback")
 
 MSG_UNKNOWN_ACTION = "unknown action {action!r}: one of {choices}"
 MSG_BAD_FIELD = "field {field!r} must be {kind}"
-MSG_PROMOTED = "rollout '{name}' {how}promoted"
-MSG_NOTHING_TO_PROMOTE = "rollout '{name}' is not paused and has no step left to skip"
-MSG_ABORTED = "rollout '{name}' aborted"
-MSG_ABORTED_REASON = "rollout '{name}' aborted: {reason}"
-MSG_RETRIED = "rollout '{name}' retried"
-MSG_PAUSED = "rollout '{name}' paused"
-MSG_RESUMED = "rollout '{name}' resumed"
 MSG_SYNC = "sync of application '{name}' requested"
 MSG_REFRESH = "refresh of application '{name}' requested"
 MSG_ROLLBACK = "rollback of application '{name}' to history id {id} requested"
@@ -114,13 +119,16 @@ class KubeActions:
                 self._patch_status(namespace, name, status_patch)
             if not (status_patch or spec_patch):
                 return MSG_NOTHING_TO_PROMOTE.format(name=name)
-            return MSG_PROMOTED.format(name=name, how="fully " if full else "")
+            changes = describe_patch("spec", spec_patch) + describe_patch("status", status_patch)
+            return (MSG_FULLY_PROMOTED if full else MSG_PROMOTED).format(name=name, changes=", ".join(changes))
         if action == "abort":
             reason = str(_field(body, "reason", str, "a string") or "").strip()[:MAX_REASON]
-            if reason:
-                self._patch(ROLLOUTS, namespace, name, {"metadata": {"annotations": {ANNOTATION_ABORT: reason}}})
+            abort_status, abort_metadata = abort_patch(reason)
+            if abort_metadata is not None:
+                self._patch(ROLLOUTS, namespace, name, {"metadata": abort_metadata})
                 return MSG_ABORTED_REASON.format(name=name, reason=reason)
-            self._patch_status(namespace, name, {"abort": True})
+            if abort_status is not None:
+                self._patch_status(namespace, name, abort_status)
             return MSG_ABORTED.format(name=name)
         if action == "retry":
             self._patch_status(namespace, name, {"abort": False})
