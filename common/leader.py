@@ -54,6 +54,7 @@ M_TAKEN = "leader election: LOST the lease (another process holds it); stopping 
 M_RELEASED = "leader election: released the lease"
 M_RELEASE_FAILED = "leader election: could not release the lease (it will expire)"
 M_ATTEMPT_FAILED = "leader election: lease request failed; retrying"
+M_WATCH_FAILED = "leader election: could not watch the lease; polling it"
 
 
 class LeaseConflict(Exception):
@@ -71,6 +72,14 @@ class LeaseApi(Protocol):
 
     def replace(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Replace (body carries metadata.resourceVersion); LeaseConflict on a stale version."""
+
+    def wait_for_change(self, name: str, resource_version: str, timeout: float) -> bool:
+        """True as soon as the Lease changes after ``resource_version``; False after ``timeout``.
+
+        A standby waits here between attempts, so a released Lease is taken at once rather than
+        at the next retry period (a failure may raise or return False: the caller then sleeps
+        out the rest of the period).
+        """
 
 
 @dataclass(frozen=True)
@@ -235,8 +244,19 @@ class LeaderElector:
         """Step every retry period until ``stop`` (or until leadership is lost)."""
         while not self.stopping.is_set():
             self.step()
-            # A leader renews every retry period; a standby polls at the same pace.
-            self.stopping.wait(self.timing.retry_period)
+            if self.leading.is_set() or self._record is None:
+                self.stopping.wait(self.timing.retry_period)  # a leader renews every retry period
+                continue
+            # A standby looks again at the same pace, and at once when the Lease changes: a
+            # Lease released on SIGTERM is taken in well under a retry period.
+            started = self.clock()
+            try:
+                changed = self.api.wait_for_change(self.name, self._record[2], self.timing.retry_period)
+            except Exception as exc:  # noqa: BLE001 - the watch only shortens the wait; polling remains
+                self.log.debug(M_WATCH_FAILED, error=type(exc).__name__)
+                changed = False
+            if not changed:
+                self.stopping.wait(max(0.0, self.timing.retry_period - (self.clock() - started)))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"leader-{self.component}", daemon=True)
@@ -325,6 +345,22 @@ class KubeLeaseApi:
             if exc.status == 409:
                 raise LeaseConflict(name) from exc
             raise
+
+
+    def wait_for_change(self, name: str, resource_version: str, timeout: float) -> bool:
+        from kubernetes import watch
+
+        stream = watch.Watch()
+        try:
+            for _ in stream.stream(self.api.list_namespaced_lease, namespace=self.namespace,
+                                   field_selector=f"metadata.name={name}",
+                                   resource_version=resource_version or None,
+                                   timeout_seconds=max(1, int(timeout)),
+                                   _request_timeout=timeout + self.timeout):
+                return True
+        finally:
+            stream.stop()
+        return False
 
 
 def name_of(body: Mapping[str, Any]) -> str:

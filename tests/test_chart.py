@@ -82,7 +82,7 @@ RULES: dict[str, list[dict[str, Any]]] = {
         {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list", "watch"]},
     ],
 }
-LEASE_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
+LEASE_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update"]}]
 DASHBOARD_READ_RULES = [
     {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "analysisruns", "applications"],
      "verbs": ["get", "list", "watch"]},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,8 @@ class FakeLeaseApi:
         self.version = 0
         self.fail: Exception | None = None
         self.writes: list[dict[str, Any]] = []
+        self.changed = threading.Condition()
+        self.watches = 0
 
     def _stamp(self, body: Mapping[str, Any]) -> dict[str, Any]:
         self.version += 1
@@ -30,7 +34,17 @@ class FakeLeaseApi:
         stored.setdefault("metadata", {})["resourceVersion"] = str(self.version)
         self.leases[stored["metadata"]["name"]] = stored
         self.writes.append(copy.deepcopy(stored))
+        with self.changed:
+            self.changed.notify_all()
         return copy.deepcopy(stored)
+
+    def wait_for_change(self, name: str, resource_version: str, timeout: float) -> bool:
+        """As a watch from ``resource_version``: at once if newer, else the next write or the timeout."""
+        self.watches += 1
+        with self.changed:
+            def newer() -> bool:
+                return self.leases.get(name, {}).get("metadata", {}).get("resourceVersion") != resource_version
+            return self.changed.wait_for(newer, timeout=timeout)
 
     def get(self, name: str) -> dict[str, Any] | None:
         if self.fail:
@@ -229,3 +243,25 @@ def test_lease_name_scope_separates_and_is_stable() -> None:
 def test_timing_must_be_ordered() -> None:
     assert LeaseTiming().problem() == ""
     assert "renew deadline" in LeaseTiming(lease_duration=5, renew_deadline=10).problem()
+
+
+def test_a_running_standby_takes_a_released_lease_without_waiting_out_the_retry_period() -> None:
+    """The standby's loop watches the Lease between attempts (real threads and time here): the
+    release on SIGTERM is seen at once, not at the next 2 s poll (e2e: handover within 3 s)."""
+    api = FakeLeaseApi()
+    timing = LeaseTiming(lease_duration=15, renew_deadline=10, retry_period=2)
+    leader = LeaderElector(api=api, name=NAME, namespace=NS, component="rollouts", identity="a_1", timing=timing)
+    standby = LeaderElector(api=api, name=NAME, namespace=NS, component="rollouts", identity="b_1", timing=timing)
+    leader.step()
+    standby.start()
+    try:
+        time.sleep(0.3)  # the standby has looked once and is waiting on the Lease
+        assert not standby.leading.is_set() and api.watches >= 1
+        released_at = time.monotonic()
+        assert leader.release()
+        assert standby.leading.wait(1.5), "the standby waited for its next poll"
+        assert time.monotonic() - released_at < 1.0
+    finally:
+        standby.stopping.set()
+        with api.changed:
+            api.changed.notify_all()
