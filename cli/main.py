@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from cli import actions, app, dashboard, explain, lint, notifications, plugin
@@ -85,8 +87,14 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+PLUGIN_SCRIPT = "kubectl-tidegate"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tidegate", description=__doc__)
+    # `kubectl tidegate ...` runs the kubectl-tidegate script: its usage lines say so
+    invoked = Path(sys.argv[0]).name if sys.argv else ""
+    prog = "kubectl tidegate" if invoked == PLUGIN_SCRIPT else "tidegate"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
