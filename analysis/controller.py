@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -320,7 +321,9 @@ class Controller:
     _unwritable: dict[Key, int] = field(default_factory=dict)
 
     async def _in(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        # run_in_executor drops contextvars: carry them, so the thread's log lines name the run
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, contextvars.copy_context().run, fn, *args)
 
     def forget(self, key: Key) -> None:
         """The run is gone: drop what we remember about it and its metric series."""

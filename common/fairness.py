@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class TenantSlots:
         """
         loop = asyncio.get_running_loop()
         if self.limit <= 0:
-            return asyncio.wrap_future(pool.submit(fn, arg), loop=loop)
+            return asyncio.wrap_future(pool.submit(contextvars.copy_context().run, fn, arg), loop=loop)
         gate = self._gates.get(tenant)
         if gate is None:
             gate = self._gates[tenant] = _Gate(semaphore=asyncio.Semaphore(self.limit))
@@ -81,7 +82,8 @@ class TenantSlots:
             raise
         gate.held += 1
         try:
-            call = pool.submit(fn, arg)
+            # the caller's context (the object its log lines name) goes with the call into the thread
+            call = pool.submit(contextvars.copy_context().run, fn, arg)
         except BaseException:
             self._release(tenant, gate)
             raise

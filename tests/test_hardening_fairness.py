@@ -318,3 +318,24 @@ def test_a_handler_waiting_in_worker_released_lends_its_worker_and_gets_one_back
     assert order[:2] == ["works", "gate opened"]
     assert sorted(order[2:]) == ["waits-1", "waits-2"]
     assert most_working == 1  # never more handlers working than workers
+
+
+@pytest.mark.parametrize("limit", [pytest.param(0, id="unlimited"), pytest.param(2, id="with-slots")])
+def test_a_call_in_the_pool_keeps_the_callers_log_context(limit: int) -> None:
+    """The object a reconcile is about (structlog's contextvars, common.logging.bind_object) goes
+    with its measurement into the pool's thread, so the provider's log lines name the run too."""
+    import structlog
+
+    def bound(_: None) -> dict[str, Any]:
+        return dict(structlog.contextvars.get_contextvars())
+
+    async def scenario() -> dict[str, Any]:
+        structlog.contextvars.bind_contextvars(kind="AnalysisRun", namespace="ml", name="run-1")
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                future = await TenantSlots(limit=limit).submit("ml", pool, bound, None)
+                return await future
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+    assert asyncio.run(scenario()) == {"kind": "AnalysisRun", "namespace": "ml", "name": "run-1"}
