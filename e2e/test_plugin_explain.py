@@ -20,7 +20,7 @@ import pytest
 from kubernetes import client
 
 from e2e.analysis_kit import Analysis, analysis_template, unique_service
-from e2e.conftest import REPO
+from e2e.conftest import REPO, wait_until
 from e2e.exporter import start_exporter
 from e2e.kit import Cluster, Controller, rollout
 
@@ -58,8 +58,13 @@ def test_explain_paused_canary_survives_restart_then_abort(
         cluster.wait_status("model", lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 2,
                             timeout=60, message="paused at the indefinite pause")
 
-        # When explained
-        log = explain_json(cluster_env, namespace, "model")
+        # When explained, once the controller's Events have arrived (they are posted after the
+        # status write that the wait above saw)
+        def with_step_events() -> dict[str, Any] | None:
+            got = explain_json(cluster_env, namespace, "model")
+            return got if all(step["endedAt"] for step in got["steps"][:2]) else None
+
+        log = wait_until(with_step_events, timeout=20, interval=0.5, message="the step Events of revision 2")
 
         # Then the summary, the revision and each step's state and times come from the records
         assert log["summary"] == "Paused at step 3/3 (pause) until promoted"

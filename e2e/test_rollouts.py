@@ -386,8 +386,11 @@ def test_controller_killed_mid_pause_and_mid_weight_change_resumes_correctly(
     try:
         healthy_hash(cluster, "model")
         cluster.set_image("model", "registry.local/model:v2")
-        # kill -9 during the timed pause
+        # kill -9 during the timed pause (once step 1's Event, posted after the status write, is in:
+        # Events in flight die with the process, and the check below reads every step's Event)
         paused_at(cluster, "model", 1)
+        wait_until(lambda: any("step 1/6 completed" in e.message for e in cluster.events("model")
+                               if e.reason == "RolloutStepCompleted"), timeout=10, message="step 1's Event")
         ctl.kill9()
         time.sleep(3)  # the pause ends while nobody is watching
         ctl.start()
