@@ -114,6 +114,40 @@ def rollback_operation(app: Mapping[str, Any], history_id: int | None, *, prune:
     return {"operation": {"sync": sync, "initiatedBy": {"username": username}}}
 
 
+SECRET_SAME = "********"  # a Secret value, equal in the cluster and in Git
+SECRET_CHANGED = "++++++++"  # a Secret value Git would change (Argo CD masks diffs the same way)
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def masked_secrets(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | None
+                   ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Copies of a Secret's two sides with every value masked, so a diff shows which keys differ
+    and never what they hold (other kinds come back unchanged).
+
+    A key equal on both sides is ``********`` on both; one that differs is ``********`` live and
+    ``++++++++`` in Git; ``kubectl apply``'s last-applied annotation (a copy of the values) too.
+    """
+    sides = [dict(side) if side is not None else None for side in (live, desired)]
+    if not any(side is not None and side.get("kind") == "Secret" and
+               str(side.get("apiVersion") or "") == "v1" for side in sides):
+        return sides[0], sides[1]
+    for field in ("data", "stringData"):
+        values = [dict(side.get(field) or {}) if side is not None else {} for side in sides]
+        for key in set(values[0]) | set(values[1]):
+            same = values[0].get(key) == values[1].get(key)
+            for index, side in enumerate(sides):
+                if side is not None and key in values[index]:
+                    values[index][key] = SECRET_SAME if same or index == 0 else SECRET_CHANGED
+        for index, side in enumerate(sides):
+            if side is not None and field in side:
+                side[field] = values[index]
+    for side in sides:
+        annotations = ((side or {}).get("metadata") or {}).get("annotations") or {}
+        if side is not None and LAST_APPLIED in annotations:
+            side["metadata"] = {**side["metadata"], "annotations": {**annotations, LAST_APPLIED: SECRET_SAME}}
+    return sides[0], sides[1]
+
+
 def _dump(obj: Mapping[str, Any] | None) -> list[str]:
     if obj is None:
         return []
@@ -190,8 +224,8 @@ def kube_differ(api: Any, *, control_namespace: str = DEFAULT_APP_NAMESPACE) -> 
             key = key_of(doc)
             live = kube.get(str(doc["apiVersion"]), key)
             if live is None:
-                text = "".join(difflib.unified_diff([], _dump(normalized(doc)), fromfile="live",
-                                                    tofile="desired"))
+                text = "".join(difflib.unified_diff([], _dump(masked_secrets(None, normalized(doc))[1]),
+                                                    fromfile="live", tofile="desired"))
                 diffs.append(ResourceDiff(kind=key.kind, namespace=key.namespace, name=key.name,
                                           group=key.group, text=text, missing=True))
                 continue
@@ -199,7 +233,8 @@ def kube_differ(api: Any, *, control_namespace: str = DEFAULT_APP_NAMESPACE) -> 
             result = compare(desired, live, rules=rules, owned=owned)
             if not result.differs:
                 continue
-            before, after = _dump(result.live or {}), _dump(result.target or {})
+            shown_live, shown_target = masked_secrets(result.live or {}, result.target or {})
+            before, after = _dump(shown_live), _dump(shown_target)
             text = "".join(difflib.unified_diff(before, after, fromfile="live", tofile="desired"))
             fields = tuple((format_path(p), field_manager(live, p) or "") for p in result.paths)
             diffs.append(ResourceDiff(kind=key.kind, namespace=key.namespace, name=key.name,
