@@ -12,6 +12,8 @@ Screenshots for docs/: ``TIDEGATE_DASHBOARD_SCREENSHOTS=docs/img`` (dashboard_ki
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -207,11 +209,22 @@ def test_read_only_mode_shows_no_buttons_and_refuses_a_post_with_the_token(
         assert "tidegate.dev/abort" not in (after["metadata"].get("annotations") or {})
 
 
+# A Secret's values as Git and the cluster hold them: the page must show neither (only masks).
+SECRET_IN_GIT = "git-token-7c1f9a"
+SECRET_LIVE = "edited-token-3b2e8d"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def web_objects() -> list[dict[str, Any]]:
     labels = {"app": "web"}
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"},
          "data": {"MODEL": "v1"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-credentials"},
+         "type": "Opaque", "data": {"token": b64(SECRET_IN_GIT)}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
          "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                   "template": {"metadata": {"labels": labels},
@@ -256,8 +269,11 @@ def test_an_application_page_shows_its_resource_tree_and_the_diff_of_a_drifted_r
             .to_be_visible()
         expect(page.get_by_test_id("diff")).to_have_count(0)
 
-        # When someone scales the Deployment by hand and the page's Refresh is used
+        # When someone scales the Deployment and edits the Secret by hand, and the page's Refresh is used
         done = kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=3")
+        assert done.returncode == 0, done.stderr
+        done = kubectl("patch", "secret", "web-credentials", "-n", namespace, "--type=merge",
+                       "-p", json.dumps({"data": {"token": b64(SECRET_LIVE)}}))
         assert done.returncode == 0, done.stderr
         page.get_by_test_id("btn-refresh").click()
         page.get_by_test_id("confirm-ok").click()
@@ -270,6 +286,13 @@ def test_an_application_page_shows_its_resource_tree_and_the_diff_of_a_drifted_r
         expect(diff).to_contain_text("replicas: 1")
         expect(diff.locator(".dl-del")).not_to_have_count(0)
         expect(diff.locator(".dl-add")).not_to_have_count(0)
+        # and the Secret's diff says its token differs, in masks only (as Argo CD shows it)
+        secret_diff = page.locator('[data-testid="diff"][data-kind="Secret"][data-name="web-credentials"]')
+        expect(secret_diff).to_contain_text("token: ++++++++", timeout=LIVE_TIMEOUT_MS)
+        expect(secret_diff).to_contain_text("token: '********'")
+        shown = page.content()
+        for value in (SECRET_IN_GIT, SECRET_LIVE, b64(SECRET_IN_GIT), b64(SECRET_LIVE)):
+            assert value not in shown
         page.wait_for_timeout(300)
         screenshot(page, "application")
 
