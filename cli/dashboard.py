@@ -13,6 +13,7 @@ import contextlib
 import sys
 from typing import Any
 
+from cli.controller import add_env_defaults
 from cli.kubeopts import add_kube_flags, api_client, context_namespace
 from views.appdiff import DEFAULT_APP_NAMESPACE
 
@@ -23,17 +24,22 @@ POOL_SIZE = 16
 MSG_BIND_FAILED = "tidegate dashboard: cannot serve on {address}:{port}: {error}"
 
 
+ENV_PREFIX = "TIDEGATE_DASHBOARD_"
+
+
 def add_subcommands(sub: Any) -> None:
     """Register ``dashboard`` on the top-level subparsers sub."""
     parser = sub.add_parser("dashboard", help="serve a live web dashboard of Rollouts and Applications")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port")
     parser.add_argument("--address", default=DEFAULT_ADDRESS,
-                        help=f"address to bind (default {DEFAULT_ADDRESS}: this machine only)")
+                        help="address to bind (127.0.0.1: this machine only)")
     parser.add_argument("--read-only", action="store_true", help="show everything, refuse every action")
     parser.add_argument("--all-namespaces", "-A", action="store_true", help="rollouts of every namespace")
     parser.add_argument("--app-namespace", default=DEFAULT_APP_NAMESPACE,
-                        help=f"the namespace of the Applications (default {DEFAULT_APP_NAMESPACE})")
+                        help="the namespace of the Applications")
     add_kube_flags(parser)
+    # as the controller's: every flag also reads TIDEGATE_DASHBOARD_<FLAG> (the chart's Deployment)
+    add_env_defaults(parser, prefix=ENV_PREFIX)
     parser.set_defaults(func=run)
 
 

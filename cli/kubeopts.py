@@ -21,11 +21,11 @@ MSG_CLIENT = "tidegate: cannot reach the cluster: {where}: {error}"
 def add_kube_flags(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
     """Add ``--kubeconfig``, ``--context`` and (unless ``namespace=False``) ``-n/--namespace``."""
     parser.add_argument("--kubeconfig", default=None,
-                        help="path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+                        help="path to the kubeconfig file (none: $KUBECONFIG, then ~/.kube/config)")
     parser.add_argument("--context", default=None, help="the kubeconfig context to use")
     if namespace:
         parser.add_argument("--namespace", "-n", default=None,
-                            help="the namespace (default: the context's namespace, else 'default')")
+                            help="the namespace (none: the context's namespace, else 'default')")
 
 
 def _kubeconfig_path(args: argparse.Namespace) -> str | None:
