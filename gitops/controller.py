@@ -52,6 +52,7 @@ from typing import Any, Protocol
 
 from common.api import SpecError, parse
 from common.kubewrite import merge_patch
+from common.logging import get_logger
 from gitops.api import Application, ApplicationDestination, ApplicationSource, parse_application
 from gitops.cache import LRU, RENDER_ENTRIES, VERDICT_ENTRIES, digest
 from gitops.clusters import ClusterTarget, DestinationError, home_only
@@ -111,6 +112,8 @@ APPLICATION_API_VERSION = "argoproj.io/v1alpha1"
 NORMAL, WARNING = "Normal", "Warning"
 OPERATION_STARTED, OPERATION_COMPLETED = "OperationStarted", "OperationCompleted"  # Argo CD's reasons
 MSG_OPERATION_STARTED = "Initiated sync to {revision}"
+LOG = get_logger("tidegate.gitops")
+MSG_SELF_HEAL = "self-heal: live state differs from Git; syncing the resources that differ"
 MSG_OPERATION_COMPLETED = "Sync operation {phase}: {message}"
 INVALID_SPEC_ERROR = "InvalidSpecError"
 
@@ -714,6 +717,9 @@ class AppController:
                     {"group": k.group, "kind": k.kind, "namespace": k.namespace, "name": k.name}
                     for k in sorted(observed.sync) if observed.sync[k] == OUT_OF_SYNC
                     and (prune or k not in observed.prune)]
+                # what drifted, for whoever wonders why a synced app synced again
+                LOG.info(MSG_SELF_HEAL, attempt=heal_attempts, resources=[
+                    f"{r['kind']}/{r['namespace']}/{r['name']}" for r in operation["sync"]["resources"]][:20])
         else:
             return None
         operation["sync"]["prune"] = prune
