@@ -113,6 +113,8 @@ NORMAL, WARNING = "Normal", "Warning"
 OPERATION_STARTED, OPERATION_COMPLETED = "OperationStarted", "OperationCompleted"  # Argo CD's reasons
 MSG_OPERATION_STARTED = "Initiated sync to {revision}"
 LOG = get_logger("tidegate.gitops")
+# a dry run that saw a newer object than the watch's copy: read it again, at most this often
+STALE_LIVE_RETRIES = 2
 MSG_SELF_HEAL = "self-heal: live state differs from Git; syncing the resources that differ"
 MSG_OPERATION_COMPLETED = "Sync operation {phase}: {message}"
 INVALID_SPEC_ERROR = "InvalidSpecError"
@@ -610,15 +612,38 @@ class AppController:
             return current, cached
         if cached_only:
             return None
-        try:
-            predicted = self.kube.apply(sent, dry_run=True)
-        except KubeError:
-            return current, OUT_OF_SYNC  # the sync will say why, with the server's message (not cached)
+        for attempt in range(STALE_LIVE_RETRIES + 1):
+            try:
+                predicted = self.kube.apply(sent, dry_run=True)
+            except KubeError:
+                return current, OUT_OF_SYNC  # the sync will say why, with the server's message (not cached)
+            seen = str((predicted.get("metadata") or {}).get("resourceVersion") or "")
+            if not (version and seen and seen != version) or attempt == STALE_LIVE_RETRIES:
+                break
+            # The dry run saw a newer object than the watch's copy (another controller wrote it
+            # meanwhile, e.g. the notified annotation at an abort): compare like with like, or
+            # that write reads as drift and self-heal syncs for nothing.
+            fresh = self._read_live(str(doc["apiVersion"]), key)
+            if fresh is None:
+                return None, OUT_OF_SYNC
+            current = fresh
+            sent = carry_rollout_fields(doc, current, owned) if owned.paths(current) else doc
+            version = str((current.get("metadata") or {}).get("resourceVersion") or "")
+            cache_key = digest([context, sent, version]) if version else ""
         drift = compare(predicted, current, rules=rules, owned=owned)
         verdict = OUT_OF_SYNC if drift.differs else SYNCED
         if cache_key:
             self._verdicts.put(cache_key, verdict)
         return current, verdict
+
+    def _read_live(self, api_version: str, key: ResourceKey) -> dict[str, Any] | None:
+        """The object as the API server has it now (past the watch's cache)."""
+        port = self.kube.inner if isinstance(self.kube, CachedPort) else self.kube
+        try:
+            found: dict[str, Any] | None = port.get(api_version, key)
+        except KubeError:
+            return None
+        return found
 
     def _settings_rules(self) -> list[IgnoreRule]:
         """argocd-cm's ignoreDifferences customizations, re-read once they are 10 s old."""

@@ -607,3 +607,59 @@ def test_a_rejected_sync_posts_one_warning_event_not_one_per_reconcile() -> None
     assert env.status["operationState"]["phase"] == "Failed"
     assert events.count(("Warning", "OperationCompleted")) == 1
     assert events.count(("Normal", "OperationStarted")) == 1
+
+
+class StaleWatcher:
+    """The drift watch's cache one write behind: it still has the object before another
+    controller's write (the notified annotation, at an abort) that the API server already has."""
+
+    def __init__(self, stale: dict[ResourceKey, dict[str, Any]]) -> None:
+        self.stale = stale
+
+    def lookup(self, api_version: str, key: ResourceKey) -> tuple[bool, dict[str, Any] | None]:
+        return (True, copy.deepcopy(self.stale[key])) if key in self.stale else (False, None)
+
+    def applied(self, obj: Mapping[str, Any]) -> None:
+        pass
+
+
+class SsaKube(FakeKube):
+    """A dry run as the API server answers one: the stored object's resourceVersion and the
+    annotations other managers own, with the manifest's fields on top."""
+
+    def apply(self, manifest: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        out = super().apply(manifest, dry_run=dry_run)
+        stored = self.objects.get(key_of(manifest))
+        if dry_run and stored is not None:
+            meta = stored.get("metadata") or {}
+            out["metadata"]["resourceVersion"] = meta.get("resourceVersion")
+            out["metadata"]["annotations"] = {**(meta.get("annotations") or {}),
+                                              **(out["metadata"].get("annotations") or {})}
+        return out
+
+
+def test_a_write_the_watch_has_not_delivered_yet_is_not_drift_and_heals_nothing() -> None:
+    """Seen in make demo: at an abort, notifications annotated the Rollout; the dry run saw that
+    write, the watch's copy did not, and self-heal synced the same revision again (a second
+    on-deployed). The comparison now reads the object again when the dry run saw a newer one."""
+    from gitops.watch import CachedPort
+
+    env = heal_env(True)
+    kube = SsaKube()
+    kube.objects, kube.app = env.kube.objects, env.kube.app
+    key = ResourceKey("", "ConfigMap", "dest", "config")
+    stale = copy.deepcopy(kube.objects[key])
+    stale["metadata"]["resourceVersion"] = "4"
+    kube.objects[key]["metadata"]["resourceVersion"] = "5"
+    kube.objects[key]["metadata"].setdefault("annotations", {})["notified.notifications.argoproj.io"] = "{}"
+    env.kube = kube
+    env.controller = AppController(kube=CachedPort(kube, StaleWatcher({key: stale})),  # type: ignore[arg-type]
+                                   repos=env.repos, render=env.render, source_errors=(ValueError,),
+                                   clock=lambda: env.now, settings=Settings(reconcile_seconds=120),
+                                   projects=lambda ns, name: env.projects.get((ns, name)))
+    applied = len(kube.applied)
+    env.reconcile()
+    env.reconcile()
+    assert env.status["sync"]["status"] == "Synced"
+    assert "selfHealAttemptsCount" not in env.status["operationState"]["operation"]["sync"]
+    assert kube.applied[applied:] == []
