@@ -383,8 +383,8 @@ def show_explain(env: dict[str, str]) -> None:
     print(f"  kubectl tidegate explain {ROLLOUT} -n {NAMESPACE} (rebuilt from status, AnalysisRuns and Events):")
     steps, _, measurements = out.partition("Measurements:")
     for line in steps.strip().splitlines():
-        print(f"    {line.rstrip()[:EXPLAIN_WIDTH]}")
-    failed = [line for line in measurements.splitlines() if " Failed " in line]
+        print(f"    {line.rstrip()[:EXPLAIN_WIDTH]}".rstrip())
+    failed = [line for line in measurements.splitlines() if re.search(r"\sFailed\b", line)]
     print(f"    Measurements: {len(failed)} failed" + (", the last:" if failed else ""))
     if failed:
         print(f"    {failed[-1].rstrip()[:EXPLAIN_WIDTH]}")
