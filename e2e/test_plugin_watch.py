@@ -10,6 +10,7 @@ plugin are the real ones.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -66,6 +67,8 @@ class Tmux:
 @pytest.fixture
 def tmux(cluster_env: dict[str, str]) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("CI=true: tmux is not installed (e2e/cluster/prereqs.sh installs it)")
         pytest.skip("tmux is not installed (the prerequisites install it)")
     env = {**cluster_env, "TERM": "xterm-256color"}
     session = Tmux(env)
