@@ -215,3 +215,19 @@ def test_rollback_to_this_revision_keeps_its_own_steps_and_says_why() -> None:
     log = _explain(data)
     assert log["summary"] == "Fully promoted: rolled back to the stable ReplicaSet, steps skipped"
     assert log["steps"] == data["expected"]["steps"]
+
+
+def test_an_update_in_the_second_of_the_initial_deploy_keeps_its_steps() -> None:
+    """The initial deploy's opening Events and the update's fall in one second (e2e: the image
+    is set as soon as the Rollout is Healthy): revision 2's log starts at its own pair, and its
+    steps keep their times (the window of revision 1 must not swallow them)."""
+    data = _fixture("paused")
+    same_second = "2026-12-03T12:00:00Z"
+    data["events"].insert(1, _event("NewReplicaSetCreated", "Created ReplicaSet model-5c9a (revision 1)",
+                                    same_second))
+    for event in data["events"]:
+        if event["reason"] in ("RolloutUpdated", "RolloutCompleted", "NewReplicaSetCreated"):
+            event["lastTimestamp"] = same_second
+    first = _explain(data)["steps"][0]
+    assert first["state"] == "done" and first["startedAt"] == same_second
+    assert first["endedAt"] == "2026-12-03T12:02:10Z"

@@ -304,6 +304,12 @@ def _sorted_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[datetime, 
     return sorted(timed, key=_event_order)
 
 
+def _same_revision(event: Mapping[str, Any], revision: str | None) -> bool:
+    """Whether an opening Event is about ``revision`` (one naming no revision counts as it)."""
+    match = _REVISION_IN_MESSAGE.search(str(event.get("message") or ""))
+    return revision is None or match is None or match.group(1) == revision
+
+
 def _revision_events(rollout: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
                      revision: str | None) -> list[tuple[datetime, Mapping[str, Any]]]:
     """The Rollout's Events since the last time this revision was rolled out."""
@@ -317,8 +323,10 @@ def _revision_events(rollout: Mapping[str, Any], events: Sequence[Mapping[str, A
         match = _REVISION_IN_MESSAGE.search(str(event.get("message") or ""))
         if revision is None or match is None or match.group(1) == revision:
             start = i
-    # The first of a pair (RolloutUpdated, NewReplicaSetCreated) opens the revision.
-    while start > 0 and mine[start - 1][1].get("reason") in opening:
+    # The first of a pair (RolloutUpdated, NewReplicaSetCreated) opens the revision; only a pair
+    # of this revision (an initial deploy and its first update can share one second).
+    while start > 0 and mine[start - 1][1].get("reason") in opening and _same_revision(
+            mine[start - 1][1], revision):
         start -= 1
     # It ends where another revision opens (an update that was then aborted and rolled back to
     # this one); after that only a rollback to this revision's ReplicaSet (SkipSteps) is about it.
