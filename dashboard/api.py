@@ -109,14 +109,19 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
+def _absent(state: State, kind: str, what: str, not_found: str) -> web.Response:
+    """A detail page's object is not in the cache: 503 while its first list is still coming, else 404."""
+    if _loading(state, kind):
+        return error(MSG_LOADING.format(what=what), 503)
+    return error(not_found, 404)
+
+
 async def get_rollout(request: web.Request) -> web.Response:
     state = request.app[STATE]
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     rollout = state.cache.get(ROLLOUT, namespace, name)
     if rollout is None:
-        if _loading(state, ROLLOUT):
-            return error(MSG_LOADING.format(what="rollouts"), 503)
-        return error(MSG_ROLLOUT_NOT_FOUND.format(namespace=namespace, name=name), 404)
+        return _absent(state, ROLLOUT, "rollouts", MSG_ROLLOUT_NOT_FOUND.format(namespace=namespace, name=name))
     parts = state.cache.rollout_parts(namespace, name)
     explained = state.explain(rollout, parts[0], parts[2], state.cache.events(namespace, name, parts[2]))
     return _json(present.rollout_detail(rollout, parts, history=state.cache.history(namespace, name),
@@ -174,9 +179,7 @@ async def get_application(request: web.Request) -> web.Response:
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     app = state.cache.get(APPLICATION, namespace, name)
     if app is None:
-        if _loading(state, APPLICATION):
-            return error(MSG_LOADING.format(what="applications"), 503)
-        return error(MSG_APP_NOT_FOUND.format(namespace=namespace, name=name), 404)
+        return _absent(state, APPLICATION, "applications", MSG_APP_NOT_FOUND.format(namespace=namespace, name=name))
     diffs = await _diffs(state, app)
     body = present.app_detail(app, _children(state.cache), diffs["diffs"])
     body["diffError"] = diffs["diffError"]
