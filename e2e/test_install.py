@@ -20,7 +20,9 @@ and narrows what the sync module may deploy to ConfigMaps
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +172,64 @@ def test_chart_token_runs_a_job_analysis_with_a_secret_argument(
         status = analysis.wait_run("smoke", "Successful", timeout=60)
         job_name = status["metricResults"][0]["measurements"][0]["metadata"]["job-name"]
         assert job_name in {j.metadata.name for j in analysis.batch.list_namespaced_job(namespace).items}
+        _assert_no_permission_errors(ctl.log())
+    finally:
+        ctl.stop()
+
+
+def test_chart_token_restarts_by_eviction_and_a_pod_disruption_budget_holds_it(
+        api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
+        token_env: dict[str, str], tmp_path: Path) -> None:
+    cluster = Cluster(api_client, namespace)
+    policy = client.PolicyV1Api(api_client)
+
+    def pod_names() -> set[str]:
+        return {p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="app=web").items
+                if p.metadata.deletion_timestamp is None}
+
+    def blocked() -> list[client.CoreV1Event]:
+        return [e for e in cluster.events("web") if e.reason == "RestartEvictionBlocked"]
+
+    ctl = Controller(token_env, namespace, tmp_path / "controller.log", extra_args=["--components", "rollouts"])
+    ctl.start()
+    try:
+        # Given a healthy Rollout of 2 pods and a PodDisruptionBudget that allows no disruption
+        cluster.create(rollout("web", replicas=2, steps=[], traffic=None))
+        cluster.wait_phase("web", "Healthy", timeout=90)
+        wait_until(lambda: len(pod_names()) == 2, timeout=60, message="2 pods")
+        before = pod_names()
+        policy.create_namespaced_pod_disruption_budget(namespace, {
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}})
+
+        def budget_counted() -> bool:
+            status = policy.read_namespaced_pod_disruption_budget("web", namespace).status
+            return status is not None and status.current_healthy == 2
+
+        wait_until(budget_counted, timeout=60, message="the budget counts 2 healthy pods")
+
+        # When the Rollout is restarted
+        restart_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cluster.patch_rollout("web", {"spec": {"restartAt": restart_at}})
+
+        # Then the eviction is refused: one Warning Event names the pod and the budget, no pod
+        # goes, and the Rollout says it is restarting; two more re-checks (5 s apart) add no Event
+        event = wait_until(lambda: blocked()[0] if blocked() else None, timeout=30, message="blocked Event")
+        assert event.type == "Warning" and "PodDisruptionBudget" in event.message
+        assert any(name in event.message for name in before), (event.message, before)
+        time.sleep(11)
+        assert len(blocked()) == 1, [e.message for e in blocked()]
+        assert pod_names() == before
+        status = cluster.rollout("web")["status"]
+        assert (status["phase"], status["message"]) == ("Progressing", "rollout is restarting")
+        assert "restartedAt" not in status
+
+        # When the budget allows one disruption, Then the restart replaces both pods and finishes
+        policy.patch_namespaced_pod_disruption_budget("web", namespace, {"spec": {"minAvailable": 1}})
+        cluster.wait_status("web", lambda s: s.get("restartedAt") == restart_at, timeout=120,
+                            message="restartedAt")
+        assert not pod_names() & before
+        cluster.wait_phase("web", "Healthy")
         _assert_no_permission_errors(ctl.log())
     finally:
         ctl.stop()

@@ -61,6 +61,8 @@ RULES: dict[str, list[dict[str, Any]]] = {
         {"apiGroups": ["apps"], "resources": ["replicasets"],
          "verbs": ["list", "watch", "create", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
         {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices", "destinationrules"],
          "verbs": ["list", "watch", "update"]},
     ],

@@ -66,8 +66,8 @@ class RecordingPort:
     def patch_service(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self._record("patch_service", namespace, name, patch)
 
-    def delete_pod(self, namespace: str, name: str) -> None:
-        self._record("delete_pod", namespace, name)
+    def evict_pod(self, namespace: str, name: str) -> None:
+        self._record("evict_pod", namespace, name)
 
     def replace_virtual_service(self, document: Mapping[str, Any]) -> None:
         self._record("replace_virtual_service", document)

@@ -8,6 +8,7 @@ engine deletes pods created before restartAt within the availability budget
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,18 +43,18 @@ OLD4 = [pod(f"p{i}", BEFORE + timedelta(seconds=i)) for i in range(4)]
         pytest.param(dict(pods=None), RestartDecision(restarting=True, requeue_after=5.0), id="pods-not-listed"),
         pytest.param(dict(pods=[pod(f"n{i}", AFTER) for i in range(4)]), RestartDecision(restarted_at=AT),
                      id="no-old-pod-done"),
-        pytest.param(dict(), RestartDecision(delete=("p0",), restarting=True, requeue_after=5.0),
+        pytest.param(dict(), RestartDecision(evict=("p0",), restarting=True, requeue_after=5.0),
                      id="all-available-delete-oldest-one"),
-        pytest.param(dict(max_unavailable=2), RestartDecision(delete=("p0", "p1"), restarting=True, requeue_after=5.0),
+        pytest.param(dict(max_unavailable=2), RestartDecision(evict=("p0", "p1"), restarting=True, requeue_after=5.0),
                      id="max-unavailable-2-deletes-two"),
-        pytest.param(dict(max_unavailable=0), RestartDecision(delete=("p0",), restarting=True, requeue_after=5.0),
+        pytest.param(dict(max_unavailable=0), RestartDecision(evict=("p0",), restarting=True, requeue_after=5.0),
                      id="max-unavailable-0-still-one"),
         pytest.param(dict(pods=[pod("p0", BEFORE, terminating=True), *OLD4[1:], pod("n0", AFTER, ready=False)]),
                      RestartDecision(restarting=True, requeue_after=5.0), id="one-in-flight-waits"),
         pytest.param(dict(pods=[*OLD4[1:], pod("n0", AFTER, ready=False)]),
                      RestartDecision(restarting=True, requeue_after=5.0), id="replacement-not-ready-waits"),
         pytest.param(dict(pods=[*OLD4[1:], pod("n0", AFTER)]),
-                     RestartDecision(delete=("p1",), restarting=True, requeue_after=5.0),
+                     RestartDecision(evict=("p1",), restarting=True, requeue_after=5.0),
                      id="replacement-ready-next-one"),
         pytest.param(dict(pods=[pod("p0", BEFORE, ready=False), *OLD4[1:]]),
                      RestartDecision(restarting=True, requeue_after=5.0), id="unavailable-pod-blocks"),
@@ -126,7 +127,7 @@ def test_plan_deletes_one_old_pod_and_reports_restarting() -> None:
     world.now = NOW
     ctx = dataclasses.replace(world.context(), pods=pod_docs(world, [("old-a", BEFORE), ("old-b", BEFORE)]))
     result = make_plan(ctx)
-    assert result.pods_to_delete == ("old-a",)
+    assert result.pods_to_evict == ("old-a",)
     assert result.status["phase"] == "Progressing"
     assert result.status["message"] == "rollout is restarting"
     assert "restartedAt" not in result.status
@@ -139,7 +140,7 @@ def test_plan_records_restarted_at_when_no_pod_is_older() -> None:
     world.now = NOW
     ctx = dataclasses.replace(world.context(), pods=pod_docs(world, [("new-a", AFTER), ("new-b", AFTER)]))
     result = make_plan(ctx)
-    assert result.pods_to_delete == ()
+    assert result.pods_to_evict == ()
     assert result.status["restartedAt"] == AT
     assert result.status["phase"] == "Healthy"
 
@@ -148,28 +149,36 @@ def test_plan_without_restart_deletes_nothing() -> None:
     world = basic_world()
     ctx = dataclasses.replace(world.context(), pods=pod_docs(world, [("old-a", BEFORE)]))
     result = make_plan(ctx)
-    assert result.pods_to_delete == () and "restartedAt" not in result.status
+    assert result.pods_to_evict == () and "restartedAt" not in result.status
 
 
 # --- applied by the kube layer -----------------------------------------------------------------------
 
 
-class PodDeletingPort:
-    """A stand-in RolloutPort recording pod deletes; ``gone`` names pods that answer 404."""
+class PodEvictingPort:
+    """A stand-in RolloutPort recording pod evictions; ``gone`` names pods that answer 404,
+    ``guarded`` pods a PodDisruptionBudget protects (429), as the API server answers."""
 
-    def __init__(self, gone: frozenset[str] = frozenset()) -> None:
-        self.deleted: list[tuple[str, str]] = []
+    def __init__(self, gone: frozenset[str] = frozenset(), guarded: frozenset[str] = frozenset()) -> None:
+        self.evicted: list[tuple[str, str]] = []
+        self.events: list[dict[str, Any]] = []
         self.gone = gone
+        self.guarded = guarded
 
-    def delete_pod(self, namespace: str, name: str) -> None:
+    def evict_pod(self, namespace: str, name: str) -> None:
         from kubernetes.client.exceptions import ApiException
 
         if name in self.gone:
             raise ApiException(status=404, reason="Not Found")
-        self.deleted.append((namespace, name))
+        if name in self.guarded:
+            raise ApiException(status=429, reason="Too Many Requests")
+        self.evicted.append((namespace, name))
+
+    def post_event(self, involved: Mapping[str, Any], **event: Any) -> None:
+        self.events.append(event)
 
 
-def test_apply_deletes_the_planned_pods_and_a_missing_one_is_done() -> None:
+def _execute(port: PodEvictingPort, pods: tuple[str, ...], uid: str) -> int:
     from typing import cast
 
     from common.kubewrite import EventDeduper
@@ -177,10 +186,37 @@ def test_apply_deletes_the_planned_pods_and_a_missing_one_is_done() -> None:
     from rollouts.kube import apply
     from rollouts.kube.port import RolloutPort
 
-    world = basic_world()
-    ctx = world.context()
-    plan = Plan(status=dict(ctx.rollout["status"]), pods_to_delete=("old-a", "old-b"))
-    port = PodDeletingPort(gone=frozenset({"old-b"}))
+    ctx = basic_world().context()
+    ctx.rollout["metadata"]["uid"] = uid
+    plan = Plan(status=dict(ctx.rollout["status"]), pods_to_evict=pods)
     outcome = apply.execute(cast(RolloutPort, port), ctx, plan, apply.VersionTracker(), reported=EventDeduper())
-    assert port.deleted == [("ns", "old-a")]
-    assert outcome.writes >= 1
+    return outcome.writes
+
+
+def test_apply_evicts_the_planned_pods_and_a_missing_one_is_done() -> None:
+    port = PodEvictingPort(gone=frozenset({"old-b"}))
+    assert _execute(port, ("old-a", "old-b"), uid="u-evict") >= 1
+    assert port.evicted == [("ns", "old-a")]
+    assert port.events == []
+
+
+def test_a_pod_disruption_budget_holds_the_restart_and_says_so_once_per_pod() -> None:
+    # Given a pod a PodDisruptionBudget protects, planned first
+    port = PodEvictingPort(guarded=frozenset({"old-a"}))
+
+    # When two reconciles in a row plan its eviction
+    _execute(port, ("old-a", "old-b"), uid="u-pdb")
+    _execute(port, ("old-a", "old-b"), uid="u-pdb")
+
+    # Then nothing after it is evicted, and one Warning Event names the pod and the budget
+    assert port.evicted == []
+    assert [(e["event_type"], e["reason"]) for e in port.events] == [("Warning", "RestartEvictionBlocked")]
+    assert "old-a" in port.events[0]["message"] and "PodDisruptionBudget" in port.events[0]["message"]
+
+    # And once the budget lets it go and the restart moves on, a later block is reported again
+    port.guarded = frozenset()
+    _execute(port, ("old-a",), uid="u-pdb")
+    port.guarded = frozenset({"old-b"})
+    _execute(port, ("old-b",), uid="u-pdb")
+    assert port.evicted == [("ns", "old-a")]
+    assert [e["message"].split()[4] for e in port.events] == ["old-a", "old-b"]

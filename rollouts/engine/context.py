@@ -144,8 +144,8 @@ class Plan:
     """Owned ReplicaSet names to delete (old revisions beyond ``revisionHistoryLimit``);
     sent after the status patch, a missing one counts as deleted."""
     events: tuple[Event, ...] = ()
-    pods_to_delete: tuple[str, ...] = ()
-    """Pods to delete for a restart (spec.restartAt); a missing one counts as deleted."""
+    pods_to_evict: tuple[str, ...] = ()
+    """Pods to evict for a restart (spec.restartAt); a missing one counts as evicted."""
     spec_patch: Doc | None = None
     """A merge patch for the Rollout itself, e.g. ``{"spec": {"replicas": 1}}``."""
     rollout_annotations: Mapping[str, str | None] = field(default_factory=dict)

@@ -230,7 +230,7 @@ def progress_plan(view: View) -> Plan:
         draft.waits.append(restarting.requeue_after)
     result = _finish(view, draft, status, revision=progress.revision(view))
     return dataclasses.replace(result, replica_sets_to_delete=history.replica_sets_to_delete(view),
-                               pods_to_delete=restarting.delete)
+                               pods_to_evict=restarting.evict)
 
 
 def _evaluate_step(view: View, draft: Draft, scaling_event: bool, now: datetime) -> bool:

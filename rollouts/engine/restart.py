@@ -1,13 +1,14 @@
-"""Restart (``spec.restartAt``): which pods to delete now, and when the restart is done. Pure.
+"""Restart (``spec.restartAt``): which pods to evict now, and when the restart is done. Pure.
 
-Called by ``reconcile.progress_plan`` (the deletes go into the Plan, and
+Called by ``reconcile.progress_plan`` (the evictions go into the Plan, and
 ``status.restartedAt`` once no pod is older than ``restartAt``), by
 ``assemble.build_status`` (phase "rollout is restarting") and by the kube layer
 (rollouts/handlers.py asks ``due`` whether the pods must be listed for this
 reconcile: the controller lists them only then, as Argo's restarter does).
 
 Argo's rule (``rollout/restart.go``, semantics reference §1.6): pods of the
-Rollout's ReplicaSets created before ``restartAt`` are removed, at most
+Rollout's ReplicaSets created before ``restartAt`` are evicted (the Eviction
+API honours PodDisruptionBudgets; rollouts/kube/apply.py), at most
 ``max(maxUnavailable, 1)`` at a time and only while
 ``available - (max(spec.replicas, pods) - concurrent) > 0``, so a restart never
 takes the rollout below its availability budget; a pod already terminating
@@ -44,8 +45,8 @@ class PodInfo:
 class RestartDecision:
     """What one reconcile does about ``spec.restartAt``."""
 
-    delete: tuple[str, ...] = ()
-    """Pod names to delete now (oldest first)."""
+    evict: tuple[str, ...] = ()
+    """Pod names to evict now (oldest first)."""
     restarted_at: str | None = None
     """The value for ``status.restartedAt`` when the restart finished in this reconcile."""
     restarting: bool = False
@@ -124,8 +125,8 @@ def decide(
     in_flight = sum(1 for p in pods if p.terminating)
     budget = min(concurrent, available - (max(spec_replicas, len(pods)) - concurrent)) - in_flight
     candidates = sorted((p for p in old if not p.terminating), key=lambda p: (p.created or at, p.name))
-    delete = tuple(p.name for p in candidates[: max(budget, 0)])
-    return RestartDecision(delete=delete, restarting=True, requeue_after=RESTART_POLL_SECONDS)
+    evict = tuple(p.name for p in candidates[: max(budget, 0)])
+    return RestartDecision(evict=evict, restarting=True, requeue_after=RESTART_POLL_SECONDS)
 
 
 def plan_restart(view: View) -> RestartDecision:

@@ -7,7 +7,7 @@ the ones that change something through the RolloutPort (port.py; a recording
 fake in tests), and counts them (common.kubewrite). Order: Rollout spec
 defaults, ReplicaSets created, ReplicaSets scaled/annotated, Service selectors,
 DestinationRule then VirtualServices, AnalysisRuns created/terminated, pods
-deleted for a restart, the Rollout's revision annotation, status (one merge patch, skipped when equal),
+evicted for a restart, the Rollout's revision annotation, status (one merge patch, skipped when equal),
 removal of the abort annotation, old ReplicaSets deleted, then Events.
 Creating an object that already exists counts as success: a restart or a
 lagging index never duplicates a child.
@@ -19,6 +19,8 @@ raises WriteRejected, which the handler logs in one line and retries with back-o
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -49,6 +51,45 @@ __all__ = ["Outcome", "VersionTracker", "WriteRejected", "WriteTracker", "apply_
 log = get_logger("tidegate.rollouts.apply")
 LOG_EVENT_FAILED = "could not post rollout event"
 LOG_TRAFFIC_ERROR = "rollout traffic routing failed"
+
+LOG_RESTART_BLOCKED = "restart: a PodDisruptionBudget refused a pod's eviction; retrying"
+REASON_RESTART_BLOCKED = "RestartEvictionBlocked"
+MSG_RESTART_BLOCKED = "Restart waits: evicting pod {pod} would break a PodDisruptionBudget ({reason})"
+
+
+class BlockedPods:
+    """The pod whose eviction was last refused, per Rollout (by uid), so each block is
+    reported once; bounded, the oldest entry forgotten first."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._last: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(rollout: Mapping[str, Any]) -> str:
+        meta = rollout.get("metadata") or {}
+        return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+
+    def first(self, rollout: Mapping[str, Any], pod: str) -> bool:
+        """Record that this pod's eviction was refused; True the first time in a row."""
+        key = self._key(rollout)
+        with self._lock:
+            if self._last.get(key) == pod:
+                self._last.move_to_end(key)
+                return False
+            self._last[key] = pod
+            self._last.move_to_end(key)
+            while len(self._last) > self._limit:
+                self._last.popitem(last=False)
+            return True
+
+    def forget(self, rollout: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._last.pop(self._key(rollout), None)
+
+
+RESTART_BLOCKED = BlockedPods()
 
 REPORTED = EventDeduper()
 """The error reports (rejected writes) already posted as Events, per Rollout: one per
@@ -279,13 +320,33 @@ class _Writer:
                     raise
 
     def pods(self, plan: Plan) -> None:
-        """Delete the pods a restart replaces; one already gone is done."""
-        for name in plan.pods_to_delete:
+        """Evict the pods a restart replaces, oldest first; one already gone is done.
+
+        A PodDisruptionBudget that an eviction would break answers 429: the rest wait for a
+        later reconcile (the restart re-checks every few seconds), and the block is said once
+        per pod in a log line and a Warning Event, not on every re-check."""
+        for name in plan.pods_to_evict:
             try:
-                self.counted.send("Pod", "delete", partial(self.port.delete_pod, self.namespace, name))
+                self.counted.send("Pod", "evict", partial(self.port.evict_pod, self.namespace, name))
             except ApiException as exc:
-                if exc.status != 404:
-                    raise
+                if exc.status == 404:
+                    continue
+                if exc.status == 429:
+                    self.restart_blocked(name, server_message(exc, MAX_REJECTION_MESSAGE))
+                    return
+                raise
+            RESTART_BLOCKED.forget(self.ctx.rollout)  # it moved on: a later block is news
+
+    def restart_blocked(self, pod: str, reason: str) -> None:
+        if not RESTART_BLOCKED.first(self.ctx.rollout, pod):
+            return
+        message = MSG_RESTART_BLOCKED.format(pod=pod, reason=reason)
+        log.info(LOG_RESTART_BLOCKED, namespace=self.namespace, name=self.name, pod=pod, reason=reason)
+        try:
+            self.port.post_event(self.ctx.rollout, event_type="Warning", reason=REASON_RESTART_BLOCKED,
+                                 message=message)
+        except ApiException as exc:  # best effort, as every Event
+            log.warning(LOG_EVENT_FAILED, namespace=self.namespace, name=self.name, code=exc.status)
 
     def status(self, plan: Plan, tracker: WriteTracker) -> None:
         patch = merge_patch(self.ctx.rollout.get("status") or {}, plan.status)

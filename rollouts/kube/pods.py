@@ -3,7 +3,7 @@
 Called by rollouts/handlers.py only while ``rollouts.engine.restart.due`` says a
 restart is due (Argo's restarter lists pods directly too): the controller keeps
 no pod index, so an idle controller never watches pods. The engine decides
-which to delete (rollouts/engine/restart.py); apply.py deletes them.
+which to delete (rollouts/engine/restart.py); apply.py evicts them (the Eviction API honours PodDisruptionBudgets).
 """
 
 from __future__ import annotations

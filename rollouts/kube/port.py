@@ -21,7 +21,7 @@ from common.events import post_event
 GROUP, VERSION = "argoproj.io", "v1alpha1"
 ISTIO_GROUP = "networking.istio.io"
 ISTIO_DEFAULT_VERSION = "v1alpha3"
-POD_DELETE_TIMEOUT_SECONDS = 10.0
+POD_EVICT_TIMEOUT_SECONDS = 10.0
 
 
 class RolloutPort(Protocol):
@@ -37,8 +37,10 @@ class RolloutPort(Protocol):
 
     def patch_service(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
 
-    def delete_pod(self, namespace: str, name: str) -> None:
-        """Delete a pod for a restart (a missing one raises the 404; the caller treats it as done)."""
+    def evict_pod(self, namespace: str, name: str) -> None:
+        """Evict a pod for a restart through the Eviction API, as Argo's restarter does: a
+        PodDisruptionBudget that the eviction would break answers 429 (the caller retries on
+        the next reconcile); a missing pod raises the 404 (the caller treats it as done)."""
 
     def replace_virtual_service(self, document: Mapping[str, Any]) -> None:
         """A full replace carrying the resourceVersion read (a concurrent edit answers 409)."""
@@ -92,8 +94,10 @@ class KubeRolloutPort:
     def patch_service(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self.core.patch_namespaced_service(name, namespace, dict(patch))
 
-    def delete_pod(self, namespace: str, name: str) -> None:
-        self.core.delete_namespaced_pod(name, namespace, _request_timeout=POD_DELETE_TIMEOUT_SECONDS)
+    def evict_pod(self, namespace: str, name: str) -> None:
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=namespace))
+        self.core.create_namespaced_pod_eviction(name, namespace, body,
+                                                 _request_timeout=POD_EVICT_TIMEOUT_SECONDS)
 
     def _replace_istio(self, plural: str, document: Mapping[str, Any]) -> None:
         meta = document["metadata"]
