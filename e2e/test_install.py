@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,9 +207,9 @@ def test_chart_token_restarts_by_eviction_and_a_pod_disruption_budget_holds_it(
 
         wait_until(budget_counted, timeout=60, message="the budget counts 2 healthy pods")
 
-        # When the Rollout is restarted
-        restart_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        cluster.patch_rollout("web", {"spec": {"restartAt": restart_at}})
+        # When the Rollout is restarted with the plugin, on the chart's token too
+        run(token_env, "kubectl", "tidegate", "restart", "web", "-n", namespace)
+        restart_at = cluster.rollout("web")["spec"]["restartAt"]
 
         # Then the eviction is refused: one Warning Event names the pod and the budget, no pod
         # goes, and the Rollout says it is restarting; two more re-checks (5 s apart) add no Event

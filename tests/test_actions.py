@@ -104,7 +104,14 @@ def test_parse_duration_rejects(text: str) -> None:
 
 def test_restart_patch_is_rfc3339_utc() -> None:
     now = datetime(2024, 1, 1, 12, 0, 0, 500000, tzinfo=UTC)
-    assert actions.restart_patch(now, timedelta(seconds=10)) == {"spec": {"restartAt": "2024-01-01T12:00:10Z"}}
+    assert actions.restart_patch(now, timedelta(seconds=10)) == {"spec": {"restartAt": "2024-01-01T12:00:11Z"}}
+
+
+def test_restart_time_rounds_up_so_a_pod_created_in_the_same_second_is_restarted() -> None:
+    # A pod created at 12:00:00.1 has creationTimestamp 12:00:00: restartAt 12:00:00 would spare it
+    now = datetime(2024, 1, 1, 12, 0, 0, 300_000, tzinfo=UTC)
+    assert actions.restart_patch(now, timedelta(0)) == {"spec": {"restartAt": "2024-01-01T12:00:01Z"}}
+    assert actions.format_restart_time(datetime(2024, 1, 1, 12, 0, 59, 1, tzinfo=UTC)) == "2024-01-01T12:01:00Z"
 
 
 @pytest.mark.parametrize(

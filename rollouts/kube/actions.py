@@ -227,7 +227,13 @@ def parse_duration(value: str) -> timedelta:
 
 
 def format_restart_time(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in whole seconds, rounded up. A pod's creationTimestamp is truncated to the
+    second and the restart replaces pods created *before* restartAt, so Argo's truncation of
+    "now" spares a pod created earlier in the same second; rounding up counts it."""
+    whole = at.astimezone(UTC)
+    if whole.microsecond:
+        whole = whole.replace(microsecond=0) + timedelta(seconds=1)
+    return whole.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def restart_patch(now: datetime, delay: timedelta) -> Patch:
