@@ -86,6 +86,7 @@ STATUS_ICONS = {
     "Error": ("⚠", "red"),
     "Inconclusive": ("?", "yellow"),
 }
+ROLLOUT_PHASES = ("Healthy", "Progressing", "Paused", "Degraded")
 RUN_ICONS = {"Running": ("◌", "blue"), "Pending": ("◌", "yellow")}
 """An AnalysisRun still Running is in progress, not a success as a Running pod is."""
 DEFAULT_ICON = ("✖", "red")
@@ -125,6 +126,25 @@ class Feed(Protocol):
         """End the watches."""
 
 
+class ListFeed(Protocol):
+    """Where ``list rollouts --watch`` reads from: every rollout in scope and their ReplicaSets."""
+
+    def start(self) -> None: ...
+
+    def listing(self) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        """The rollouts and the ReplicaSets as last seen."""
+
+    def wait(self, timeout: float | None) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+def _key(obj: Mapping[str, Any]) -> str:
+    """``namespace/name``: one feed may span namespaces (``list rollouts -A --watch``)."""
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
+
+
 def _body(response: Any) -> dict[str, Any]:
     data = response.data
     if len(data) > MAX_BODY_BYTES:
@@ -146,14 +166,16 @@ class _Kind:
 
 
 class KubeFeed:
-    """One rollout's objects in a namespace, kept current by watches (never polling).
+    """One rollout's objects in a namespace, kept current by watches (never polling); with
+    ``name`` None, every rollout of the namespace (of every namespace when ``namespace`` is
+    None too) and their ReplicaSets, for ``list rollouts --watch``.
 
     Each kind is listed once, then watched from the list's resourceVersion; a watch
     ends after WATCH_SECONDS and is re-established from the last version seen, and
     a 410 Gone (the version expired) or a failed call starts again with a list.
     """
 
-    def __init__(self, api: Any, namespace: str, name: str, *,
+    def __init__(self, api: Any, namespace: str | None, name: str | None, *,
                  calls: Mapping[str, Callable[..., Any]] | None = None) -> None:
         """``calls`` replaces the list/watch function of a kind ("rollout", "replicasets",
         "pods", "analysis_runs"): unit tests pass a stand-in for the API server there."""
@@ -162,14 +184,26 @@ class KubeFeed:
         custom, apps, core = client.CustomObjectsApi(api), client.AppsV1Api(api), client.CoreV1Api(api)
         managed = {"label_selector": LABEL_POD_TEMPLATE_HASH}
         self._name = name
-        self._kinds = {
-            "rollout": _Kind(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL_ROLLOUTS),
-                             {"field_selector": f"metadata.name={name}"}),
-            "replicasets": _Kind(apps.list_namespaced_replica_set, (namespace,), dict(managed)),
-            "pods": _Kind(core.list_namespaced_pod, (namespace,), dict(managed)),
-            "analysis_runs": _Kind(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL_RUNS),
-                                   {}),
-        }
+        if name is None and namespace is None:
+            self._kinds = {
+                "rollout": _Kind(custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL_ROLLOUTS), {}),
+                "replicasets": _Kind(apps.list_replica_set_for_all_namespaces, (), dict(managed)),
+            }
+        elif name is None:
+            self._kinds = {
+                "rollout": _Kind(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL_ROLLOUTS),
+                                 {}),
+                "replicasets": _Kind(apps.list_namespaced_replica_set, (namespace,), dict(managed)),
+            }
+        else:
+            self._kinds = {
+                "rollout": _Kind(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL_ROLLOUTS),
+                                 {"field_selector": f"metadata.name={name}"}),
+                "replicasets": _Kind(apps.list_namespaced_replica_set, (namespace,), dict(managed)),
+                "pods": _Kind(core.list_namespaced_pod, (namespace,), dict(managed)),
+                "analysis_runs": _Kind(custom.list_namespaced_custom_object,
+                                       (GROUP, VERSION, namespace, PLURAL_RUNS), {}),
+            }
         for label, call in (calls or {}).items():
             self._kinds[label].list_call = call
         self._lock = threading.Lock()
@@ -185,7 +219,7 @@ class KubeFeed:
                                   _preload_content=False)
         body = _body(response)
         with self._changed:
-            kind.objects = {str(item["metadata"]["name"]): item for item in body.get("items") or ()}
+            kind.objects = {_key(item): item for item in body.get("items") or ()}
             self._version += 1
             self._changed.notify_all()
         kind.listed_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
@@ -254,12 +288,12 @@ class KubeFeed:
         meta = raw.get("metadata") or {}
         if kind_of_event == "BOOKMARK":
             return str(meta.get("resourceVersion") or "")
-        name = str(meta.get("name") or "")
+        key = _key(raw)
         with self._changed:
             if kind_of_event == "DELETED":
-                kind.objects.pop(name, None)
+                kind.objects.pop(key, None)
             elif kind_of_event in ("ADDED", "MODIFIED"):
-                kind.objects[name] = raw
+                kind.objects[key] = raw
             self._version += 1
             self._changed.notify_all()
         return str(meta.get("resourceVersion") or "")
@@ -271,16 +305,26 @@ class KubeFeed:
             thread.start()
             self._threads.append(thread)
 
+    def _objects(self, label: str) -> list[Mapping[str, Any]]:
+        kind = self._kinds.get(label)
+        return [] if kind is None else list(kind.objects.values())
+
     def snapshot(self) -> Snapshot:
         with self._lock:
             self._seen = self._version
-            rollouts = self._kinds["rollout"].objects
+            rollout = next((r for r in self._kinds["rollout"].objects.values()
+                            if (r.get("metadata") or {}).get("name") == self._name), None)
             return Snapshot(
-                rollout=rollouts.get(self._name),
-                replicasets=list(self._kinds["replicasets"].objects.values()),
-                pods=list(self._kinds["pods"].objects.values()),
-                analysis_runs=list(self._kinds["analysis_runs"].objects.values()),
+                rollout=rollout,
+                replicasets=self._objects("replicasets"),
+                pods=self._objects("pods"),
+                analysis_runs=self._objects("analysis_runs"),
             )
+
+    def listing(self) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        with self._lock:
+            self._seen = self._version
+            return self._objects("rollout"), self._objects("replicasets")
 
     def wait(self, timeout: float | None) -> bool:
         with self._changed:
@@ -427,25 +471,37 @@ def rollout_screen(view: rv.RolloutView | None, *, fancy: bool, now: datetime, w
     return Group(header(view, fancy=fancy, step_list=step_list), Text(""), tree(view, fancy=fancy, now=now))
 
 
-def rollouts_table(views: Sequence[rv.RolloutView], *, fancy: bool, namespaces: bool, wide: bool) -> Table:
-    """``list rollouts``: NAME STRATEGY STATUS STEP SET-WEIGHT READY DESIRED UP-TO-DATE AVAILABLE."""
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold" if fancy else "")
+def list_columns(*, namespaces: bool, wide: bool) -> list[str]:
     columns = (["NAMESPACE"] if namespaces else []) + [
         "NAME", "STRATEGY", "STATUS", "STEP", "SET-WEIGHT", "READY", "DESIRED", "UP-TO-DATE", "AVAILABLE"]
+    return columns + (["ACTUAL-WEIGHT", "IMAGES"] if wide else [])
+
+
+def list_cells(view: rv.RolloutView, *, fancy: bool, namespaces: bool, wide: bool) -> list[str | Text]:
+    """One rollout's row of ``list rollouts``."""
+    step = "-" if view.step is None else f"{view.step}/{view.steps}"
+    counts = view.replicas
+    cells: list[str | Text] = [view.namespace] if namespaces else []
+    cells += [
+        view.name, view.strategy, _status_text(view.status, fancy), step, _weight(view.set_weight),
+        f"{counts.ready}/{counts.desired}", str(counts.desired), str(counts.updated), str(counts.available)]
     if wide:
-        columns += ["ACTUAL-WEIGHT", "IMAGES"]
-    for column in columns:
-        table.add_column(column, no_wrap=True)
+        cells += [_weight(view.actual_weight), ",".join(i.image for i in view.images)]
+    return cells
+
+
+def rollouts_table(views: Sequence[rv.RolloutView], *, fancy: bool, namespaces: bool, wide: bool,
+                   header: bool = True, min_widths: Sequence[int] = ()) -> Table:
+    """``list rollouts``: NAME STRATEGY STATUS STEP SET-WEIGHT READY DESIRED UP-TO-DATE AVAILABLE.
+
+    ``list rollouts --watch`` prints later rows without the header, each column at least
+    ``min_widths`` wide, so they line up under the first table."""
+    table = Table(box=None, pad_edge=False, show_edge=False, show_header=header,
+                  header_style="bold" if fancy else "")
+    for index, column in enumerate(list_columns(namespaces=namespaces, wide=wide)):
+        table.add_column(column, no_wrap=True, min_width=min_widths[index] if index < len(min_widths) else None)
     for view in views:
-        step = "-" if view.step is None else f"{view.step}/{view.steps}"
-        counts = view.replicas
-        cells: list[str | Text] = [view.namespace] if namespaces else []
-        cells += [
-            view.name, view.strategy, _status_text(view.status, fancy), step, _weight(view.set_weight),
-            f"{counts.ready}/{counts.desired}", str(counts.desired), str(counts.updated), str(counts.available)]
-        if wide:
-            cells += [_weight(view.actual_weight), ",".join(i.image for i in view.images)]
-        table.add_row(*cells)
+        table.add_row(*list_cells(view, fancy=fancy, namespaces=namespaces, wide=wide))
     return table
 
 
@@ -503,7 +559,11 @@ def watch_screen(feed: Feed, console: Console, render: Callable[[Snapshot], Rend
     return EXIT_OK
 
 
-def _redraw_loop(feed: Feed, redraw: Callable[[], None], *, clock: Callable[[], float]) -> None:
+class _Changes(Protocol):
+    def wait(self, timeout: float | None) -> bool: ...
+
+
+def _redraw_loop(feed: _Changes, redraw: Callable[[], None], *, clock: Callable[[], float]) -> None:
     last = clock()
     while True:
         feed.wait(None)
@@ -574,9 +634,59 @@ def list_views(rollouts: Sequence[Mapping[str, Any]], replicasets: Sequence[Mapp
     return sorted(views, key=lambda v: (v.namespace, v.name))
 
 
+def watch_list(feed: ListFeed, console: Console, *, namespaces: bool, wide: bool, output: str | None,
+               where: str, clock: Callable[[], float] = time.monotonic) -> int:
+    """``list rollouts --watch``, as ``kubectl get -w``: the table once, then a row each time a
+    rollout's row changes (at most every REDRAW_INTERVAL); Ctrl-C ends it (exit 0). With
+    ``-o json|yaml``, each changed rollout's summary as one JSON line or one YAML document."""
+    fancy = console.is_terminal
+    shown: dict[tuple[str, str], list[str]] = {}
+    columns = list_columns(namespaces=namespaces, wide=wide)
+    widths = [len(column) for column in columns]
+    # the widest phase from the start, so a rollout turning Progressing keeps its row in line
+    widths[columns.index("STATUS")] = max(map(len, ROLLOUT_PHASES)) + (2 if fancy else 0)
+
+    def print_changes(first: bool) -> None:
+        rollouts, replicasets = feed.listing()
+        changed = []
+        for view in list_views(rollouts, replicasets, now=_now()):
+            plain = [cell.plain if isinstance(cell, Text) else cell
+                     for cell in list_cells(view, fancy=fancy, namespaces=namespaces, wide=wide)]
+            if shown.get((view.namespace, view.name)) != plain:
+                shown[(view.namespace, view.name)] = plain
+                changed.append(view)
+                widths[:] = [max(width, len(cell)) for width, cell in zip(widths, plain, strict=True)]
+        if output == OUTPUT_JSON:
+            console.file.write("".join(json.dumps(rv.summary_dict(v)) + "\n" for v in changed))
+        elif output == OUTPUT_YAML:
+            console.file.write("".join("---\n" + yaml.safe_dump(rv.summary_dict(v), sort_keys=False)
+                                       for v in changed))
+        elif changed:
+            print_table(console, rollouts_table(changed, fancy=fancy, namespaces=namespaces, wide=wide,
+                                                header=first, min_widths=widths))
+        elif first:
+            print(MSG_NO_ROLLOUTS.format(where=where), file=sys.stderr)
+        console.file.flush()
+
+    try:
+        feed.start()
+        print_changes(first=True)
+        _redraw_loop(feed, lambda: print_changes(first=False), clock=clock)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        feed.stop()
+    return EXIT_OK
+
+
 def run_list(args: argparse.Namespace, *, views: Sequence[rv.RolloutView] | None = None,
-             console: Console | None = None) -> int:
+             console: Console | None = None, feed: ListFeed | None = None) -> int:
     namespace = None if args.all_namespaces else context_namespace(args)
+    if args.watch:
+        where = "any namespace" if namespace is None else f"{namespace} namespace"
+        return watch_list(feed or KubeFeed(api_client(args), namespace, None), console or make_console(),
+                          namespaces=namespace is None, wide=args.output == OUTPUT_WIDE, output=args.output,
+                          where=where)
     if views is None:
         views = _list_all(api_client(args), namespace)
     console = console or make_console()
@@ -663,6 +773,8 @@ def add_subcommands(sub: Any) -> None:
     lst_kinds = lst.add_subparsers(dest="kind", required=True)
     ros = lst_kinds.add_parser("rollouts", aliases=["ro", "rollout"], help="list rollouts as a table")
     ros.add_argument("--all-namespaces", "-A", action="store_true", help="list rollouts in every namespace")
+    ros.add_argument("--watch", "-w", action="store_true",
+                     help="then print a rollout's row again each time it changes (Ctrl-C ends)")
     ros.add_argument("--output", "-o", choices=OUTPUTS, default=None,
                      help="json or yaml ({items: [summary]}), or wide (adds ACTUAL-WEIGHT and IMAGES)")
     add_kube_flags(ros)

@@ -1,4 +1,5 @@
-"""End-to-end: ``kubectl-tidegate get rollout --watch`` in a real terminal while a canary advances.
+"""End-to-end: ``kubectl-tidegate get rollout --watch`` in a real terminal (and ``list rollouts
+--watch`` into a pipe) while a canary advances.
 
 Given a Rollout in a fresh namespace and a real controller watching only that namespace,
 When the canary is rolled out and promoted step by step, Then the watching plugin, running
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -98,14 +100,20 @@ def plugin_status(env: dict[str, str], namespace: str, name: str, timeout: str) 
 
 def test_get_watch_shows_every_step_and_ctrl_c_exits_cleanly(
     cluster: Cluster, controller: Controller, tmux: Tmux, cluster_env: dict[str, str], namespace: str,
+    tmp_path: Path,
 ) -> None:
     # Given a healthy basic canary with two manual pauses
     cluster.create(rollout("watched", traffic=None, steps=STEPS))
     cluster.wait_phase("watched", "Healthy", timeout=90)
 
-    # And the plugin watching it in a terminal
+    # And the plugin watching it in a terminal, and `list rollouts --watch` printing to a pipe
     tmux.start([PLUGIN, "get", "rollout", "watched", "-n", namespace, "--watch"])
     wait_until(lambda: "Healthy" in tmux.screen(), timeout=30, message="the plugin to draw the Healthy rollout")
+    listing = tmp_path / "list-watch.txt"
+    with listing.open("w") as sink:
+        lister = subprocess.Popen([PLUGIN, "list", "rollouts", "-n", namespace, "--watch"], env=cluster_env,
+                                  stdout=sink, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: "watched" in listing.read_text(), timeout=30, message="list --watch to print the table")
 
     # When v2 is rolled out and promoted at each pause
     cluster.set_image("watched", "registry.local/model:v2")
@@ -133,6 +141,20 @@ def test_get_watch_shows_every_step_and_ctrl_c_exits_cleanly(
     # Each pause and the end were on screen; the setWeight steps pass too fast to be sure of a capture.
     assert {*seen, len(STEPS)} <= shown, shown
     assert "SetWeight:" in every_screen and "registry.local/model:v2 (stable)" in tmux.screens[-1]
+
+    # And `list rollouts --watch` printed the table, then the rollout's row again as it changed,
+    # its pauses and its end included, and Ctrl-C (SIGINT) ends it with exit 0
+    wait_until(lambda: re.search(r"^watched\s+Canary\s+Healthy\s+4/4\b", listing.read_text(), re.M),
+               timeout=20, message="list --watch to print the finished rollout")
+    lister.send_signal(signal.SIGINT)
+    _, lister_err = lister.communicate(timeout=15)
+    rows = [line.split() for line in listing.read_text().splitlines()]
+    assert rows[0][:4] == ["NAME", "STRATEGY", "STATUS", "STEP"] and rows.count(rows[0]) == 1, rows
+    changes = [(row[2], row[3]) for row in rows[1:]]
+    assert changes[0] == ("Healthy", "4/4") and changes[-1] == ("Healthy", "4/4"), changes
+    assert {("Paused", "1/4"), ("Paused", "3/4")} <= set(changes), changes
+    assert all(a != b for a, b in zip(rows[1:], rows[2:], strict=False)), rows  # a row only when it changed
+    assert lister.returncode == 0 and "Traceback" not in lister_err, lister_err
 
     # When Ctrl-C is pressed, Then the plugin exits 0 without a traceback
     tmux.send("C-c")

@@ -393,3 +393,108 @@ def test_piped_get_is_the_plain_golden_without_line_end_padding() -> None:
     text = out.getvalue()
     assert all(line == line.rstrip() for line in text.splitlines())
     assert text == (GOLDEN / "aborted.plain.txt").read_text()  # no pods or deadlines: the clock does not matter
+
+
+# --- list rollouts --watch ---------------------------------------------------------------------
+
+
+class StandInListFeed:
+    """A stand-in for KubeFeed(name=None): a fixed sequence of (rollouts, ReplicaSets), one per
+    wait(); Ctrl-C after the last."""
+
+    def __init__(self, listings: Sequence[tuple[list[Any], list[Any]]]) -> None:
+        self.listings = list(listings)
+        self.position = 0
+        self.started = self.stopped = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def listing(self) -> tuple[list[Any], list[Any]]:
+        return self.listings[self.position]
+
+    def wait(self, timeout: float | None) -> bool:
+        if self.position + 1 < len(self.listings):
+            self.position += 1
+            return True
+        raise KeyboardInterrupt
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def _rollout_at(step: int, phase: str, name: str = "demo") -> tuple[dict[str, Any], list[Any]]:
+    snap = snapshot_of("canary-paused")
+    rollout = json.loads(json.dumps(snap.rollout))
+    rollout["metadata"]["name"] = name
+    rollout["status"]["currentStepIndex"], rollout["status"]["phase"] = step, phase
+    return rollout, list(snap.replicasets)
+
+
+def _listings() -> list[tuple[list[Any], list[Any]]]:
+    """demo and other Paused at 1; demo moves to 2; nothing changes; demo Healthy at 4."""
+    other, sets = _rollout_at(1, "Paused", name="other")
+    states = [(1, "Paused"), (2, "Progressing"), (2, "Progressing"), (4, "Healthy")]
+    return [([_rollout_at(step, phase)[0], other], sets) for step, phase in states]
+
+
+def test_list_watch_prints_the_table_then_each_changed_row_and_ctrl_c_exits_0() -> None:
+    feed = StandInListFeed(_listings())
+    out = io.StringIO()
+    args = parse(["list", "rollouts", "-n", "shop", "--watch"])
+    assert plugin.run_list(args, feed=feed, console=plugin.make_console(file=out, terminal=False)) == 0
+    assert feed.started and feed.stopped
+    lines = out.getvalue().splitlines()
+    # the header once, both rows, then only demo's row on each change (none for the unchanged state)
+    assert [line.split()[:5] for line in lines] == [
+        ["NAME", "STRATEGY", "STATUS", "STEP", "SET-WEIGHT"],
+        ["demo", "Canary", "Paused", "1/4", "25"],
+        ["other", "Canary", "Paused", "1/4", "25"],
+        ["demo", "Canary", "Progressing", "2/4", "25"],
+        ["demo", "Canary", "Healthy", "4/4", "100"],
+    ]
+    # later rows line up under the header, a longer phase included
+    starts = [[m.start() for m in re.finditer(r"\S+", line)] for line in lines]
+    assert all(row == starts[0] for row in starts), lines
+
+
+def test_list_watch_json_prints_one_line_per_change() -> None:
+    feed = StandInListFeed(_listings())
+    out = io.StringIO()
+    args = parse(["list", "rollouts", "-n", "shop", "-w", "-o", "json"])
+    assert plugin.run_list(args, feed=feed, console=plugin.make_console(file=out, terminal=False)) == 0
+    items = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(i["name"], i["status"], i["step"]) for i in items] == [
+        ("demo", "Paused", 1), ("other", "Paused", 1), ("demo", "Progressing", 2), ("demo", "Healthy", 4)]
+
+
+def test_list_watch_of_an_empty_namespace_says_so_and_keeps_watching(capsys: pytest.CaptureFixture[str]) -> None:
+    rollout, sets = _rollout_at(0, "Progressing")
+    feed = StandInListFeed([([], []), ([rollout], sets)])
+    out = io.StringIO()
+    args = parse(["list", "rollouts", "-n", "shop", "-w"])
+    assert plugin.run_list(args, feed=feed, console=plugin.make_console(file=out, terminal=False)) == 0
+    assert "No resources found in shop namespace." in capsys.readouterr().err
+    assert [line.split()[:4] for line in out.getvalue().splitlines()] == [["demo", "Canary", "Progressing", "0/4"]]
+
+
+def test_kube_feed_of_every_namespace_keeps_same_named_rollouts_apart() -> None:
+    from kubernetes import client
+
+    def rollout(namespace: str, version: str, phase: str) -> dict[str, Any]:
+        return {"metadata": {"name": "web", "namespace": namespace, "resourceVersion": version},
+                "status": {"phase": phase}}
+
+    rollouts = StandInApi(lists=[{"metadata": {"resourceVersion": "5"}, "items": [rollout("a", "4", "Healthy")]}],
+                          watches=[[{"type": "ADDED", "object": rollout("b", "6", "Paused")},
+                                    {"type": "MODIFIED", "object": rollout("a", "7", "Progressing")}]])
+    sets = StandInApi(lists=[{"metadata": {"resourceVersion": "5"}, "items": []}], watches=[])
+    feed = plugin.KubeFeed(client.ApiClient(), None, None, calls={"rollout": rollouts, "replicasets": sets})
+    feed.start()
+    try:
+        assert rollouts.done.wait(timeout=10)
+        listed, _ = feed.listing()
+    finally:
+        feed.stop()
+    assert sorted((r["metadata"]["namespace"], r["status"]["phase"]) for r in listed) == [
+        ("a", "Progressing"), ("b", "Paused")]
