@@ -184,26 +184,18 @@ class KubeFeed:
         custom, apps, core = client.CustomObjectsApi(api), client.AppsV1Api(api), client.CoreV1Api(api)
         managed = {"label_selector": LABEL_POD_TEMPLATE_HASH}
         self._name = name
-        if name is None and namespace is None:
-            self._kinds = {
-                "rollout": _Kind(custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL_ROLLOUTS), {}),
-                "replicasets": _Kind(apps.list_replica_set_for_all_namespaces, (), dict(managed)),
-            }
-        elif name is None:
-            self._kinds = {
-                "rollout": _Kind(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL_ROLLOUTS),
-                                 {}),
-                "replicasets": _Kind(apps.list_namespaced_replica_set, (namespace,), dict(managed)),
-            }
+        if namespace is None:  # every namespace: list rollouts -A --watch (no name)
+            rollouts = _Kind(custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL_ROLLOUTS), {})
+            replicasets = _Kind(apps.list_replica_set_for_all_namespaces, (), dict(managed))
         else:
-            self._kinds = {
-                "rollout": _Kind(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL_ROLLOUTS),
-                                 {"field_selector": f"metadata.name={name}"}),
-                "replicasets": _Kind(apps.list_namespaced_replica_set, (namespace,), dict(managed)),
-                "pods": _Kind(core.list_namespaced_pod, (namespace,), dict(managed)),
-                "analysis_runs": _Kind(custom.list_namespaced_custom_object,
-                                       (GROUP, VERSION, namespace, PLURAL_RUNS), {}),
-            }
+            one = {} if name is None else {"field_selector": f"metadata.name={name}"}
+            rollouts = _Kind(custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL_ROLLOUTS), one)
+            replicasets = _Kind(apps.list_namespaced_replica_set, (namespace,), dict(managed))
+        self._kinds = {"rollout": rollouts, "replicasets": replicasets}
+        if name is not None and namespace is not None:  # one rollout's tree also shows pods and runs
+            self._kinds["pods"] = _Kind(core.list_namespaced_pod, (namespace,), dict(managed))
+            self._kinds["analysis_runs"] = _Kind(custom.list_namespaced_custom_object,
+                                                 (GROUP, VERSION, namespace, PLURAL_RUNS), {})
         for label, call in (calls or {}).items():
             self._kinds[label].list_call = call
         self._lock = threading.Lock()
@@ -682,8 +674,8 @@ def watch_list(feed: ListFeed, console: Console, *, namespaces: bool, wide: bool
 def run_list(args: argparse.Namespace, *, views: Sequence[rv.RolloutView] | None = None,
              console: Console | None = None, feed: ListFeed | None = None) -> int:
     namespace = None if args.all_namespaces else context_namespace(args)
+    where = "any namespace" if namespace is None else f"{namespace} namespace"
     if args.watch:
-        where = "any namespace" if namespace is None else f"{namespace} namespace"
         return watch_list(feed or KubeFeed(api_client(args), namespace, None), console or make_console(),
                           namespaces=namespace is None, wide=args.output == OUTPUT_WIDE, output=args.output,
                           where=where)
@@ -694,7 +686,6 @@ def run_list(args: argparse.Namespace, *, views: Sequence[rv.RolloutView] | None
         console.file.write(_dump({"items": [rv.summary_dict(v) for v in views]}, args.output))
         return EXIT_OK
     if not views:
-        where = "any namespace" if namespace is None else f"{namespace} namespace"
         print(MSG_NO_ROLLOUTS.format(where=where), file=sys.stderr)
         return EXIT_OK
     print_table(console, rollouts_table(views, fancy=console.is_terminal, namespaces=namespace is None,

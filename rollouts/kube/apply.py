@@ -19,8 +19,6 @@ raises WriteRejected, which the handler logs in one line and retries with back-o
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -56,40 +54,9 @@ LOG_RESTART_BLOCKED = "restart: a PodDisruptionBudget refused a pod's eviction; 
 REASON_RESTART_BLOCKED = "RestartEvictionBlocked"
 MSG_RESTART_BLOCKED = "Restart waits: evicting pod {pod} would break a PodDisruptionBudget ({reason})"
 
-
-class BlockedPods:
-    """The pod whose eviction was last refused, per Rollout (by uid), so each block is
-    reported once; bounded, the oldest entry forgotten first."""
-
-    def __init__(self, limit: int = 4096) -> None:
-        self._limit = limit
-        self._last: OrderedDict[str, str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(rollout: Mapping[str, Any]) -> str:
-        meta = rollout.get("metadata") or {}
-        return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
-
-    def first(self, rollout: Mapping[str, Any], pod: str) -> bool:
-        """Record that this pod's eviction was refused; True the first time in a row."""
-        key = self._key(rollout)
-        with self._lock:
-            if self._last.get(key) == pod:
-                self._last.move_to_end(key)
-                return False
-            self._last[key] = pod
-            self._last.move_to_end(key)
-            while len(self._last) > self._limit:
-                self._last.popitem(last=False)
-            return True
-
-    def forget(self, rollout: Mapping[str, Any]) -> None:
-        with self._lock:
-            self._last.pop(self._key(rollout), None)
-
-
-RESTART_BLOCKED = BlockedPods()
+RESTART_BLOCKED = EventDeduper()
+"""The pod whose eviction a PodDisruptionBudget last refused, per Rollout: each block is
+reported once, and a restart that moves on forgets it, so a later block is news."""
 
 REPORTED = EventDeduper()
 """The error reports (rejected writes) already posted as Events, per Rollout: one per
@@ -335,10 +302,10 @@ class _Writer:
                     self.restart_blocked(name, server_message(exc, MAX_REJECTION_MESSAGE))
                     return
                 raise
-            RESTART_BLOCKED.forget(self.ctx.rollout)  # it moved on: a later block is news
+            RESTART_BLOCKED.clear(self.ctx.rollout)  # it moved on: a later block is news
 
     def restart_blocked(self, pod: str, reason: str) -> None:
-        if not RESTART_BLOCKED.first(self.ctx.rollout, pod):
+        if not RESTART_BLOCKED.should_post(self.ctx.rollout, REASON_RESTART_BLOCKED, pod):
             return
         message = MSG_RESTART_BLOCKED.format(pod=pod, reason=reason)
         log.info(LOG_RESTART_BLOCKED, namespace=self.namespace, name=self.name, pod=pod, reason=reason)
